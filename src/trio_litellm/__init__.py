@@ -1,0 +1,108 @@
+"""trio-litellm: a trio-native client for the LiteLLM proxy.
+
+::
+
+    async with open_client(proxy_url="http://127.0.0.1:4000", api_key="sk-...") as client:
+        reply = await client.complete(model="fake-gpt", messages=[{"role": "user", "content": "hi"}])
+"""
+
+from ._client import Client, open_client
+from ._config import ClientConfig
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigError,
+    ConflictError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InternalServerError,
+    LiteLLMError,
+    ModelNotFoundError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProxyConnectionError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    ServiceUnavailableError,
+    StreamInterruptedError,
+    UnprocessableEntityError,
+)
+from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._meta import RateLimitInfo, ResponseMeta
+from ._reader import ChatStream
+from ._wire import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FunctionCall,
+    FunctionCallDelta,
+    Message,
+    Model,
+    ModelInfo,
+    RoutingHints,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatRequest",
+    "ChatStream",
+    "Choice",
+    "ChunkChoice",
+    "Client",
+    "ClientConfig",
+    "ConfigError",
+    "ConflictError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "Delta",
+    "DeploymentHealth",
+    "DeploymentStatus",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "InternalServerError",
+    "LiteLLMError",
+    "Message",
+    "Model",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProxyConnectionError",
+    "ProxyHealth",
+    "RateLimitError",
+    "RateLimitInfo",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
+    "ResponseMeta",
+    "RoutingHints",
+    "ServiceUnavailableError",
+    "StreamInterruptedError",
+    "ToolCall",
+    "ToolCallDelta",
+    "UnprocessableEntityError",
+    "Usage",
+    "__version__",
+    "open_client",
+]

@@ -1,0 +1,187 @@
+"""The client's configuration: one frozen value, validated when made, every default documented.
+
+Unset values come from the environment (``LITELLM_PROXY_URL``, ``LITELLM_API_KEY``), then from the
+defaults below. A bad value raises :class:`ConfigError` naming the field. The API key never
+appears in ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._errors import ConfigError
+
+__all__ = ["DEFAULT_PROXY_URL", "ClientConfig", "resolve_config"]
+
+DEFAULT_PROXY_URL = "http://localhost:4000"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ClientConfig:
+    """How to reach the proxy and how patient to be with it."""
+
+    proxy_url: str | None = None
+    """Base URL of the LiteLLM proxy; default ``$LITELLM_PROXY_URL``, else ``http://localhost:4000``.
+    A trailing ``/v1`` is dropped: the client adds it where the route has it."""
+
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    """Virtual key or master key sent as ``Authorization: Bearer``; default ``$LITELLM_API_KEY``."""
+
+    connect_timeout: float = 5.0
+    """Seconds to open a TCP (and TLS) connection to the proxy."""
+
+    read_timeout: float = 600.0
+    """Seconds to wait for any bytes of an answer. A non-stream completion sends nothing until the
+    model has finished, so this bounds generation time, like the openai SDK's 600 s."""
+
+    write_timeout: float = 30.0
+    """Seconds to send a request body."""
+
+    pool_timeout: float | None = None
+    """Seconds to wait for a free pooled connection; None waits (bounded by ``total_timeout``)."""
+
+    total_timeout: float | None = 900.0
+    """Seconds for a whole call, every retry and its backoff included; None for no limit."""
+
+    first_token_timeout: float | None = None
+    """Streams: seconds from sending the request to the first chunk; None uses ``read_timeout``."""
+
+    stream_idle_timeout: float | None = 120.0
+    """Streams: seconds allowed between two chunks once the stream has started; None for none."""
+
+    max_retries: int = 2
+    """Retries after the first attempt, for connection errors, timeouts, 408, 409, 429 (not a
+    spent budget) and 5xx. 0 disables retries."""
+
+    backoff_initial: float = 0.5
+    """Seconds before the first retry when the proxy did not say how long to wait; doubles after."""
+
+    backoff_max: float = 8.0
+    """Longest backoff between two retries (a ``Retry-After`` from the proxy may be longer)."""
+
+    backoff_jitter: float = 0.5
+    """Up to this many random seconds added to each backoff, so clients do not retry in step."""
+
+    max_retry_after: float = 120.0
+    """Longest ``Retry-After`` honoured; a 429 asking for more is raised at once, not retried."""
+
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Extra headers sent with every request (e.g. ``x-litellm-tags``)."""
+
+    max_connections: int = 100
+    """Most connections open to the proxy at once; more requests wait for one."""
+
+    max_keepalive_connections: int | None = None
+    """Most idle connections kept for reuse; None keeps up to ``max_connections``."""
+
+    keepalive_expiry: float = 4.0
+    """Seconds an idle connection is kept. Below uvicorn's 5 s, so the proxy never closes a
+    connection at the moment we reuse it."""
+
+    def __post_init__(self) -> None:
+        url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
+        object.__setattr__(self, "proxy_url", _check_url(url))
+        key = self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY")
+        if key is not None:
+            if not isinstance(key, str):
+                raise ConfigError("api_key", f"must be a string, not {type(key).__name__}")
+            if not key or any(c.isspace() or not c.isprintable() for c in key):
+                raise ConfigError("api_key", "must be non-empty, without spaces or control characters")
+        object.__setattr__(self, "api_key", key)
+        for name in ("connect_timeout", "read_timeout", "write_timeout", "keepalive_expiry"):
+            _check_positive(name, getattr(self, name))
+        for name in ("pool_timeout", "total_timeout", "first_token_timeout", "stream_idle_timeout"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        for name in ("backoff_initial", "backoff_max", "backoff_jitter", "max_retry_after"):
+            _check_number(name, getattr(self, name), minimum=0.0)
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigError("backoff_max", "must not be less than backoff_initial")
+        _check_int("max_retries", self.max_retries, minimum=0)
+        _check_int("max_connections", self.max_connections, minimum=1)
+        if self.max_keepalive_connections is not None:
+            _check_int("max_keepalive_connections", self.max_keepalive_connections, minimum=0)
+        _check_headers(self.headers)
+        object.__setattr__(self, "headers", dict(self.headers))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+        )
+        key = "None" if self.api_key is None else "'***'"
+        return f"ClientConfig({shown}, api_key={key})"
+
+    @property
+    def base_url(self) -> str:
+        """The proxy URL, validated: never None once the config is made."""
+        assert self.proxy_url is not None
+        return self.proxy_url
+
+
+def resolve_config(config: ClientConfig | None = None, options: Mapping[str, Any] | None = None) -> ClientConfig:
+    """A config from an optional base and keyword options; unknown options raise ConfigError."""
+    options = dict(options or {})
+    known = {f.name for f in dataclasses.fields(ClientConfig)}
+    for name in options:
+        if name not in known:
+            raise ConfigError(name, f"unknown option (known: {', '.join(sorted(known))})")
+    if config is None:
+        return ClientConfig(**options)
+    if not isinstance(config, ClientConfig):
+        raise ConfigError("config", f"must be a ClientConfig, not {type(config).__name__}")
+    return dataclasses.replace(config, **options) if options else config
+
+
+def _check_url(url: Any) -> str:
+    if not isinstance(url, str):
+        raise ConfigError("proxy_url", f"must be a string, not {type(url).__name__}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError("proxy_url", f"must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError("proxy_url", f"has no host: {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError("proxy_url", f"has a bad port: {url!r}") from exc
+    if parts.query or parts.fragment:
+        raise ConfigError("proxy_url", f"must not have a query or fragment: {url!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _check_number(name: str, value: Any, *, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(name, f"must be a number, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value) or value < minimum:
+        raise ConfigError(name, f"must be a finite number >= {minimum}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    _check_number(name, value, minimum=0.0)
+    if value <= 0:
+        raise ConfigError(name, f"must be > 0, got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"must be an integer, not {type(value).__name__}")
+    if value < minimum:
+        raise ConfigError(name, f"must be >= {minimum}, got {value!r}")
+
+
+def _check_headers(headers: Any) -> None:
+    if not isinstance(headers, Mapping):
+        raise ConfigError("headers", f"must be a mapping of str to str, not {type(headers).__name__}")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError("headers", f"names and values must be strings: {key!r}")
+        if any(c in "\r\n" for c in key + value):
+            raise ConfigError("headers", f"header {key!r} contains a line break")

@@ -1,0 +1,130 @@
+"""What the proxy says about an answer in its headers: cost, call id, deployment, retries, limits.
+
+Pure functions over a header mapping (case-insensitive or lower-case keyed); no IO.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+__all__ = ["RateLimitInfo", "ResponseMeta", "meta_from_headers", "parse_duration"]
+
+
+class RateLimitInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``x-ratelimit-*`` headers; None where absent or unparseable. Resets are in seconds."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens: float | None = None
+
+
+class ResponseMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """The proxy's ``x-litellm-*`` headers of one answer, and what the client saw of it.
+
+    ``response_cost`` is absent on streams (the proxy sends headers before the cost is known) and
+    for upstream models it has no price for. ``attempts`` counts the client's own tries.
+    """
+
+    status: int
+    call_id: str | None = None
+    model_id: str | None = None
+    model_group: str | None = None
+    model_name: str | None = None
+    api_base: str | None = None
+    version: str | None = None
+    request_id: str | None = None
+    response_cost: float | None = None
+    key_spend: float | None = None
+    response_duration_ms: float | None = None
+    overhead_duration_ms: float | None = None
+    attempted_retries: int | None = None
+    attempted_fallbacks: int | None = None
+    ratelimit: RateLimitInfo = RateLimitInfo()
+    attempts: int = 1
+    latency: float | None = None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(raw: str | None) -> float | None:
+    """Seconds in a rate-limit reset header: ``12``, ``1.5``, ``12ms``, ``6m0s``, ``1h2m3.5s``.
+
+    Negative or unparseable values (Azure's ``-1`` sentinel among them) are unknown: None.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return value if math.isfinite(value) and value >= 0 else None
+    total = 0.0
+    position = 0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(text):
+        return None
+    return total
+
+
+def _float(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _int(raw: str | None) -> int | None:
+    value = _float(raw)
+    return None if value is None or value < 0 else int(value)
+
+
+def meta_from_headers(
+    status: int, headers: Mapping[str, str], *, attempts: int = 1, latency: float | None = None
+) -> ResponseMeta:
+    """Read a response's headers into a :class:`ResponseMeta`."""
+    get = headers.get
+    ratelimit = RateLimitInfo(
+        limit_requests=_int(get("x-ratelimit-limit-requests")),
+        remaining_requests=_int(get("x-ratelimit-remaining-requests")),
+        reset_requests=parse_duration(get("x-ratelimit-reset-requests")),
+        limit_tokens=_int(get("x-ratelimit-limit-tokens")),
+        remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
+        reset_tokens=parse_duration(get("x-ratelimit-reset-tokens")),
+    )
+    return ResponseMeta(
+        status=status,
+        call_id=get("x-litellm-call-id"),
+        model_id=get("x-litellm-model-id"),
+        model_group=get("x-litellm-model-group"),
+        model_name=get("x-litellm-model-name"),
+        api_base=get("x-litellm-model-api-base"),
+        version=get("x-litellm-version"),
+        request_id=get("x-request-id") or get("llm_provider-x-request-id"),
+        response_cost=_float(get("x-litellm-response-cost")),
+        key_spend=_float(get("x-litellm-key-spend")),
+        response_duration_ms=_float(get("x-litellm-response-duration-ms")),
+        overhead_duration_ms=_float(get("x-litellm-overhead-duration-ms")),
+        attempted_retries=_int(get("x-litellm-attempted-retries")),
+        attempted_fallbacks=_int(get("x-litellm-attempted-fallbacks")),
+        ratelimit=ratelimit,
+        attempts=attempts,
+        latency=latency,
+    )

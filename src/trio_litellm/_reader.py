@@ -1,0 +1,271 @@
+"""The per-stream reader task, and the :class:`ChatStream` the caller iterates.
+
+Why a task: the HTTP body is read by one task that owns the response from open to close, so
+that leaving the caller's ``async with`` (break, exception, cancellation) cancels that task and
+closes the response at one place, whatever the caller was doing. The reader feeds the sans-IO SSE
+parser, decodes chunks with msgspec and sends them into a bounded channel: a slow consumer slows
+the reader (backpressure) and nothing queues without bound.
+
+The reader holds chunks back until the first one with content. Until then nothing has reached
+the caller, so any failure (an error status, an in-band ``{"error": ...}`` event, a dropped
+connection, no first token in time) is raised and retried by the transport's policy. After it,
+every abnormal end becomes a :class:`StreamInterruptedError` carrying the partial completion:
+a stream never ends short in silence, and is never retried.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import msgspec
+import trio
+
+from ._aggregate import StreamAccumulator
+from ._errors import (
+    LiteLLMError,
+    ProxyConnectionError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    StreamInterruptedError,
+    error_from_body,
+)
+from ._meta import ResponseMeta, meta_from_headers
+from ._sse import SSEParser, is_done
+from ._transport import BodyStream, Transport
+from ._wire import ChatCompletion, ChatCompletionChunk, chunk_decoder
+
+__all__ = ["STREAM_BUFFER", "ChatStream", "StreamReader"]
+
+STREAM_BUFFER = 16
+"""Chunks the reader may decode ahead of the consumer: one network read often holds several."""
+
+
+class StreamReader:
+    """Opens one streamed completion (retrying before content) and reads it into a channel."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        model: str,
+        first_token_timeout: float,
+        idle_timeout: float | None,
+        max_retries: int | None = None,
+    ) -> None:
+        self._transport = transport
+        self._path = path
+        self._body = body
+        self._headers = headers
+        self._model = model
+        self._first_token_timeout = first_token_timeout
+        self._idle_timeout = idle_timeout
+        self._max_retries = max_retries
+        self._started = False
+        self.accumulator = StreamAccumulator()
+        self.meta: ResponseMeta | None = None
+        self.error: LiteLLMError | None = None
+        self.finished = False
+
+    async def run(
+        self,
+        send: trio.MemorySendChannel[ChatCompletionChunk],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Read the stream into ``send``, then close it. Errors before the first content are raised
+        (``nursery.start`` hands them to the caller); later ones are kept in ``error``."""
+        with send:
+            try:
+                await self._transport.call(
+                    lambda number: self._attempt(number, send, task_status),
+                    max_retries=self._max_retries,
+                    # A long stream may outlast any total: its deadlines are per phase instead.
+                    timeout=math.inf,
+                )
+            except LiteLLMError as exc:
+                if not self._started:
+                    raise
+                self.error = self._interrupted(exc)
+
+    def _interrupted(self, exc: LiteLLMError) -> StreamInterruptedError:
+        if isinstance(exc, StreamInterruptedError):
+            return exc
+        interrupted = StreamInterruptedError(
+            f"stream interrupted after content: {exc.message}",
+            partial=self.accumulator.result(),
+            status=exc.status,
+            type=exc.type,
+            code=exc.code,
+            call_id=exc.call_id or (self.meta.call_id if self.meta else None),
+            model=self._model,
+        )
+        interrupted.__cause__ = exc
+        return interrupted
+
+    async def _attempt(
+        self,
+        number: int,
+        send: trio.MemorySendChannel[ChatCompletionChunk],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        accumulator = StreamAccumulator()
+        self.accumulator = accumulator
+        start = trio.current_time()
+        async with self._transport.stream(
+            "POST", self._path, body=self._body, headers=self._headers, model=self._model
+        ) as body:
+            self.meta = meta_from_headers(
+                body.status, body.headers, attempts=number, latency=trio.current_time() - start
+            )
+            with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
+                await self._read(body, accumulator, send, task_status, scope)
+            if scope.cancelled_caught:
+                if self._started:
+                    raise self._interrupted(
+                        RequestTimeoutError(
+                            f"no chunk for {self._idle_timeout} s (stream_idle_timeout)", model=self._model
+                        )
+                    )
+                raise RequestTimeoutError(
+                    f"no first token within {self._first_token_timeout} s", model=self._model
+                )
+
+    async def _read(
+        self,
+        body: BodyStream,
+        accumulator: StreamAccumulator,
+        send: trio.MemorySendChannel[ChatCompletionChunk],
+        task_status: trio.TaskStatus[None],
+        scope: trio.CancelScope,
+    ) -> None:
+        parser = SSEParser()
+        held: list[ChatCompletionChunk] = []
+        idle = self._idle_timeout if self._idle_timeout is not None else float("inf")
+        while True:
+            try:
+                data = await body.receive_some()
+            except LiteLLMError as exc:
+                if self._started:
+                    raise self._interrupted(exc) from exc
+                raise
+            events = parser.feed(data) if data else parser.finish()
+            for event in events:
+                if is_done(event):
+                    if not self._started:
+                        if accumulator.chunks == 0:
+                            raise ResponseDecodeError(
+                                "the stream finished without any chunk", model=self._model
+                            )
+                        await self._start(held, send, task_status)
+                    self.finished = True
+                    return
+                chunk = self._decode(event.data)
+                accumulator.add(chunk)
+                if self._started:
+                    await send.send(chunk)
+                    scope.deadline = trio.current_time() + idle
+                else:
+                    held.append(chunk)
+                    if accumulator.has_content:
+                        await self._start(held, send, task_status)
+                        scope.deadline = trio.current_time() + idle
+            if not data:
+                break
+        ended = "the stream ended without [DONE]" + (" (torn last event)" if parser.incomplete else "")
+        if self._started:
+            raise self._interrupted(ProxyConnectionError(ended, model=self._model))
+        raise ProxyConnectionError(f"{ended}, before any content", model=self._model)
+
+    async def _start(
+        self,
+        held: list[ChatCompletionChunk],
+        send: trio.MemorySendChannel[ChatCompletionChunk],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        self._started = True
+        task_status.started()
+        for chunk in held:
+            await send.send(chunk)
+        held.clear()
+
+    def _decode(self, data: str | bytes) -> ChatCompletionChunk:
+        try:
+            chunk = chunk_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            error = ResponseDecodeError(f"a stream chunk is not valid: {exc}", model=self._model)
+            if self._started:
+                raise self._interrupted(error) from exc
+            raise error from exc
+        if chunk.error is not None:
+            raw = data.encode() if isinstance(data, str) else data
+            in_band = self._transport.scrub(error_from_body(None, raw, model=self._model))
+            if self.meta is not None and in_band.call_id is None:
+                in_band.call_id = self.meta.call_id
+            if self._started:
+                raise self._interrupted(in_band)
+            raise in_band
+        return chunk
+
+
+class ChatStream:
+    """A streamed chat completion: ``async for chunk in stream``, then ``stream.result()``.
+
+    ``meta`` holds the proxy's headers (no cost on streams: the proxy sends headers first).
+    """
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[ChatCompletionChunk], reader: StreamReader) -> None:
+        self._receive = receive
+        self._reader = reader
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self._reader.error is not None:
+                raise self._reader.error from self._reader.error.__cause__
+            raise StopAsyncIteration from None
+        except trio.ClosedResourceError:
+            raise StreamInterruptedError(
+                "the stream is closed: iterate it inside its `async with` block",
+                partial=self._reader.accumulator.result(),
+            ) from None
+
+    @property
+    def meta(self) -> ResponseMeta | None:
+        """What the proxy said in its response headers."""
+        return self._reader.meta
+
+    @property
+    def finished(self) -> bool:
+        """True once the proxy sent ``[DONE]``."""
+        return self._reader.finished
+
+    def partial(self) -> ChatCompletion:
+        """The completion aggregated from the chunks received so far."""
+        return self._with_meta(self._reader.accumulator.result())
+
+    def result(self) -> ChatCompletion:
+        """The aggregated completion: full text, tool calls, finish reason, usage.
+
+        Raises the stream's error if it was interrupted, and ``RuntimeError`` before it ended.
+        """
+        if self._reader.error is not None:
+            raise self._reader.error
+        if not self._reader.finished:
+            raise RuntimeError("the stream has not finished: iterate it to the end first")
+        return self._with_meta(self._reader.accumulator.result())
+
+    def _with_meta(self, completion: ChatCompletion) -> ChatCompletion:
+        completion.meta = self._reader.meta
+        return completion
+
+    def __repr__(self) -> str:
+        state = "failed" if self._reader.error else "finished" if self._reader.finished else "open"
+        return f"<ChatStream {state} chunks={self._reader.accumulator.chunks}>"

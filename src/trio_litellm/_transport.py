@@ -1,0 +1,253 @@
+"""The only module that speaks HTTP: one pooled httpx2 client, the error map, the retry policy.
+
+Foreign errors enter here and nowhere else: every httpx2 exception becomes one of ours through
+``_ERROR_MAP``, raised ``from`` the original. Error statuses become typed errors through the
+pure classifier in ``_errors``. Retries are a stamina policy: the hook retries what is
+``retryable``, waits what the proxy asked (``Retry-After``, ``llm_provider-retry-after``) up to
+``max_retry_after``, and otherwise backs off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import httpx2
+import stamina
+import trio
+
+from ._config import ClientConfig
+from ._errors import (
+    LiteLLMError,
+    ProxyConnectionError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    error_from_response,
+)
+
+__all__ = ["Answer", "BodyStream", "Transport"]
+
+T = TypeVar("T")
+
+_VERSION = "0.1.0"
+
+# Checked in order: the first matching class wins (subclasses before their bases).
+_ERROR_MAP: tuple[tuple[type[httpx2.HTTPError], type[LiteLLMError], str], ...] = (
+    (httpx2.ConnectTimeout, ProxyConnectionError, "timed out connecting to the proxy"),
+    (httpx2.PoolTimeout, RequestTimeoutError, "timed out waiting for a free connection"),
+    (httpx2.ReadTimeout, RequestTimeoutError, "timed out waiting for the proxy's answer"),
+    (httpx2.WriteTimeout, RequestTimeoutError, "timed out sending the request"),
+    (httpx2.TimeoutException, RequestTimeoutError, "timed out"),
+    (httpx2.ConnectError, ProxyConnectionError, "cannot connect to the proxy"),
+    (httpx2.RemoteProtocolError, ProxyConnectionError, "the proxy broke the connection"),
+    (httpx2.ReadError, ProxyConnectionError, "the connection to the proxy broke while reading"),
+    (httpx2.WriteError, ProxyConnectionError, "the connection to the proxy broke while sending"),
+    (httpx2.DecodingError, ResponseDecodeError, "cannot decode the proxy's answer"),
+    (httpx2.TransportError, ProxyConnectionError, "transport error talking to the proxy"),
+    (httpx2.HTTPError, LiteLLMError, "HTTP error"),
+)
+
+
+class Answer:
+    """A complete HTTP answer: status, headers (case-insensitive), body, and seconds it took."""
+
+    __slots__ = ("content", "headers", "latency", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], content: bytes, latency: float) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
+        self.latency = latency
+
+
+class BodyStream:
+    """The body of a streamed answer, read piece by piece with transport errors mapped to ours."""
+
+    __slots__ = ("_iterator", "_transport", "headers", "status")
+
+    def __init__(self, transport: Transport, response: httpx2.Response) -> None:
+        self._transport = transport
+        self._iterator = response.aiter_bytes()
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    async def receive_some(self) -> bytes:
+        """The next bytes of the body; ``b""`` at its end."""
+        try:
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except httpx2.HTTPError as exc:
+            raise self._transport.map_error(exc) from exc
+
+
+class Transport:
+    """One pooled HTTP client for one :func:`open_client`; every request of it goes through here."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self._config = config
+        self._secret = config.api_key
+        headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
+        headers.update(config.headers)
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._http = httpx2.AsyncClient(
+            base_url=config.base_url,
+            headers=headers,
+            timeout=httpx2.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.write_timeout,
+                pool=config.pool_timeout,
+            ),
+            limits=httpx2.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_keepalive_connections,
+                keepalive_expiry=config.keepalive_expiry,
+            ),
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"Transport({self._config.base_url!r})"
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._http.aclose()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections the pool holds now, idle or busy (for tests and statistics)."""
+        pool = getattr(self._http._transport, "_pool", None)  # the pool is httpcore2's
+        return len(getattr(pool, "connections", ()))
+
+    # --- one attempt ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> Answer:
+        """One attempt at a request whose answer is read whole; an error status raises typed."""
+        start = trio.current_time()
+        extensions = None if timeout is None else {"timeout": _timeout_ext(timeout)}
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                content=body,
+                headers=_with_content_type(headers, body),
+                extensions=extensions,
+            )
+        except httpx2.HTTPError as exc:
+            raise self.map_error(exc, model) from exc
+        if response.status_code >= 400:
+            raise self.scrub(
+                error_from_response(response.status_code, response.headers, response.content, model=model)
+            )
+        return Answer(response.status_code, response.headers, response.content, trio.current_time() - start)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[BodyStream]:
+        """One attempt at a request whose body is read as it arrives. The response is closed, and
+        its connection released, when the block is left by any path."""
+        request = self._http.build_request(
+            method, path, content=body, headers=_with_content_type(headers, body)
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx2.HTTPError as exc:
+            raise self.map_error(exc, model) from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                except httpx2.HTTPError as exc:
+                    raise self.map_error(exc, model) from exc
+                raise self.scrub(
+                    error_from_response(response.status_code, response.headers, content, model=model)
+                )
+            yield BodyStream(self, response)
+        finally:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+                await response.aclose()
+
+    # --- errors and retries ---------------------------------------------------------------------
+
+    def map_error(self, exc: httpx2.HTTPError, model: str | None = None) -> LiteLLMError:
+        """Our error for an httpx2 one (the caller raises it ``from`` the original)."""
+        for foreign, ours, text in _ERROR_MAP:
+            if isinstance(exc, foreign):
+                detail = str(exc) or type(exc).__name__
+                return self.scrub(ours(f"{text}: {detail}", model=model))
+        raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
+
+    def scrub(self, exc: LiteLLMError) -> LiteLLMError:
+        """Remove the API key from an error's text, should the proxy ever echo it."""
+        if self._secret and self._secret in exc.message:
+            exc.message = exc.message.replace(self._secret, "***")
+            exc.args = (exc.message,)
+        return exc
+
+    def _retry_hook(self, exc: Exception) -> bool | float:
+        if not isinstance(exc, LiteLLMError) or not exc.retryable:
+            return False
+        if exc.retry_after is None:
+            return True
+        if exc.retry_after > self._config.max_retry_after:
+            return False
+        return exc.retry_after
+
+    async def call(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """Run ``attempt(n)`` (n = 1, 2, ...) under the retry policy and the total deadline."""
+        config = self._config
+        retries = config.max_retries if max_retries is None else max_retries
+        total = config.total_timeout if timeout is None else timeout
+        with trio.move_on_after(total if total is not None else float("inf")) as scope:
+            if retries == 0:
+                return await attempt(1)
+            async for try_ in stamina.retry_context(
+                on=self._retry_hook,
+                attempts=retries + 1,
+                timeout=None,
+                wait_initial=config.backoff_initial,
+                wait_max=config.backoff_max,
+                wait_jitter=config.backoff_jitter,
+            ):
+                with try_:
+                    return await attempt(try_.num)
+        assert scope.cancelled_caught
+        raise RequestTimeoutError(f"no answer within the total timeout of {total} s")
+
+
+def _with_content_type(headers: Mapping[str, str] | None, body: bytes | None) -> Mapping[str, str] | None:
+    if body is None:
+        return headers
+    merged = {"content-type": "application/json"}
+    if headers:
+        merged.update(headers)
+    return merged
+
+
+def _timeout_ext(seconds: float) -> dict[str, float]:
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
