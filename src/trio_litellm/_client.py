@@ -194,7 +194,9 @@ class Client:
             answer = await self._transport.request(
                 "POST", _EMBEDDINGS_PATH, body=body, headers=extra_headers, model=embedding.model
             )
-            response: EmbeddingResponse = _decode(embedding_decoder, answer.content, embedding.model)
+            response: EmbeddingResponse = _decode(
+                embedding_decoder, answer.content, embedding.model
+            )
             if not response.data:
                 raise _empty_answer(answer.status, answer.content, embedding.model)
             response.meta = meta_from_headers(
@@ -244,7 +246,9 @@ class Client:
         """Is the proxy up and ready? Cheap (no key, no model call); never raises for a down proxy."""
         return await probe_proxy(self._transport, timeout=timeout)
 
-    async def deployment_health(self, model: str | None = None, *, timeout: float = 300.0) -> DeploymentHealth:
+    async def deployment_health(
+        self, model: str | None = None, *, timeout: float = 300.0
+    ) -> DeploymentHealth:
         """Check every deployment (or one model group's) with a real call through the proxy.
 
         This is LiteLLM's ``/health``: it bills a small call per deployment and can take seconds.
@@ -259,10 +263,14 @@ def _build(cls: type[Any], params: dict[str, Any], method: str) -> Any:
         raise TypeError(f"{method}(): {exc}") from None
 
 
-def _chat_request(request: ChatRequest | None, params: dict[str, Any], *, stream: bool) -> ChatRequest:
+def _chat_request(
+    request: ChatRequest | None, params: dict[str, Any], *, stream: bool
+) -> ChatRequest:
     method = "stream" if stream else "complete"
     if "stream" in params:
-        raise ValueError(f"{method}(): do not pass stream=; use client.{'stream' if params['stream'] else 'complete'}()")
+        raise ValueError(
+            f"{method}(): do not pass stream=; use client.{'stream' if params['stream'] else 'complete'}()"
+        )
     hints = params.get("routing_hints")
     if isinstance(hints, Mapping):
         try:
@@ -272,7 +280,11 @@ def _chat_request(request: ChatRequest | None, params: dict[str, Any], *, stream
     if request is None:
         chat: ChatRequest = _build(ChatRequest, params, method)
     else:
-        chat = msgspec.structs.replace(request, **params) if params else msgspec.structs.replace(request)
+        chat = (
+            msgspec.structs.replace(request, **params)
+            if params
+            else msgspec.structs.replace(request)
+        )
     _check_chat(chat, method)
     chat.stream = True if stream else None
     return chat
@@ -283,7 +295,9 @@ def _check_chat(chat: ChatRequest, method: str) -> None:
         raise ValueError(f"{method}(): model must be a non-empty string, got {chat.model!r}")
     messages = chat.messages
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise TypeError(f"{method}(): messages must be a list of messages, got {type(messages).__name__}")
+        raise TypeError(
+            f"{method}(): messages must be a list of messages, got {type(messages).__name__}"
+        )
     if not messages:
         raise ValueError(f"{method}(): messages must not be empty")
     for index, message in enumerate(messages):
@@ -309,5 +323,6 @@ def _empty_answer(status: int, content: bytes, model: str | None) -> Exception:
     """A 200 without choices or data: an error body in disguise, or a broken answer."""
     if b'"error"' in content:
         return error_from_body(status if status >= 400 else None, content, model=model)
-    return ResponseDecodeError(f"the proxy answered {status} with no result: {content[:200]!r}", model=model)
-
+    return ResponseDecodeError(
+        f"the proxy answered {status} with no result: {content[:200]!r}", model=model
+    )

@@ -91,7 +91,9 @@ class ClientConfig:
             if not isinstance(key, str):
                 raise ConfigError("api_key", f"must be a string, not {type(key).__name__}")
             if not key or any(c.isspace() or not c.isprintable() for c in key):
-                raise ConfigError("api_key", "must be non-empty, without spaces or control characters")
+                raise ConfigError(
+                    "api_key", "must be non-empty, without spaces or control characters"
+                )
         object.__setattr__(self, "api_key", key)
         for name in ("connect_timeout", "read_timeout", "write_timeout", "keepalive_expiry"):
             _check_positive(name, getattr(self, name))
@@ -123,7 +125,9 @@ class ClientConfig:
         return self.proxy_url
 
 
-def resolve_config(config: ClientConfig | None = None, options: Mapping[str, Any] | None = None) -> ClientConfig:
+def resolve_config(
+    config: ClientConfig | None = None, options: Mapping[str, Any] | None = None
+) -> ClientConfig:
     """A config from an optional base and keyword options; unknown options raise ConfigError."""
     options = dict(options or {})
     known = {f.name for f in dataclasses.fields(ClientConfig)}
@@ -179,7 +183,9 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
 
 def _check_headers(headers: Any) -> None:
     if not isinstance(headers, Mapping):
-        raise ConfigError("headers", f"must be a mapping of str to str, not {type(headers).__name__}")
+        raise ConfigError(
+            "headers", f"must be a mapping of str to str, not {type(headers).__name__}"
+        )
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ConfigError("headers", f"names and values must be strings: {key!r}")

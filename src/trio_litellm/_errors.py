@@ -110,7 +110,9 @@ class LiteLLMError(Exception):
         return " | ".join(parts)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, status={self.status!r}, type={self.type!r})"
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, type={self.type!r})"
+        )
 
 
 class ConfigError(LiteLLMError, ValueError):
@@ -275,7 +277,10 @@ _BY_MESSAGE: tuple[tuple[re.Pattern[str], type[LiteLLMError]], ...] = (
         ),
         ContextWindowExceededError,
     ),
-    (re.compile(r"content[ _]policy|ContentPolicyViolation|content_filter", re.I), ContentPolicyViolationError),
+    (
+        re.compile(r"content[ _]policy|ContentPolicyViolation|content_filter", re.I),
+        ContentPolicyViolationError,
+    ),
     (re.compile(r"budget has been exceeded|BudgetExceeded", re.I), BudgetExceededError),
 )
 
@@ -290,7 +295,9 @@ def _clean(value: Any) -> str | None:
     return None if text in ("", "None", "null") else text
 
 
-def parse_retry_after(headers: Mapping[str, str], message: str = "", *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str], message: str = "", *, now: float | None = None
+) -> float | None:
     """Seconds the proxy asked us to wait, or None.
 
     Reads ``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then LiteLLM's
@@ -385,10 +392,14 @@ def _fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
         return text[:2000], None, None, None
 
 
-def _json_fields(decoded: _ErrorBody, body: bytes) -> tuple[str, str | None, str | None, str | None]:
+def _json_fields(
+    decoded: _ErrorBody, body: bytes
+) -> tuple[str, str | None, str | None, str | None]:
     if decoded.error is not None:
         detail = decoded.error
-        message = detail.message if isinstance(detail.message, str) else _clean(detail.message) or ""
+        message = (
+            detail.message if isinstance(detail.message, str) else _clean(detail.message) or ""
+        )
         return message, _clean(detail.type), _clean(detail.param), _clean(detail.code)
     if decoded.detail is not None:
         detail_value = decoded.detail

@@ -16,7 +16,13 @@ import trio
 from ._errors import LiteLLMError, ResponseDecodeError
 from ._transport import Transport
 
-__all__ = ["DeploymentHealth", "DeploymentStatus", "ProxyHealth", "check_deployments", "probe_proxy"]
+__all__ = [
+    "DeploymentHealth",
+    "DeploymentStatus",
+    "ProxyHealth",
+    "check_deployments",
+    "probe_proxy",
+]
 
 
 class ProxyHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,7 +99,9 @@ async def probe_proxy(transport: Transport, *, timeout: float) -> ProxyHealth:
     )
 
 
-async def check_deployments(transport: Transport, *, model: str | None, timeout: float) -> DeploymentHealth:
+async def check_deployments(
+    transport: Transport, *, model: str | None, timeout: float
+) -> DeploymentHealth:
     """Ask ``/health`` (a real call to each deployment, or only ``model``'s)."""
     path = "/health" if model is None else f"/health?model={quote(model, safe='')}"
     answer = await transport.request("GET", path, model=model, timeout=timeout)

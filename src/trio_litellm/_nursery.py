@@ -39,6 +39,6 @@ async def open_collapsing_nursery() -> AsyncIterator[trio.Nursery]:
             raise
         context = leaf.__context__
         try:
-            raise leaf  # noqa: B904 - the group is an implementation detail, not a cause
+            raise leaf
         finally:
             leaf.__context__ = context

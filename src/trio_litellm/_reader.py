@@ -127,7 +127,8 @@ class StreamReader:
                 if self._started:
                     raise self._interrupted(
                         RequestTimeoutError(
-                            f"no chunk for {self._idle_timeout} s (stream_idle_timeout)", model=self._model
+                            f"no chunk for {self._idle_timeout} s (stream_idle_timeout)",
+                            model=self._model,
                         )
                     )
                 raise RequestTimeoutError(
@@ -175,7 +176,9 @@ class StreamReader:
                         scope.deadline = trio.current_time() + idle
             if not data:
                 break
-        ended = "the stream ended without [DONE]" + (" (torn last event)" if parser.incomplete else "")
+        ended = "the stream ended without [DONE]" + (
+            " (torn last event)" if parser.incomplete else ""
+        )
         if self._started:
             raise self._interrupted(ProxyConnectionError(ended, model=self._model))
         raise ProxyConnectionError(f"{ended}, before any content", model=self._model)
@@ -217,7 +220,9 @@ class ChatStream:
     ``meta`` holds the proxy's headers (no cost on streams: the proxy sends headers first).
     """
 
-    def __init__(self, receive: trio.MemoryReceiveChannel[ChatCompletionChunk], reader: StreamReader) -> None:
+    def __init__(
+        self, receive: trio.MemoryReceiveChannel[ChatCompletionChunk], reader: StreamReader
+    ) -> None:
         self._receive = receive
         self._reader = reader
 

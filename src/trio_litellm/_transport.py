@@ -54,7 +54,9 @@ class Answer:
 
     __slots__ = ("content", "headers", "latency", "status")
 
-    def __init__(self, status: int, headers: Mapping[str, str], content: bytes, latency: float) -> None:
+    def __init__(
+        self, status: int, headers: Mapping[str, str], content: bytes, latency: float
+    ) -> None:
         self.status = status
         self.headers = headers
         self.content = content
@@ -149,9 +151,13 @@ class Transport:
             raise self.map_error(exc, model) from exc
         if response.status_code >= 400:
             raise self.scrub(
-                error_from_response(response.status_code, response.headers, response.content, model=model)
+                error_from_response(
+                    response.status_code, response.headers, response.content, model=model
+                )
             )
-        return Answer(response.status_code, response.headers, response.content, trio.current_time() - start)
+        return Answer(
+            response.status_code, response.headers, response.content, trio.current_time() - start
+        )
 
     @asynccontextmanager
     async def stream(
@@ -179,7 +185,9 @@ class Transport:
                 except httpx2.HTTPError as exc:
                     raise self.map_error(exc, model) from exc
                 raise self.scrub(
-                    error_from_response(response.status_code, response.headers, content, model=model)
+                    error_from_response(
+                        response.status_code, response.headers, content, model=model
+                    )
                 )
             yield BodyStream(self, response)
         finally:
@@ -240,7 +248,9 @@ class Transport:
         raise RequestTimeoutError(f"no answer within the total timeout of {total} s")
 
 
-def _with_content_type(headers: Mapping[str, str] | None, body: bytes | None) -> Mapping[str, str] | None:
+def _with_content_type(
+    headers: Mapping[str, str] | None, body: bytes | None
+) -> Mapping[str, str] | None:
     if body is None:
         return headers
     merged = {"content-type": "application/json"}

@@ -43,7 +43,9 @@ def tagged(text: str, **directives: Any) -> list[dict[str, str]]:
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[Client]:
-    async with open_client(proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=0) as client:
+    async with open_client(
+        proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=0
+    ) as client:
         yield client
 
 
@@ -58,7 +60,9 @@ async def upstream_stats(stack: Stack) -> dict[str, Any]:
 # --- every call ---------------------------------------------------------------------------------
 
 
-async def test_complete_returns_the_mock_answer_with_usage_and_proxy_headers(client: Client) -> None:
+async def test_complete_returns_the_mock_answer_with_usage_and_proxy_headers(
+    client: Client,
+) -> None:
     reply = await client.complete(
         model="fake-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=16
     )
@@ -76,7 +80,10 @@ async def test_complete_returns_the_mock_answer_with_usage_and_proxy_headers(cli
 async def test_complete_echoes_through_the_fake_provider(client: Client) -> None:
     reply = await client.complete(
         model="local-gpt",
-        messages=[Message(role="system", content="be brief"), {"role": "user", "content": "one two three"}],
+        messages=[
+            Message(role="system", content="be brief"),
+            {"role": "user", "content": "one two three"},
+        ],
         temperature=0.0,
         seed=7,
         user="tester",
@@ -99,7 +106,9 @@ async def test_a_chat_request_struct_and_routing_hints_are_accepted(client: Clie
     request = ChatRequest(
         model="local-gpt",
         messages=[{"role": "user", "content": "structs"}],
-        routing_hints=RoutingHints(priority="cost", max_cost=0.01, required_capabilities=("tools",)),
+        routing_hints=RoutingHints(
+            priority="cost", max_cost=0.01, required_capabilities=("tools",)
+        ),
         metadata={"tag": "x"},
     )
     reply = await client.complete(request, extra_headers={"x-litellm-tags": "tests"})
@@ -149,8 +158,14 @@ async def test_stream_aggregates_streamed_tool_calls(client: Client) -> None:
 
 
 async def test_stream_of_the_mock_model(client: Client) -> None:
-    async with client.stream(model="fake-gpt", messages=[{"role": "user", "content": "hi"}]) as stream:
-        texts = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
+    async with client.stream(
+        model="fake-gpt", messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        texts = [
+            c.choices[0].delta.content
+            async for c in stream
+            if c.choices and c.choices[0].delta.content
+        ]
     assert "".join(texts) == "Hello"
 
 
@@ -215,7 +230,9 @@ async def test_no_key_is_an_authentication_error(stack: Stack) -> None:
 
 
 async def test_a_wrong_key_is_an_authentication_error_without_leaking_it(stack: Stack) -> None:
-    async with open_client(proxy_url=stack.proxy_url, api_key="sk-wrong-secret-123", max_retries=0) as client:
+    async with open_client(
+        proxy_url=stack.proxy_url, api_key="sk-wrong-secret-123", max_retries=0
+    ) as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.complete(model="local-gpt", messages=[{"role": "user", "content": "x"}])
     assert "sk-wrong-secret-123" not in str(caught.value) + repr(caught.value) + repr(client)
@@ -243,7 +260,9 @@ async def test_upstream_429_is_a_rate_limit_error_with_retry_after(client: Clien
 
 
 async def test_upstream_429_is_retried_after_the_wait_it_asked_for(stack: Stack) -> None:
-    async with open_client(proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=2) as client:
+    async with open_client(
+        proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=2
+    ) as client:
         start = trio.current_time()
         reply = await client.complete(
             model="local-gpt", messages=tagged("retry me", status=429, retry_after=1, fail_first=1)
@@ -257,7 +276,11 @@ async def test_upstream_429_is_retried_after_the_wait_it_asked_for(stack: Stack)
 async def test_upstream_500_is_retried_then_raised(stack: Stack) -> None:
     before = (await upstream_stats(stack))["by_model"].get("status=500", 0)
     async with open_client(
-        proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=2, backoff_initial=0.05, backoff_max=0.1
+        proxy_url=stack.proxy_url,
+        api_key=stack.api_key,
+        max_retries=2,
+        backoff_initial=0.05,
+        backoff_max=0.1,
     ) as client:
         with pytest.raises(InternalServerError) as caught:
             await client.complete(model="failing-gpt", messages=[{"role": "user", "content": "x"}])
@@ -269,7 +292,9 @@ async def test_upstream_500_is_retried_then_raised(stack: Stack) -> None:
 async def test_drop_mid_stream_raises_interrupted_with_the_partial_text(client: Client) -> None:
     received = []
     with pytest.raises(StreamInterruptedError) as caught:
-        async with client.stream(model="local-gpt", messages=tagged("a b c d e f", drop_after=3)) as stream:
+        async with client.stream(
+            model="local-gpt", messages=tagged("a b c d e f", drop_after=3)
+        ) as stream:
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     received.append(chunk.choices[0].delta.content)
@@ -279,26 +304,36 @@ async def test_drop_mid_stream_raises_interrupted_with_the_partial_text(client: 
 
 
 async def test_an_in_band_error_before_content_is_retried(stack: Stack) -> None:
-    async with open_client(proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=1) as client:
-        async with client.stream(model="local-gpt", messages=tagged("later", error_after=0, fail_first=1)) as stream:
+    async with open_client(
+        proxy_url=stack.proxy_url, api_key=stack.api_key, max_retries=1
+    ) as client:
+        async with client.stream(
+            model="local-gpt", messages=tagged("later", error_after=0, fail_first=1)
+        ) as stream:
             async for _ in stream:
                 pass
     assert stream.result().text == "Echo: later"
     assert stream.meta is not None and stream.meta.attempts == 2
 
 
-async def test_a_stalled_upstream_hits_the_client_timeout_and_frees_the_connection(stack: Stack) -> None:
+async def test_a_stalled_upstream_hits_the_client_timeout_and_frees_the_connection(
+    stack: Stack,
+) -> None:
     async with open_client(
         proxy_url=stack.proxy_url, api_key=stack.api_key, read_timeout=1.0, max_retries=0
     ) as client:
         with pytest.raises(RequestTimeoutError):
             await client.complete(model="local-gpt", messages=tagged("slow", latency=20))
         assert client.open_connections == 0
-        reply = await client.complete(model="local-gpt", messages=[{"role": "user", "content": "after"}])
+        reply = await client.complete(
+            model="local-gpt", messages=[{"role": "user", "content": "after"}]
+        )
         assert reply.text == "Echo: after"
 
 
-async def test_a_stream_that_stalls_mid_way_is_interrupted_by_the_idle_timeout(stack: Stack) -> None:
+async def test_a_stream_that_stalls_mid_way_is_interrupted_by_the_idle_timeout(
+    stack: Stack,
+) -> None:
     async with open_client(
         proxy_url=stack.proxy_url, api_key=stack.api_key, stream_idle_timeout=1.0, max_retries=0
     ) as client:
@@ -318,7 +353,9 @@ async def test_no_first_token_in_time_raises_at_entry(stack: Stack) -> None:
         proxy_url=stack.proxy_url, api_key=stack.api_key, first_token_timeout=1.0, max_retries=0
     ) as client:
         with pytest.raises(RequestTimeoutError):
-            async with client.stream(model="local-gpt", messages=tagged("x", stall_after=0, stall=30)):
+            async with client.stream(
+                model="local-gpt", messages=tagged("x", stall_after=0, stall=30)
+            ):
                 pytest.fail("the block must not run")
 
 
@@ -327,7 +364,9 @@ async def test_cancelling_mid_stream_leaves_no_task_or_connection(stack: Stack) 
         seen = 0
         nurseries = len(trio.lowlevel.current_task().child_nurseries)
         with trio.CancelScope() as scope:
-            async with client.stream(model="local-gpt", messages=tagged("a b c d e f g h", tps=5)) as stream:
+            async with client.stream(
+                model="local-gpt", messages=tagged("a b c d e f g h", tps=5)
+            ) as stream:
                 assert len(trio.lowlevel.current_task().child_nurseries) == nurseries + 1
                 async for _ in stream:
                     seen += 1
@@ -337,12 +376,16 @@ async def test_cancelling_mid_stream_leaves_no_task_or_connection(stack: Stack) 
         assert seen == 3
         assert client.open_connections == 0
         assert len(trio.lowlevel.current_task().child_nurseries) == nurseries
-        reply = await client.complete(model="local-gpt", messages=[{"role": "user", "content": "still works"}])
+        reply = await client.complete(
+            model="local-gpt", messages=[{"role": "user", "content": "still works"}]
+        )
         assert reply.text == "Echo: still works"
 
 
 async def test_breaking_out_of_a_stream_closes_it(client: Client) -> None:
-    async with client.stream(model="local-gpt", messages=tagged("a b c d e f g h", tps=20)) as stream:
+    async with client.stream(
+        model="local-gpt", messages=tagged("a b c d e f g h", tps=20)
+    ) as stream:
         async for _ in stream:
             break
     assert not stream.finished

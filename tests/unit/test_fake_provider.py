@@ -436,7 +436,7 @@ async def test_fail_first_fails_n_times_per_model_and_tag(http: httpx2.AsyncClie
 
 async def test_drop_after_cuts_the_stream_after_k_chunks(http: httpx2.AsyncClient) -> None:
     received = []
-    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):  # noqa: PT012
+    with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
         async with http.stream(
             "POST", "/v1/chat/completions", json=chat("a b c d [fake drop_after=2]", stream=True)
         ) as response:
