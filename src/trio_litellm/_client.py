@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -41,6 +41,9 @@ from ._wire import (
     model_list_decoder,
 )
 
+if TYPE_CHECKING:
+    import httpx2  # only for the test hook's annotation: HTTP lives in _transport
+
 __all__ = ["Client", "open_client"]
 
 _CHAT_PATH = "/v1/chat/completions"
@@ -55,11 +58,19 @@ async def open_client(config: ClientConfig | None = None, **options: Any) -> Asy
     Takes a :class:`ClientConfig`, keyword options (the same names), or both (options override
     the config). Unset values come from ``LITELLM_PROXY_URL`` / ``LITELLM_API_KEY``, then defaults.
     """
-    resolved = resolve_config(config, options)
-    transport = Transport(resolved)
+    async with _open_client(resolve_config(config, options)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _open_client(
+    config: ClientConfig, *, http_transport: httpx2.AsyncBaseTransport | None = None
+) -> AsyncIterator[Client]:
+    """:func:`open_client` on a resolved config; tests may put an in-memory HTTP transport under it."""
+    transport = Transport(config, http_transport=http_transport)
     try:
         async with open_collapsing_nursery() as nursery:
-            client = Client(resolved, transport, nursery)
+            client = Client(config, transport, nursery)
             try:
                 yield client
             finally:

@@ -200,9 +200,10 @@ class StreamReader:
             chunk = chunk_decoder.decode(data)
         except msgspec.DecodeError as exc:
             error = ResponseDecodeError(f"a stream chunk is not valid: {exc}", model=self._model)
+            error.__cause__ = exc
             if self._started:
-                raise self._interrupted(error) from exc
-            raise error from exc
+                raise self._interrupted(error) from error
+            raise error
         if chunk.error is not None:
             raw = data.encode() if isinstance(data, str) else data
             in_band = self._transport.scrub(error_from_body(None, raw, model=self._model))

@@ -87,7 +87,9 @@ class BodyStream:
 class Transport:
     """One pooled HTTP client for one :func:`open_client`; every request of it goes through here."""
 
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(
+        self, config: ClientConfig, *, http_transport: httpx2.AsyncBaseTransport | None = None
+    ) -> None:
         self._config = config
         self._secret = config.api_key
         headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
@@ -109,6 +111,7 @@ class Transport:
                 keepalive_expiry=config.keepalive_expiry,
             ),
             follow_redirects=False,
+            transport=http_transport,
         )
 
     def __repr__(self) -> str:
