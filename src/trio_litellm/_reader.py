@@ -203,7 +203,7 @@ class StreamReader:
             error.__cause__ = exc
             if self._started:
                 raise self._interrupted(error) from error
-            raise error
+            raise error from exc
         if chunk.error is not None:
             raw = data.encode() if isinstance(data, str) else data
             in_band = self._transport.scrub(error_from_body(None, raw, model=self._model))
