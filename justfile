@@ -1,0 +1,34 @@
+# Developer tasks. The first-ever step is `bash scripts/bootstrap.sh` (just itself lives in .venv).
+
+export PATH := justfile_directory() / ".venv/bin" + ":" + env_var("PATH")
+
+# List the recipes.
+default:
+    @just --list
+
+# Create or update .venv and .proxy-venv (idempotent).
+bootstrap:
+    bash scripts/bootstrap.sh
+
+# Run the demo against a local fake provider and LiteLLM proxy.
+demo:
+    bash scripts/demo.sh
+
+# Run the tests; arguments go to pytest (e.g. `just test tests/unit -x`).
+test *args:
+    bash scripts/test.sh {{args}}
+
+# Lint, check formatting and type-check (no changes made).
+lint:
+    ruff check
+    ruff format --check
+    mypy
+
+# Apply ruff's fixes and formatting.
+fmt:
+    ruff check --fix
+    ruff format
+
+# Run the fake provider and the LiteLLM proxy in the foreground until Ctrl-C.
+proxy *args:
+    python -m trio_litellm._devstack {{args}}
