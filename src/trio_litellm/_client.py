@@ -92,7 +92,7 @@ class Client:
         self._nursery = nursery
 
     def __repr__(self) -> str:
-        return f"<trio_litellm.Client {self._config.base_url}>"
+        return f"<trio_litellm.Client {self._config.display_url}>"
 
     @property
     def config(self) -> ClientConfig:

@@ -86,7 +86,7 @@ class ClientConfig:
     def __post_init__(self) -> None:
         url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
         object.__setattr__(self, "proxy_url", _check_url(url))
-        key = self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY")
+        key = self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY") or None
         if key is not None:
             if not isinstance(key, str):
                 raise ConfigError("api_key", f"must be a string, not {type(key).__name__}")
@@ -113,10 +113,18 @@ class ClientConfig:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+            f"{f.name}={self.display_url if f.name == 'proxy_url' else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.repr
         )
         key = "None" if self.api_key is None else "'***'"
         return f"ClientConfig({shown}, api_key={key})"
+
+    @property
+    def display_url(self) -> str:
+        """The proxy URL without any ``user:password@``, for reprs and messages."""
+        parts = urlsplit(self.base_url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
     @property
     def base_url(self) -> str:

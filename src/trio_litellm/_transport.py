@@ -115,7 +115,7 @@ class Transport:
         )
 
     def __repr__(self) -> str:
-        return f"Transport({self._config.base_url!r})"
+        return f"Transport({self._config.display_url!r})"
 
     async def aclose(self) -> None:
         """Close every pooled connection."""

@@ -71,16 +71,15 @@ async def tour(proxy_url: str, api_key: str) -> None:
 
 
 def main() -> int:
-    """Run the demo; 0 on success, 1 with a clear message otherwise."""
+    """Run the demo; 0 on success, 1 with a clear message otherwise, 130 on Ctrl-C."""
+    stack = DevStack()
     try:
         with console.status("starting the fake provider and the LiteLLM proxy (about 10 s)..."):
-            stack = DevStack()
             stack.start()
+        trio.run(tour, stack.proxy_url, stack.api_key)
     except DevStackError as exc:
         console.print(f"[red]could not start the local stack:[/] {exc}")
         return 1
-    try:
-        trio.run(tour, stack.proxy_url, stack.api_key)
     except LiteLLMError as exc:
         console.print(f"[red]the demo failed:[/] {exc}")
         return 1

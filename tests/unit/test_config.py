@@ -390,3 +390,15 @@ def test_repr_shows_the_other_settings_and_no_key_when_there_is_none() -> None:
 def test_repr_of_a_resolved_config_never_shows_the_api_key() -> None:
     config = resolve_config(ClientConfig(api_key=SECRET), {"max_retries": 0})
     assert SECRET not in repr(config)
+
+
+def test_an_empty_environment_key_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_API_KEY", "")
+    assert ClientConfig().api_key is None
+
+
+def test_repr_never_shows_credentials_in_the_proxy_url() -> None:
+    config = ClientConfig(proxy_url=f"http://user:{SECRET}@proxy.example:4000")
+    assert SECRET not in repr(config)
+    assert "proxy_url='http://proxy.example:4000'" in repr(config)
+    assert config.base_url == f"http://user:{SECRET}@proxy.example:4000"
