@@ -72,14 +72,7 @@ def test_a_completion_decodes_and_encodes_back_to_the_same_json(body: dict[str, 
             assert again[key] == value
 
 
-@given(
-    st.dictionaries(
-        st.text(min_size=1, max_size=10).filter(
-            lambda k: k not in ChatCompletion.__struct_fields__
-        ),
-        st.integers(),
-    )
-)
+@given(st.dictionaries(st.text(max_size=10).map(lambda k: f"x_{k}"), st.integers()))
 def test_unknown_fields_are_ignored_at_any_depth(extra: dict[str, int]) -> None:
     body = {
         "id": "x",
