@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_litellm import (
-    ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
     EmbeddingRequest,
