@@ -86,7 +86,9 @@ class ClientConfig:
     def __post_init__(self) -> None:
         url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
         object.__setattr__(self, "proxy_url", _check_url(url))
-        key = self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY") or None
+        key = (
+            self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY") or None
+        )
         if key is not None:
             if not isinstance(key, str):
                 raise ConfigError("api_key", f"must be a string, not {type(key).__name__}")
