@@ -29,6 +29,6 @@ fmt:
     ruff check --fix
     ruff format
 
-# Run the fake provider and the LiteLLM proxy in the foreground until Ctrl-C.
+# Run the fake provider (port 8090) and the LiteLLM proxy (port 4000, key sk-test) until Ctrl-C.
 proxy *args:
-    python -m trio_litellm._devstack {{args}}
+    python -m trio_litellm._devstack --proxy-port 4000 --fake-provider-port 8090 {{args}}
