@@ -6,6 +6,7 @@ generators that can stall forever, so every deadline is asserted at its exact cl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -474,3 +475,16 @@ async def test_an_exception_in_the_callers_block_comes_out_unwrapped() -> None:
     with pytest.raises(KeyError):
         async with open_test_client(script):
             raise KeyError("mine too")
+
+
+async def test_the_key_never_reaches_a_log_line(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    echoing = json_answer(500, error_body(500, f"upstream said {SECRET}"), {"retry-after": "1"})
+    script = Script(echoing, json_answer(200, COMPLETION))
+    async with open_test_client(script, max_retries=1) as client:
+        await complete(client)
+    assert caplog.records, "retries and HTTP requests are logged"
+    everything = caplog.text + "".join(repr(vars(record)) for record in caplog.records)
+    assert SECRET not in everything
