@@ -194,11 +194,11 @@ class Client:
         **params: Any,
     ) -> EmbeddingResponse:
         """Embeddings: ``embed(model=..., input=["a", "b"])``; vectors in ``.data[i].embedding``."""
+        embedding: EmbeddingRequest
         if request is None:
-            request = _build(EmbeddingRequest, params, "embed")
-        elif params:
-            request = msgspec.structs.replace(request, **params)
-        embedding = request
+            embedding = _build(EmbeddingRequest, params, "embed")
+        else:
+            embedding = msgspec.structs.replace(request, **params) if params else request
         body = encode_embedding_request(embedding, dict(extra_body) if extra_body else None)
 
         async def attempt(number: int) -> EmbeddingResponse:
