@@ -83,6 +83,26 @@ class ClientConfig:
     """Seconds an idle connection is kept. Below uvicorn's 5 s, so the proxy never closes a
     connection at the moment we reuse it."""
 
+    rpm: int | None = None
+    """Requests per minute this client may start; None for no limit of its own. Never more than
+    this many start in any 60 s window."""
+
+    tpm: int | None = None
+    """Tokens per minute (prompt estimate plus ``max_tokens``, reconciled with real usage)."""
+
+    max_in_flight: int | None = None
+    """Requests running at once; None means ``max_connections``. More wait their turn."""
+
+    health_check_interval: float | None = 5.0
+    """Seconds between liveness probes while the proxy is up; None turns the monitor off."""
+
+    health_down_interval: float = 0.5
+    """Seconds between probes while the proxy is down, to notice its return quickly."""
+
+    health_failure_threshold: int = 2
+    """Consecutive failed probes that mark the proxy down (one is enough after a request
+    failed to connect)."""
+
     def __post_init__(self) -> None:
         url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
         object.__setattr__(self, "proxy_url", _check_url(url))
@@ -110,6 +130,13 @@ class ClientConfig:
         _check_int("max_connections", self.max_connections, minimum=1)
         if self.max_keepalive_connections is not None:
             _check_int("max_keepalive_connections", self.max_keepalive_connections, minimum=0)
+        for name in ("rpm", "tpm", "max_in_flight"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        if self.health_check_interval is not None:
+            _check_positive("health_check_interval", self.health_check_interval)
+        _check_positive("health_down_interval", self.health_down_interval)
+        _check_int("health_failure_threshold", self.health_failure_threshold, minimum=1)
         _check_headers(self.headers)
         object.__setattr__(self, "headers", dict(self.headers))
 
@@ -121,6 +148,11 @@ class ClientConfig:
         )
         key = "None" if self.api_key is None else "'***'"
         return f"ClientConfig({shown}, api_key={key})"
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``max_in_flight``, or ``max_connections`` when unset."""
+        return self.max_in_flight if self.max_in_flight is not None else self.max_connections
 
     @property
     def display_url(self) -> str:
