@@ -6,8 +6,9 @@
         reply = await client.complete(model="fake-gpt", messages=[{"role": "user", "content": "hi"}])
 """
 
-from ._client import Client, open_client
+from ._client import Client, ClientStatistics, open_client
 from ._config import ClientConfig
+from ._dispatcher import ClientClosedError, DispatcherStatistics
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -31,8 +32,11 @@ from ._errors import (
     UnprocessableEntityError,
 )
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._jobs import InvalidRequestError, Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
+from ._monitor import HealthTransition, MonitorStatistics
 from ._reader import ChatStream
+from ._throttle import ThrottleStatistics
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -68,7 +72,9 @@ __all__ = [
     "Choice",
     "ChunkChoice",
     "Client",
+    "ClientClosedError",
     "ClientConfig",
+    "ClientStatistics",
     "ConfigError",
     "ConflictError",
     "ContentPolicyViolationError",
@@ -76,17 +82,23 @@ __all__ = [
     "Delta",
     "DeploymentHealth",
     "DeploymentStatus",
+    "DispatcherStatistics",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "FunctionCall",
     "FunctionCallDelta",
+    "HealthTransition",
     "InternalServerError",
+    "InvalidRequestError",
+    "Job",
+    "JobResult",
     "LiteLLMError",
     "Message",
     "Model",
     "ModelInfo",
     "ModelNotFoundError",
+    "MonitorStatistics",
     "NotFoundError",
     "PermissionDeniedError",
     "ProxyConnectionError",
@@ -99,6 +111,7 @@ __all__ = [
     "RoutingHints",
     "ServiceUnavailableError",
     "StreamInterruptedError",
+    "ThrottleStatistics",
     "ToolCall",
     "ToolCallDelta",
     "UnprocessableEntityError",

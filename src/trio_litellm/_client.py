@@ -1,26 +1,35 @@
 """``open_client()`` and the :class:`Client` facade: every call an application makes goes here.
 
-``open_client`` owns one nursery and the pooled transport. On exit it cancels what still runs in
-the nursery and closes every connection, so nothing outlives the ``async with``. A lone exception
-from inside the block (the caller's or ours) comes out as itself, not wrapped in an
-ExceptionGroup.
+``open_client`` owns one nursery. It starts the actors in order (throttle, health monitor,
+dispatcher), each with ``nursery.start``, and stops them in the reverse order on exit, so the
+dispatcher can still tell each pending request that the client closed. Then it closes every
+connection: nothing outlives the ``async with``. A lone exception from inside the block (the
+caller's or ours) comes out as itself, not wrapped in an ExceptionGroup.
+
+Every request, whether a method call (:meth:`Client.complete`, :meth:`Client.embed`,
+:meth:`Client.stream`) or a job (:meth:`Client.open_jobs`), is a :class:`Work` for the dispatcher.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import trio
 
 from ._config import ClientConfig, resolve_config
-from ._errors import ModelNotFoundError, ResponseDecodeError, error_from_body
+from ._dispatcher import ClientClosedError, Dispatcher, DispatcherStatistics, Runner, Work
+from ._errors import LiteLLMError, ModelNotFoundError, ResponseDecodeError, error_from_body
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
+from ._jobs import Call, InvalidRequestError, Job, JobResult, prepare
 from ._meta import meta_from_headers
+from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
+from ._throttle import Throttle, ThrottleStatistics
 from ._transport import Transport
 from ._wire import (
     ChatCompletion,
@@ -35,8 +44,6 @@ from ._wire import (
     RoutingHints,
     completion_decoder,
     embedding_decoder,
-    encode_chat_request,
-    encode_embedding_request,
     model_infos,
     model_list_decoder,
 )
@@ -44,11 +51,19 @@ from ._wire import (
 if TYPE_CHECKING:
     import httpx2  # only for the test hook's annotation: HTTP lives in _transport
 
-__all__ = ["Client", "open_client"]
+__all__ = ["Client", "ClientStatistics", "open_client"]
 
-_CHAT_PATH = "/v1/chat/completions"
-_EMBEDDINGS_PATH = "/v1/embeddings"
 _PROBE_TIMEOUT = 10.0
+_LIVENESS_TIMEOUT = 5.0
+
+
+class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of every actor of a client, and of its connection pool."""
+
+    dispatcher: DispatcherStatistics
+    throttle: ThrottleStatistics
+    health: MonitorStatistics | None
+    open_connections: int
 
 
 @asynccontextmanager
@@ -68,28 +83,118 @@ async def _open_client(
 ) -> AsyncIterator[Client]:
     """:func:`open_client` on a resolved config; tests may put an in-memory HTTP transport under it."""
     transport = Transport(config, http_transport=http_transport)
+    throttle = Throttle(rpm=config.rpm, tpm=config.tpm)
+    monitor = None
+    if config.health_check_interval is not None:
+        monitor = HealthMonitor(
+            lambda: transport.liveness(timeout=_LIVENESS_TIMEOUT),
+            interval=config.health_check_interval,
+            down_interval=config.health_down_interval,
+            failure_threshold=config.health_failure_threshold,
+        )
+    dispatcher = Dispatcher(
+        transport,
+        throttle,
+        monitor,
+        max_in_flight=config.in_flight_limit,
+        max_retries=config.max_retries,
+        backoff_initial=config.backoff_initial,
+    )
+    actors: list[_Actor] = []
     try:
         async with open_collapsing_nursery() as nursery:
-            client = Client(config, transport, nursery)
+            for run in (throttle.run, monitor.run if monitor else None, dispatcher.run):
+                if run is not None:
+                    actor = _Actor(run)
+                    await nursery.start(actor.run)
+                    actors.append(actor)
             try:
-                yield client
+                yield Client(config, transport, dispatcher, throttle, monitor)
             finally:
-                nursery.cancel_scope.cancel()
+                for actor in reversed(actors):
+                    await actor.stop()
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()
 
 
+class _Actor:
+    """An actor's ``run`` in a cancel scope of its own, so actors stop one at a time, in order."""
+
+    def __init__(self, run: Callable[..., Awaitable[None]]) -> None:
+        self._run = run
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope:
+                await self._run(task_status=task_status)
+        finally:
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._stopped.wait()
+
+
+class _Reply:
+    """Where a method call waits for its work's one outcome."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    async def deliver(self, result: Any, error: BaseException | None, work: Work) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class _StreamStart:
+    """The stream reader's ``task_status``: set when the first content arrived or it failed."""
+
+    __slots__ = ("error", "finished", "ready", "send")
+
+    def __init__(self, send: trio.MemorySendChannel[ChatCompletionChunk]) -> None:
+        self.ready = trio.Event()
+        self.finished = trio.Event()
+        self.error: BaseException | None = None
+        self.send = send
+
+    def started(self, value: None = None) -> None:
+        self.ready.set()
+
+    async def deliver(self, result: Any, error: BaseException | None, work: Work) -> None:
+        self.error = error
+        self.send.close()
+        self.ready.set()
+        self.finished.set()
+
+
 class Client:
-    """Completions, streams, embeddings, models and health through one LiteLLM proxy.
+    """Completions, streams, embeddings, jobs, models and health through one LiteLLM proxy.
 
     Made by :func:`open_client`; valid inside its ``async with`` block only.
     """
 
-    def __init__(self, config: ClientConfig, transport: Transport, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: Transport,
+        dispatcher: Dispatcher,
+        throttle: Throttle,
+        monitor: HealthMonitor | None,
+    ) -> None:
         self._config = config
         self._transport = transport
-        self._nursery = nursery
+        self._dispatcher = dispatcher
+        self._throttle = throttle
+        self._monitor = monitor
+        self._estimate = config.tpm is not None
 
     def __repr__(self) -> str:
         return f"<trio_litellm.Client {self._config.display_url}>"
@@ -104,7 +209,36 @@ class Client:
         """Connections to the proxy held in the pool right now, idle or busy."""
         return self._transport.open_connections
 
-    # --- chat ---------------------------------------------------------------------------------
+    @property
+    def busy_connections(self) -> int:
+        """Connections carrying a request or a response right now."""
+        return self._transport.busy_connections
+
+    @property
+    def health_status(self) -> Literal["up", "down", "unknown"]:
+        """What the health monitor believes; "unknown" when it is turned off."""
+        return self._monitor.state if self._monitor is not None else "unknown"
+
+    def health_transitions(self, buffer: int = 16) -> trio.MemoryReceiveChannel[HealthTransition]:
+        """A channel of the proxy's up/down transitions from now on (close it when done).
+
+        A reader that falls ``buffer`` events behind misses the newest ones; it never slows the
+        monitor. Raises RuntimeError when the monitor is turned off.
+        """
+        if self._monitor is None:
+            raise RuntimeError("the health monitor is off (health_check_interval=None)")
+        return self._monitor.subscribe(buffer)
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the dispatcher, the throttle, the health monitor and the pool."""
+        return ClientStatistics(
+            dispatcher=self._dispatcher.statistics(),
+            throttle=self._throttle.statistics(),
+            health=self._monitor.statistics() if self._monitor is not None else None,
+            open_connections=self._transport.open_connections,
+        )
+
+    # --- chat and embeddings --------------------------------------------------------------------
 
     async def complete(
         self,
@@ -121,66 +255,12 @@ class Client:
 
         Takes every OpenAI chat parameter by keyword (or a :class:`ChatRequest`), plus
         ``routing_hints``; ``extra_body`` / ``extra_headers`` reach the proxy as given.
-        ``timeout`` bounds the whole call, retries included.
+        ``timeout`` bounds the whole call, retries and waits for admission included.
         """
         chat = _chat_request(request, params, stream=False)
-        body = encode_chat_request(chat, dict(extra_body) if extra_body else None)
-
-        async def attempt(number: int) -> ChatCompletion:
-            answer = await self._transport.request(
-                "POST", _CHAT_PATH, body=body, headers=extra_headers, model=chat.model
-            )
-            completion: ChatCompletion = _decode(completion_decoder, answer.content, chat.model)
-            if not completion.choices:
-                raise _empty_answer(answer.status, answer.content, chat.model)
-            completion.meta = meta_from_headers(
-                answer.status, answer.headers, attempts=number, latency=answer.latency
-            )
-            return completion
-
-        return await self._transport.call(attempt, max_retries=max_retries, timeout=timeout)
-
-    @asynccontextmanager
-    async def stream(
-        self,
-        request: ChatRequest | None = None,
-        /,
-        *,
-        extra_body: Mapping[str, Any] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        max_retries: int | None = None,
-        **params: Any,
-    ) -> AsyncIterator[ChatStream]:
-        """A streamed chat completion: ``async with client.stream(...) as s: async for chunk in s``.
-
-        Same parameters as :meth:`complete`. Usage is asked for (``stream_options.include_usage``)
-        unless ``stream_options`` is given. Entering waits for the first content, retrying
-        failures until then; leaving early closes the response and its connection.
-        """
-        chat = _chat_request(request, params, stream=True)
-        if chat.stream_options is None:
-            chat.stream_options = {"include_usage": True}
-        config = self._config
-        reader = StreamReader(
-            self._transport,
-            path=_CHAT_PATH,
-            body=encode_chat_request(chat, dict(extra_body) if extra_body else None),
-            headers=extra_headers,
-            model=chat.model,
-            first_token_timeout=config.first_token_timeout or config.read_timeout,
-            idle_timeout=config.stream_idle_timeout,
-            max_retries=max_retries,
-        )
-        send, receive = trio.open_memory_channel[ChatCompletionChunk](STREAM_BUFFER)
-        async with open_collapsing_nursery() as nursery:
-            with receive:
-                await nursery.start(reader.run, send)
-                try:
-                    yield ChatStream(receive, reader)
-                finally:
-                    nursery.cancel_scope.cancel()
-
-    # --- embeddings ---------------------------------------------------------------------------
+        call = prepare(chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        result: ChatCompletion = await self._call(call, max_retries=max_retries, timeout=timeout)
+        return result
 
     async def embed(
         self,
@@ -199,23 +279,157 @@ class Client:
             embedding = _build(EmbeddingRequest, params, "embed")
         else:
             embedding = msgspec.structs.replace(request, **params) if params else request
-        body = encode_embedding_request(embedding, dict(extra_body) if extra_body else None)
+        call = prepare(embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        result: EmbeddingResponse = await self._call(call, max_retries=max_retries, timeout=timeout)
+        return result
 
-        async def attempt(number: int) -> EmbeddingResponse:
-            answer = await self._transport.request(
-                "POST", _EMBEDDINGS_PATH, body=body, headers=extra_headers, model=embedding.model
+    async def _call(self, call: Call, *, max_retries: int | None, timeout: float | None) -> Any:
+        reply = _Reply()
+        work = Work(
+            self._operation(call),
+            reply.deliver,
+            tokens=call.tokens,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
+        await self._dispatcher.submit(work)
+        try:
+            await reply.done.wait()
+        finally:
+            if not reply.done.is_set():
+                work.scope.cancel()  # the caller left: stop the request
+        if reply.error is not None:
+            raise reply.error
+        return reply.result
+
+    def _operation(self, call: Call) -> Callable[[Runner], Awaitable[Any]]:
+        """The work of a request answered in one JSON body: run its attempts, decode the answer."""
+        decoder = completion_decoder if call.kind == "chat" else embedding_decoder
+        transport = self._transport
+
+        async def attempt(number: int) -> Any:
+            answer = await transport.request(
+                "POST", call.path, body=call.body, headers=call.headers, model=call.model
             )
-            response: EmbeddingResponse = _decode(
-                embedding_decoder, answer.content, embedding.model
-            )
-            if not response.data:
-                raise _empty_answer(answer.status, answer.content, embedding.model)
+            response = _decode(decoder, answer.content, call.model)
+            if not (response.choices if call.kind == "chat" else response.data):
+                raise _empty_answer(answer.status, answer.content, call.model)
             response.meta = meta_from_headers(
                 answer.status, answer.headers, attempts=number, latency=answer.latency
             )
             return response
 
-        return await self._transport.call(attempt, max_retries=max_retries, timeout=timeout)
+        async def operation(run: Runner) -> Any:
+            return await run(attempt)
+
+        return operation
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        request: ChatRequest | None = None,
+        /,
+        *,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+        **params: Any,
+    ) -> AsyncIterator[ChatStream]:
+        """A streamed chat completion: ``async with client.stream(...) as s: async for chunk in s``.
+
+        Same parameters as :meth:`complete`. Usage is asked for (``stream_options.include_usage``)
+        unless ``stream_options`` is given. Entering waits for the first content, retrying
+        failures until then; leaving early closes the response and its connection, and returns
+        only once the stream's reader task has ended.
+        """
+        chat = _chat_request(request, params, stream=True)
+        if chat.stream_options is None:
+            chat.stream_options = {"include_usage": True}
+        call = prepare(chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        config = self._config
+        reader = StreamReader(
+            self._transport,
+            path=call.path,
+            body=call.body,
+            headers=call.headers,
+            model=call.model,
+            first_token_timeout=config.first_token_timeout or config.read_timeout,
+            idle_timeout=config.stream_idle_timeout,
+        )
+        send, receive = trio.open_memory_channel[ChatCompletionChunk](STREAM_BUFFER)
+        start = _StreamStart(send)
+
+        async def operation(run: Runner) -> None:
+            await reader.run(send, run, task_status=start)
+
+        # A stream's deadlines are per phase (first token, idle); a long one may outlast any total.
+        work = Work(operation, start.deliver, tokens=call.tokens, max_retries=max_retries, timeout=math.inf)
+        with receive:
+            await self._dispatcher.submit(work)
+            try:
+                await start.ready.wait()
+                if start.error is not None:
+                    raise start.error
+                yield ChatStream(receive, reader)
+            finally:
+                work.scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await start.finished.wait()
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_jobs(
+        self, *, max_buffer: int = 64
+    ) -> AsyncIterator[tuple[trio.MemorySendChannel[Job], trio.MemoryReceiveChannel[JobResult]]]:
+        """Channels for work produced in one task and results consumed in another.
+
+        Send :class:`Job` s (a request struct or an OpenAI-shaped dict, with an id of yours);
+        every job gets exactly one :class:`JobResult`, in completion order, carrying its response
+        or its typed error. Close the send side (``async with send_jobs:``) when done: the pending
+        jobs finish, then the receive side ends. Both channels buffer ``max_buffer`` items; beyond
+        that, and beyond ``max_in_flight``, the producer waits. Leaving the block cancels whatever
+        is still running.
+        """
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 0:
+            raise ValueError(f"max_buffer must be an integer >= 0, got {max_buffer!r}")
+        job_send, job_receive = trio.open_memory_channel[Job](max_buffer)
+        result_send, result_receive = trio.open_memory_channel[JobResult](max_buffer)
+        active: set[Work] = set()
+        async with open_collapsing_nursery() as nursery:
+            nursery.start_soon(self._feed_jobs, job_receive, result_send, active)
+            try:
+                yield job_send, result_receive
+            finally:
+                for work in list(active):
+                    work.scope.cancel()
+                nursery.cancel_scope.cancel()
+                job_send.close()
+                result_receive.close()
+
+    async def _feed_jobs(
+        self,
+        jobs: trio.MemoryReceiveChannel[Job],
+        results: trio.MemorySendChannel[JobResult],
+        active: set[Work],
+    ) -> None:
+        async with jobs, results:
+            async for job in jobs:
+                try:
+                    if not isinstance(job, Job):
+                        raise InvalidRequestError(f"send Job(id=..., request=...), not {type(job).__name__}")
+                    call = prepare(job.request, estimate=self._estimate)
+                except InvalidRequestError as exc:
+                    await results.send(JobResult(id=getattr(job, "id", None), error=exc))
+                    continue
+                work = Work(self._operation(call), _JobDelivery(job.id, results.clone(), active).deliver, tokens=call.tokens)
+                active.add(work)
+                try:
+                    await self._dispatcher.submit(work)
+                except ClientClosedError as exc:
+                    active.discard(work)
+                    await results.send(JobResult(id=job.id, error=exc))
+                    return
 
     # --- models -------------------------------------------------------------------------------
 
@@ -265,6 +479,34 @@ class Client:
         This is LiteLLM's ``/health``: it bills a small call per deployment and can take seconds.
         """
         return await check_deployments(self._transport, model=model, timeout=timeout)
+
+
+class _JobDelivery:
+    """Sends one job's result on the results channel (its own clone), then closes that clone."""
+
+    __slots__ = ("active", "job_id", "send")
+
+    def __init__(self, job_id: Any, send: trio.MemorySendChannel[JobResult], active: set[Work]) -> None:
+        self.job_id = job_id
+        self.send = send
+        self.active = active
+
+    async def deliver(self, result: Any, error: BaseException | None, work: Work) -> None:
+        self.active.discard(work)
+        outcome = JobResult(
+            id=self.job_id,
+            response=result,
+            error=error if isinstance(error, Exception) else None,
+            attempts=work.attempts,
+            latency=trio.current_time() - work.submitted_at,
+        )
+        with self.send:
+            try:
+                self.send.send_nowait(outcome)
+            except trio.WouldBlock:
+                await self.send.send(outcome)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the consumer is gone: nobody is left to tell
 
 
 def _build(cls: type[Any], params: dict[str, Any], method: str) -> Any:

@@ -15,8 +15,8 @@ a stream never ends short in silence, and is never retried.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import msgspec
 import trio
@@ -33,7 +33,7 @@ from ._errors import (
 from ._meta import ResponseMeta, meta_from_headers
 from ._sse import SSEParser, is_done
 from ._transport import BodyStream, Transport
-from ._wire import ChatCompletion, ChatCompletionChunk, chunk_decoder
+from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
 __all__ = ["STREAM_BUFFER", "ChatStream", "StreamReader"]
 
@@ -54,7 +54,6 @@ class StreamReader:
         model: str,
         first_token_timeout: float,
         idle_timeout: float | None,
-        max_retries: int | None = None,
     ) -> None:
         self._transport = transport
         self._path = path
@@ -63,7 +62,6 @@ class StreamReader:
         self._model = model
         self._first_token_timeout = first_token_timeout
         self._idle_timeout = idle_timeout
-        self._max_retries = max_retries
         self._started = False
         self.accumulator = StreamAccumulator()
         self.meta: ResponseMeta | None = None
@@ -73,23 +71,27 @@ class StreamReader:
     async def run(
         self,
         send: trio.MemorySendChannel[ChatCompletionChunk],
+        run_attempts: Callable[[Callable[[int], Awaitable[StreamReader]]], Awaitable[Any]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Read the stream into ``send``, then close it. Errors before the first content are raised
-        (``nursery.start`` hands them to the caller); later ones are kept in ``error``."""
+        """Read the stream into ``send``, then close it.
+
+        ``run_attempts(attempt)`` admits and retries each attempt (the dispatcher's policy).
+        Errors before the first content are raised; later ones are kept in ``error``.
+        """
         with send:
             try:
-                await self._transport.call(
-                    lambda number: self._attempt(number, send, task_status),
-                    max_retries=self._max_retries,
-                    # A long stream may outlast any total: its deadlines are per phase instead.
-                    timeout=math.inf,
-                )
+                await run_attempts(lambda number: self._attempt(number, send, task_status))
             except LiteLLMError as exc:
                 if not self._started:
                     raise
                 self.error = self._interrupted(exc)
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage the stream reported, once it has ended (for the throttle's tpm window)."""
+        return self.accumulator.result().usage if self.finished else None
 
     def _interrupted(self, exc: LiteLLMError) -> StreamInterruptedError:
         if isinstance(exc, StreamInterruptedError):
@@ -111,7 +113,7 @@ class StreamReader:
         number: int,
         send: trio.MemorySendChannel[ChatCompletionChunk],
         task_status: trio.TaskStatus[None],
-    ) -> None:
+    ) -> StreamReader:
         accumulator = StreamAccumulator()
         self.accumulator = accumulator
         start = trio.current_time()
@@ -134,6 +136,7 @@ class StreamReader:
                 raise RequestTimeoutError(
                     f"no first token within {self._first_token_timeout} s", model=self._model
                 )
+        return self
 
     async def _read(
         self,

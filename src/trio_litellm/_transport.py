@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 import stamina
@@ -114,18 +114,49 @@ class Transport:
             transport=http_transport,
         )
 
+        # Health probes get their own small pool, so they never queue behind busy traffic.
+        self._probe_http = httpx2.AsyncClient(
+            base_url=config.base_url,
+            headers={"user-agent": f"trio-litellm/{_VERSION}"},
+            timeout=httpx2.Timeout(config.connect_timeout),
+            limits=httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
+            follow_redirects=False,
+            transport=http_transport,
+        )
+
     def __repr__(self) -> str:
         return f"Transport({self._config.display_url!r})"
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._http.aclose()
+        await self._probe_http.aclose()
+
+    async def liveness(self, *, timeout: float) -> str | None:
+        """Probe ``/health/liveliness`` (no key needed): None if the proxy is alive, else why not."""
+        try:
+            response = await self._probe_http.get(
+                "/health/liveliness", extensions={"timeout": _timeout_ext(timeout)}
+            )
+        except httpx2.HTTPError as exc:
+            return str(self.map_error(exc))
+        if response.status_code != 200:
+            return f"/health/liveliness answered {response.status_code}"
+        return None
 
     @property
     def open_connections(self) -> int:
         """Connections the pool holds now, idle or busy (for tests and statistics)."""
+        return len(self._connections())
+
+    @property
+    def busy_connections(self) -> int:
+        """Connections carrying a request or a response body right now."""
+        return sum(1 for connection in self._connections() if not connection.is_idle())
+
+    def _connections(self) -> list[Any]:
         pool = getattr(self._http._transport, "_pool", None)  # the pool is httpcore2's
-        return len(getattr(pool, "connections", ()))
+        return list(getattr(pool, "connections", ()))
 
     # --- one attempt ----------------------------------------------------------------------------
 
@@ -214,7 +245,8 @@ class Transport:
             exc.args = (exc.message,)
         return exc
 
-    def _retry_hook(self, exc: Exception) -> bool | float:
+    def retry_decision(self, exc: Exception) -> bool | float:
+        """The policy for one failure: False (raise it), True (back off) or seconds to wait."""
         if not isinstance(exc, LiteLLMError) or not exc.retryable:
             return False
         if exc.retry_after is None:
@@ -229,8 +261,13 @@ class Transport:
         *,
         max_retries: int | None = None,
         timeout: float | None = None,
+        hook: Callable[[Exception], bool | float] | None = None,
     ) -> T:
-        """Run ``attempt(n)`` (n = 1, 2, ...) under the retry policy and the total deadline."""
+        """Run ``attempt(n)`` (n = 1, 2, ...) under the retry policy and the total deadline.
+
+        ``hook`` replaces :meth:`retry_decision` and then decides alone when to stop (it must
+        count); ``max_retries=0`` still means a single attempt.
+        """
         config = self._config
         retries = config.max_retries if max_retries is None else max_retries
         total = config.total_timeout if timeout is None else timeout
@@ -238,8 +275,8 @@ class Transport:
             if retries == 0:
                 return await attempt(1)
             async for try_ in stamina.retry_context(
-                on=self._retry_hook,
-                attempts=retries + 1,
+                on=hook or self.retry_decision,
+                attempts=None if hook else retries + 1,
                 timeout=None,
                 wait_initial=config.backoff_initial,
                 wait_max=config.backoff_max,

@@ -1,0 +1,226 @@
+"""The dispatcher actor: every request of a client, method call or job, takes this one path.
+
+Why it is shaped this way: admission must be decided in one place for the whole client, or the
+rate limits, the health gate and the concurrency limit would each see only part of the traffic.
+The dispatcher receives :class:`Work` over a bounded channel and starts one task per item under a
+``CapacityLimiter`` of ``max_in_flight``; when every slot is taken it stops receiving, the channel
+fills, and the submitter waits: backpressure reaches the producer instead of a queue growing.
+
+Each attempt of a request waits for the health gate (the proxy is up), then for the throttle
+(the rpm/tpm windows and any 429 pause), then runs. A 429 pauses the throttle for everyone; a
+connection failure is reported to the health monitor, which may close the gate; the answer's
+rate-limit headers and token usage go back to the throttle. Retries follow the transport's
+stamina policy, except that while the monitor watches the proxy a connection failure does not
+use up ``max_retries``: the retry waits at the gate until the proxy is back, bounded by the
+request's total deadline.
+
+Every work item gets exactly one delivery: its result, its typed error, or
+:class:`ClientClosedError` when the client closes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+
+from ._errors import (
+    BudgetExceededError,
+    LiteLLMError,
+    ProxyConnectionError,
+    RateLimitError,
+)
+from ._meta import ResponseMeta
+from ._monitor import HealthMonitor
+from ._throttle import Throttle
+from ._transport import Transport
+
+__all__ = ["ClientClosedError", "Dispatcher", "DispatcherStatistics", "Runner", "Work"]
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[int], Awaitable[Any]]], Awaitable[Any]]
+"""Runs an attempt function (``attempt(n)``) with admission and retries; given to operations."""
+
+SUBMIT_BUFFER = 0
+"""Work waiting for the dispatcher to take it: none. A submitter hands over directly, so a full
+set of in-flight slots is felt by the submitter at once."""
+
+
+class ClientClosedError(LiteLLMError):
+    """The request was cancelled before it finished: the client closed, or its caller left."""
+
+
+class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the dispatcher."""
+
+    in_flight: int
+    max_in_flight: int
+    waiting: int
+    submitted: int
+    succeeded: int
+    failed: int
+    retries: int
+
+
+class Work:
+    """One request for the dispatcher: what to run, its token estimate, and where its outcome goes.
+
+    ``operation(run)`` does the request, calling ``run(attempt)`` for the part that must be
+    admitted and retried; ``deliver(result, error, work)`` is awaited exactly once.
+    """
+
+    __slots__ = (
+        "attempts",
+        "delivered",
+        "deliver",
+        "max_retries",
+        "operation",
+        "scope",
+        "submitted_at",
+        "timeout",
+        "tokens",
+    )
+
+    def __init__(
+        self,
+        operation: Callable[[Runner], Awaitable[Any]],
+        deliver: Callable[[Any, BaseException | None, Work], Awaitable[None]],
+        *,
+        tokens: int = 0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.operation = operation
+        self.deliver = deliver
+        self.tokens = tokens
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.scope = trio.CancelScope()
+        self.attempts = 0
+        self.delivered = False
+        self.submitted_at = 0.0
+
+
+class Dispatcher:
+    """Admits, runs and retries every request of one client."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        throttle: Throttle,
+        monitor: HealthMonitor | None,
+        *,
+        max_in_flight: int,
+        max_retries: int,
+        backoff_initial: float,
+    ) -> None:
+        self._transport = transport
+        self._throttle = throttle
+        self._monitor = monitor
+        self._limiter = trio.CapacityLimiter(max_in_flight)
+        self._max_retries = max_retries
+        self._backoff_initial = backoff_initial
+        self._send, self._receive = trio.open_memory_channel[Work](SUBMIT_BUFFER)
+        self._submitted = self._succeeded = self._failed = self._retries = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Take work and start a task for each, under the in-flight limit, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            with self._receive, self._send:
+                task_status.started()
+                async for work in self._receive:
+                    await self._limiter.acquire_on_behalf_of(work)
+                    nursery.start_soon(self._execute, work)
+
+    async def submit(self, work: Work) -> None:
+        """Hand ``work`` over; waits while every in-flight slot is taken."""
+        work.submitted_at = trio.current_time()
+        try:
+            await self._send.send(work)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise ClientClosedError("the client is closed") from None
+        self._submitted += 1
+
+    def statistics(self) -> DispatcherStatistics:
+        limiter = self._limiter.statistics()
+        return DispatcherStatistics(
+            in_flight=limiter.borrowed_tokens,
+            max_in_flight=int(limiter.total_tokens),
+            waiting=self._send.statistics().tasks_waiting_send,
+            submitted=self._submitted,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            retries=self._retries,
+        )
+
+    # --- one work item --------------------------------------------------------------------------
+
+    async def _execute(self, work: Work) -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            with work.scope:
+                try:
+                    result = await work.operation(lambda attempt: self._run(work, attempt))
+                except Exception as exc:  # a failed request is a delivery, not a crash
+                    error = exc
+            if work.scope.cancelled_caught:
+                error = ClientClosedError("the request was cancelled before it finished")
+            if error is None:
+                self._succeeded += 1
+            else:
+                self._failed += 1
+            await self._deliver(work, result, error)
+        finally:
+            self._limiter.release_on_behalf_of(work)
+            if not work.delivered:
+                # Cancelled (the client is closing): deliver without waiting.
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await self._deliver(work, None, ClientClosedError("the client closed before the request finished"))
+
+    async def _deliver(self, work: Work, result: Any, error: BaseException | None) -> None:
+        work.delivered = True
+        await work.deliver(result, error, work)
+
+    async def _run(self, work: Work, attempt: Callable[[int], Awaitable[T]]) -> T:
+        retries = self._max_retries if work.max_retries is None else work.max_retries
+        failures = 0
+
+        def hook(exc: Exception) -> bool | float:
+            nonlocal failures
+            decision = self._transport.retry_decision(exc)
+            if decision is False:
+                return False
+            self._retries += 1
+            if isinstance(exc, ProxyConnectionError) and self._monitor is not None:
+                return self._backoff_initial  # the gate does the waiting while the proxy is down
+            failures += 1
+            return decision if failures <= retries else False
+
+        async def admitted(number: int) -> T:
+            work.attempts = number
+            if self._monitor is not None:
+                await self._monitor.gate.wait_open()
+            permit = await self._throttle.acquire(work.tokens)
+            try:
+                outcome = await attempt(number)
+            except RateLimitError as exc:
+                if not isinstance(exc, BudgetExceededError):
+                    await self._throttle.rate_limited(exc.retry_after)
+                raise
+            except ProxyConnectionError as exc:
+                if self._monitor is not None:
+                    await self._monitor.report_connection_failure(exc.message)
+                raise
+            meta = getattr(outcome, "meta", None)
+            if isinstance(meta, ResponseMeta):
+                await self._throttle.observe(meta.ratelimit)
+            usage = getattr(outcome, "usage", None)
+            if usage is not None and work.tokens:
+                await self._throttle.reconcile(permit, usage.total_tokens)
+            return outcome
+
+        return await self._transport.call(admitted, max_retries=retries, timeout=work.timeout, hook=hook)

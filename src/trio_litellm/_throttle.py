@@ -1,0 +1,583 @@
+"""The throttle actor: admits requests under the client's rpm / tpm limits and the proxy's word.
+
+Why an actor: admission is a decision over shared state (the rate windows, a 429 pause, what the
+proxy's headers said is left, the queue of waiters), so one task owns that state and decides; every
+other task talks to it over one bounded channel of small frozen messages. Waiters queue FIFO inside
+the actor, so an early large request is never overtaken by later small ones. While the head of the
+queue cannot be admitted, the actor keeps receiving messages under ``trio.move_on_at(head's
+deadline)``: a 429 or a reconciliation that arrives meanwhile changes the head's deadline at once.
+An acquirer cancelled while queued marks its ticket abandoned and cancels that wait (a trio cancel
+scope may be cancelled from any task; it is the only actor object a caller touches), so the actor
+skips it at once and those behind it are not held up by its deadline.
+
+The arithmetic is :class:`RateWindow`, a pure class beside the actor (no trio, no await, no IO).
+
+With no rpm, no tpm, no pause and no header cap in force, :meth:`Throttle.acquire` admits on a
+fast path that only reads the actor's state and sends it nothing: the dispatcher acquires for every
+request, and an unlimited client should pay close to nothing for it. All times are trio's clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TypeAlias
+
+import msgspec
+import trio
+
+from ._errors import ConfigError, LiteLLMError
+from ._meta import RateLimitInfo
+
+__all__ = [
+    "DEFAULT_PAUSE",
+    "MESSAGE_BUFFER",
+    "PERIOD",
+    "Permit",
+    "RateWindow",
+    "Throttle",
+    "ThrottleStatistics",
+    "WindowEntry",
+]
+
+PERIOD = 60.0
+"""Seconds of the rpm and tpm windows: per minute."""
+
+DEFAULT_PAUSE = 1.0
+"""Seconds to pause when the proxy says to wait but not how long (a 429 without Retry-After, or
+nothing left with no usable reset)."""
+
+MESSAGE_BUFFER = 64
+"""Messages that may wait for the actor. Reports (observe, reconcile, 429) are fire-and-forget, so
+a small buffer lets a finishing request move on without waiting for the actor to be scheduled;
+acquirers wait for their answer anyway, and their number is bounded by the dispatcher's in-flight
+limit. A full buffer makes senders wait: backpressure, never an unbounded queue."""
+
+
+# --- the arithmetic: no trio, no await, no IO -------------------------------------------------
+
+
+class WindowEntry:
+    """One amount recorded in a :class:`RateWindow`: the handle :meth:`RateWindow.adjust` takes."""
+
+    __slots__ = ("amount", "expires", "live", "time")
+
+    def __init__(self, time: float, expires: float, amount: float) -> None:
+        self.time = time
+        self.expires = expires  # time + period, computed once so every comparison agrees
+        self.amount = amount
+        self.live = True  # False once dropped from the window: adjusting it does nothing
+
+    def __repr__(self) -> str:
+        return f"WindowEntry(time={self.time!r}, amount={self.amount!r}, live={self.live!r})"
+
+
+class RateWindow:
+    """Never more than ``limit`` units admitted in any ``period``-second window (a sliding log).
+
+    Not a token bucket: a bucket of capacity R refilling at R per period starts full and refills
+    while it is drained, so it admits up to 2R in some windows (R at once, then R more as it
+    refills over the next period). A limit the proxy enforces per window must hold in every
+    window, so this keeps the admitted amounts of the last ``period`` seconds and their sum.
+
+    An entry recorded at ``t`` counts in every window ``[s, s + period)`` holding ``t``, and leaves
+    at ``t + period``. An amount larger than ``limit`` fits only when nothing is counted in the
+    window (zero amounts aside) and then stays alone in it: slow, but it never deadlocks. ``now`` must never decrease between calls.
+
+    Cost: ``record``, ``adjust``, ``used`` and a ``wait`` that fits are O(1) amortised (each entry
+    is appended once and dropped once). A ``wait`` that does not fit walks the oldest entries that
+    must leave first; its answer is cached until the next ``record`` or ``adjust``, and the entries
+    walked are the ones dropped before that amount is admitted, so the walk is paid for by their
+    drops. Memory holds only the entries of the last ``period`` seconds.
+    """
+
+    __slots__ = ("_cache", "_entries", "_used", "_version", "limit", "period")
+
+    def __init__(self, limit: float, period: float = PERIOD) -> None:
+        if not (math.isfinite(limit) and limit > 0):
+            raise ValueError(f"limit must be a positive number, not {limit!r}")
+        if not (math.isfinite(period) and period > 0):
+            raise ValueError(f"period must be a positive number of seconds, not {period!r}")
+        self.limit = float(limit)
+        self.period = float(period)
+        self._entries: deque[WindowEntry] = deque()
+        self._used = 0.0
+        self._version = 0  # bumped by record and adjust: they invalidate the cached answer
+        self._cache: tuple[float, int, float] | None = None  # (amount, version, ready_at)
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds from ``now`` until ``amount`` more fits; 0.0 if it fits now."""
+        return self.ready_at(amount, now) - now
+
+    def ready_at(self, amount: float, now: float) -> float:
+        """The earliest time, ``now`` or later, at which ``amount`` more fits."""
+        _check_amount(amount)
+        self._expire(now)
+        threshold = self._threshold(amount)
+        if self._used <= threshold:
+            return now
+        cache = self._cache
+        if (
+            cache is not None
+            and cache[0] == amount
+            and cache[1] == self._version
+            and cache[2] > now
+        ):
+            return cache[2]
+        entries = self._entries
+        ready = entries[-1].expires  # when the window is empty, anything fits
+        remaining = self._used
+        for entry in entries:  # the same subtractions, in the same order, as _expire will do
+            remaining -= entry.amount
+            if remaining <= threshold:
+                ready = entry.expires
+                break
+        self._cache = (amount, self._version, ready)
+        return ready
+
+    def record(self, amount: float, now: float) -> WindowEntry:
+        """Count ``amount`` as admitted at ``now`` (whether or not it fits: the caller decides)."""
+        _check_amount(amount)
+        self._expire(now)
+        entry = WindowEntry(now, now + self.period, amount)
+        self._entries.append(entry)
+        self._used += amount
+        self._version += 1
+        return entry
+
+    def adjust(self, entry: WindowEntry, amount: float) -> None:
+        """Replace a recorded amount (an estimate by the real count); no effect once it has left."""
+        _check_amount(amount)
+        if entry.live:
+            self._used += amount - entry.amount
+            entry.amount = amount
+            self._version += 1
+
+    def used(self, now: float) -> float:
+        """The units counted in the window ending at ``now``."""
+        self._expire(now)
+        return self._used
+
+    def _threshold(self, amount: float) -> float:
+        # What may already be used for ``amount`` to fit: an oversized amount needs an empty window.
+        return self.limit - amount if amount <= self.limit else 0.0
+
+    def _expire(self, now: float) -> None:
+        # Dropping entries that left changes no answer (not even a cached one), so any task may
+        # trigger it; it has no await, so nothing interleaves with it.
+        entries = self._entries
+        while entries and entries[0].expires <= now:
+            entry = entries.popleft()
+            entry.live = False
+            self._used -= entry.amount
+        if not entries:
+            self._used = 0.0  # no float residue survives an empty window
+
+
+def _check_amount(amount: float) -> None:
+    if not (amount >= 0 and math.isfinite(amount)):
+        raise ValueError(f"an amount must be a finite number >= 0, not {amount!r}")
+
+
+# --- what the actor hands out and reports ------------------------------------------------------
+
+
+class Permit(msgspec.Struct, frozen=True, kw_only=True):
+    """Admission of one request: give it back to :meth:`Throttle.reconcile` with the real usage.
+
+    ``entry`` is the request's place in the tpm window (None when tpm is unlimited, or on the
+    fast path); nothing needs releasing, the recorded units age out of the window.
+    """
+
+    tokens: int
+    entry: WindowEntry | None = None
+
+
+class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the throttle.
+
+    ``queued`` counts acquirers inside the actor not yet admitted; ``admitted`` counts all
+    admissions, ``fast_admitted`` those that took the fast path; ``abandoned`` counts acquirers
+    cancelled while queued; ``messages`` counts messages the actor has received. The window
+    fields are None for a limit that is not configured. ``requests_available`` and
+    ``tokens_available`` are what could be admitted now: 0 while paused, else the window's room
+    further capped by what the proxy's headers said is left; None when neither applies. ``paused_until`` is trio time, None when no pause is in
+    force; ``pauses`` counts pause requests (429s, and answers saying nothing is left).
+    """
+
+    queued: int
+    admitted: int
+    fast_admitted: int
+    abandoned: int
+    messages: int
+    requests_in_window: int | None
+    tokens_in_window: int | None
+    requests_available: int | None
+    tokens_available: int | None
+    paused_until: float | None
+    pauses: int
+
+
+# --- the actor's messages and private state ------------------------------------------------------
+
+
+class _Ticket:
+    """An acquirer's reply slot: the actor fills ``permit`` and sets ``event``; the acquirer sets
+    ``abandoned`` if it is cancelled first. ``permit`` stays None if the throttle stops."""
+
+    __slots__ = ("abandoned", "event", "permit", "tokens")
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.event = trio.Event()
+        self.permit: Permit | None = None
+        self.abandoned = False
+
+
+class _Acquire(msgspec.Struct, frozen=True, kw_only=True, tag="acquire"):
+    ticket: _Ticket
+
+
+class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
+    entry: WindowEntry
+    tokens: int
+
+
+class _RateLimited(msgspec.Struct, frozen=True, kw_only=True, tag="rate_limited"):
+    until: float
+
+
+class _Observe(msgspec.Struct, frozen=True, kw_only=True, tag="observe"):
+    ratelimit: RateLimitInfo
+    at: float
+
+
+_Message: TypeAlias = _Acquire | _Reconcile | _RateLimited | _Observe
+
+
+class _Cap:
+    """What the proxy said is left (``remaining`` units) until ``until``; we count it down."""
+
+    __slots__ = ("remaining", "until")
+
+    def __init__(self, remaining: int, until: float) -> None:
+        self.remaining = remaining
+        self.until = until
+
+
+def _horizon(at: float, reset: float | None) -> float:
+    return at + (reset if reset is not None and reset > 0 else DEFAULT_PAUSE)
+
+
+def _closed_error() -> LiteLLMError:
+    return LiteLLMError("the throttle is not running: the client has closed")
+
+
+class Throttle:
+    """Admits requests FIFO under ``rpm`` / ``tpm`` (None: no limit), 429 pauses and header caps.
+
+    ``run`` is the actor; it runs until cancelled (the client cancels its nursery on exit), and
+    there is no ``close()``. When it stops, acquirers still queued (or whose message is still in
+    the channel) get a :class:`LiteLLMError` rather than waiting forever, ``acquire`` raises the
+    same from then on, and reports (``reconcile``, ``rate_limited``, ``observe``) are dropped:
+    there is nothing left to adapt.
+    """
+
+    def __init__(self, *, rpm: int | None, tpm: int | None) -> None:
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(name, f"must be an integer >= 1 or None, not {value!r}")
+        self._requests = RateWindow(rpm, PERIOD) if rpm is not None else None
+        self._tokens = RateWindow(tpm, PERIOD) if tpm is not None else None
+        self._unlimited = rpm is None and tpm is None
+        self._send, self._receive = trio.open_memory_channel[_Message](MESSAGE_BUFFER)
+        # Written by the actor only:
+        self._queue: deque[_Ticket] = deque()
+        self._pause_until = -math.inf
+        self._request_cap: _Cap | None = None
+        self._token_cap: _Cap | None = None
+        self._restricted_until = -math.inf  # latest of the pause and the caps: the fast path's test
+        self._wake_scope: trio.CancelScope | None = None  # cancelled to re-examine a blocked head
+        self._received = 0
+        self._admitted = 0
+        self._abandoned = 0
+        self._pauses = 0
+        self._started = False
+        # Written by callers only (counters of their own; trio runs one task at a time):
+        self._sent = 0  # messages handed to (or being handed to) the channel
+        self._fast_admitted = 0
+
+    # --- the actor -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Admit and adapt until cancelled. Ready at once."""
+        if self._started:
+            raise RuntimeError("Throttle.run() can be called only once")
+        self._started = True
+        try:
+            task_status.started()
+            while True:
+                deadline = self._admit(trio.current_time())
+                if deadline == math.inf:
+                    self._wake_scope = None
+                    message = await self._receive.receive()
+                else:
+                    with trio.move_on_at(deadline) as scope:
+                        self._wake_scope = scope
+                        message = await self._receive.receive()
+                    if scope.cancelled_caught:
+                        continue
+                self._received += 1
+                self._apply(message)
+                self._drain()
+        except trio.EndOfChannel:  # pragma: no cover - we hold the send end and never close it
+            pass
+        finally:
+            self._stop()
+
+    def _drain(self) -> None:
+        # Apply whatever else is already waiting before deciding: one admission pass per batch.
+        for _ in range(MESSAGE_BUFFER):
+            try:
+                message = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            self._received += 1
+            self._apply(message)
+
+    def _stop(self) -> None:
+        self._restricted_until = math.inf  # no fast path once stopped
+        self._wake_scope = None
+        for ticket in self._queue:
+            ticket.event.set()  # permit None: acquire raises
+        self._queue.clear()
+        while True:
+            try:
+                message = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if isinstance(message, _Acquire):
+                message.ticket.event.set()
+        self._receive.close()
+
+    def _apply(self, message: _Message) -> None:
+        if isinstance(message, _Acquire):
+            self._queue.append(message.ticket)
+        elif isinstance(message, _Reconcile):
+            if self._tokens is not None:
+                self._tokens.adjust(message.entry, max(message.tokens, 0))
+        elif isinstance(message, _RateLimited):
+            self._pause(message.until)
+        else:
+            self._observe(message.ratelimit, message.at)
+
+    def _admit(self, now: float) -> float:
+        """Admit queued acquirers in order while they fit; the head's deadline, or inf if none."""
+        queue = self._queue
+        while queue:
+            ticket = queue[0]
+            if ticket.abandoned:
+                queue.popleft()
+                self._abandoned += 1
+                continue
+            ready = self._ready_at(ticket.tokens, now)
+            if ready > now:
+                return ready
+            queue.popleft()
+            self._grant(ticket, now)
+        return math.inf
+
+    def _ready_at(self, tokens: int, now: float) -> float:
+        ready = self._pause_until
+        if self._requests is not None:
+            ready = max(ready, self._requests.ready_at(1, now))
+        if self._tokens is not None:
+            ready = max(ready, self._tokens.ready_at(tokens, now))
+        cap = self._request_cap
+        if cap is not None:
+            if cap.until <= now:
+                self._request_cap = None
+            elif cap.remaining < 1:
+                ready = max(ready, cap.until)
+        cap = self._token_cap
+        if cap is not None:
+            if cap.until <= now:
+                self._token_cap = None
+            elif cap.remaining < tokens:
+                ready = max(ready, cap.until)
+        return ready
+
+    def _grant(self, ticket: _Ticket, now: float) -> None:
+        if self._requests is not None:
+            self._requests.record(1, now)
+        entry = self._tokens.record(ticket.tokens, now) if self._tokens is not None else None
+        if self._request_cap is not None:
+            self._request_cap.remaining -= 1
+        if self._token_cap is not None:
+            self._token_cap.remaining -= ticket.tokens
+        ticket.permit = Permit(tokens=ticket.tokens, entry=entry)
+        ticket.event.set()
+        self._admitted += 1
+
+    def _pause(self, until: float) -> None:
+        self._pauses += 1
+        if until > self._pause_until:
+            self._pause_until = until
+            self._restrict(until)
+
+    def _observe(self, info: RateLimitInfo, at: float) -> None:
+        """Zero left pauses everyone until the reset; a positive count caps admissions until then.
+
+        The cap counts down with each admission and only ever tightens while in force: an answer
+        saying more is left than the cap allows was counted before our later admissions (answers
+        arrive out of order), so it is ignored until the cap's horizon passes. Requests we admitted
+        that the proxy has not yet counted can still overshoot it; a 429 then corrects that.
+        """
+        if info.remaining_requests is not None:
+            horizon = _horizon(at, info.reset_requests)
+            if info.remaining_requests <= 0:
+                self._pause(horizon)
+            else:
+                self._request_cap = self._tighten(
+                    self._request_cap, info.remaining_requests, horizon, at
+                )
+        if info.remaining_tokens is not None:
+            horizon = _horizon(at, info.reset_tokens)
+            if info.remaining_tokens <= 0:
+                self._pause(horizon)
+            else:
+                self._token_cap = self._tighten(self._token_cap, info.remaining_tokens, horizon, at)
+
+    def _tighten(self, cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
+        if cap is None or cap.until <= at:
+            cap = _Cap(remaining, until)
+        elif remaining <= cap.remaining:
+            cap.remaining = remaining
+            cap.until = max(cap.until, until)
+        self._restrict(cap.until)
+        return cap
+
+    def _restrict(self, until: float) -> None:
+        self._restricted_until = max(self._restricted_until, until)
+
+    # --- what other tasks call -----------------------------------------------------------------
+
+    async def acquire(self, tokens: int) -> Permit:
+        """Wait for admission of one request estimated at ``tokens``; FIFO with other acquirers.
+
+        Cancelled while queued, the caller gives up its place: the actor skips it and records
+        nothing for it. If the permit was granted just as the caller was cancelled, its units stay
+        recorded (conservative) and age out of the windows; nothing else is held.
+
+        On the fast path (nothing limits admission, nobody is queued, no message is pending)
+        this returns at once, sends nothing and is not a checkpoint.
+        """
+        if tokens < 0:
+            raise ValueError(f"tokens must be >= 0, not {tokens!r}")
+        if (
+            self._unlimited
+            and self._sent == self._received
+            and not self._queue
+            and (
+                self._restricted_until == -math.inf or self._restricted_until <= trio.current_time()
+            )
+        ):
+            self._fast_admitted += 1
+            return Permit(tokens=tokens)
+        ticket = _Ticket(tokens)
+        if not await self._post(_Acquire(ticket=ticket)):
+            raise _closed_error()
+        try:
+            await ticket.event.wait()
+        except BaseException:
+            ticket.abandoned = True
+            if self._wake_scope is not None:
+                self._wake_scope.cancel()  # the actor re-examines its head, which may be us
+            raise
+        if ticket.permit is None:
+            raise _closed_error()
+        return ticket.permit
+
+    async def reconcile(self, permit: Permit, actual_tokens: int) -> None:
+        """Replace ``permit``'s token estimate by the real usage (no-op without a tpm entry)."""
+        if permit.entry is not None and permit.entry.live:
+            await self._post(_Reconcile(entry=permit.entry, tokens=actual_tokens))
+
+    async def rate_limited(self, retry_after: float | None) -> None:
+        """The proxy answered 429: pause all admission for ``retry_after`` seconds from now.
+
+        None (or a value that is not a finite number) means :data:`DEFAULT_PAUSE`. A longer pause
+        extends one in force; a shorter one never shortens it.
+        """
+        if retry_after is None or not math.isfinite(retry_after):
+            retry_after = DEFAULT_PAUSE
+        await self._post(_RateLimited(until=trio.current_time() + max(retry_after, 0.0)))
+
+    async def observe(self, ratelimit: RateLimitInfo) -> None:
+        """Adapt to an answer's ``x-ratelimit-*`` headers; None fields are ignored.
+
+        ``remaining_requests == 0`` (or ``remaining_tokens == 0``) pauses all admission until its
+        reset (``reset_requests`` / ``reset_tokens``; :data:`DEFAULT_PAUSE` when unknown or not
+        positive). A positive remaining R with reset T caps admissions: at most R more requests
+        (or tokens, counted by estimate) before now + T; the cap then lapses. See ``_observe``.
+        ``limit_*`` fields are not adopted as limits. Answers without remaining counts send
+        nothing to the actor.
+        """
+        if ratelimit.remaining_requests is None and ratelimit.remaining_tokens is None:
+            return
+        await self._post(_Observe(ratelimit=ratelimit, at=trio.current_time()))
+
+    async def _post(self, message: _Message) -> bool:
+        """Send to the actor; False if it has stopped."""
+        self._sent += 1  # before the send, so the fast path sees a message on its way
+        try:
+            try:
+                self._send.send_nowait(message)  # no round through the scheduler when there is room
+            except trio.WouldBlock:
+                await self._send.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._sent -= 1
+            return False
+        except BaseException:
+            self._sent -= 1  # cancelled before the actor got it: trio's send delivers nothing then
+            raise
+        return True
+
+    def statistics(self) -> ThrottleStatistics:
+        """A frozen snapshot; reading it changes nothing the actor would decide."""
+        now = trio.current_time()
+        paused = self._pause_until > now
+        requests_used = tokens_used = None
+        if self._requests is not None:
+            requests_used = round(self._requests.used(now))
+        if self._tokens is not None:
+            tokens_used = round(self._tokens.used(now))
+        return ThrottleStatistics(
+            queued=len(self._queue),
+            admitted=self._admitted + self._fast_admitted,
+            fast_admitted=self._fast_admitted,
+            abandoned=self._abandoned,
+            messages=self._received,
+            requests_in_window=requests_used,
+            tokens_in_window=tokens_used,
+            requests_available=_available(
+                self._requests, requests_used, self._request_cap, now, paused
+            ),
+            tokens_available=_available(self._tokens, tokens_used, self._token_cap, now, paused),
+            paused_until=self._pause_until if paused else None,
+            pauses=self._pauses,
+        )
+
+
+def _available(
+    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
+) -> int | None:
+    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
+    if paused:
+        return 0
+    available = None if window is None or used is None else max(int(window.limit) - used, 0)
+    if cap is not None and cap.until > now:
+        available = cap.remaining if available is None else min(available, cap.remaining)
+    return available

@@ -1,0 +1,73 @@
+"""A proxy killed and restarted in the middle of a run: every job still gets exactly one success.
+
+This module starts a stack of its own, since it kills its proxy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_litellm import HealthTransition, Job, JobResult, open_client
+from trio_litellm._devstack import DevStack
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+JOBS = 2000
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[DevStack]:
+    with DevStack(log_dir=PROJECT_ROOT / "run" / "test-logs" / "restart", project_root=PROJECT_ROOT) as stack:
+        yield stack
+
+
+async def test_a_proxy_restart_mid_run_loses_and_duplicates_nothing(own_stack: DevStack) -> None:
+    results: list[JobResult] = []
+    transitions: list[HealthTransition] = []
+    async with open_client(
+        proxy_url=own_stack.proxy_url, api_key=own_stack.api_key, max_in_flight=32, health_check_interval=1.0
+    ) as client:
+        watch = client.health_transitions()
+
+        async def watch_health() -> None:
+            async with watch:
+                async for transition in watch:
+                    transitions.append(transition)
+
+        async def restart_proxy_when(done: int) -> None:
+            while len(results) < done:
+                await trio.sleep(0.05)
+            await trio.to_thread.run_sync(own_stack.kill_proxy)
+            await trio.sleep(2.0)
+            await trio.to_thread.run_sync(own_stack.start_proxy)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_health)
+            nursery.start_soon(restart_proxy_when, JOBS // 3)
+            async with client.open_jobs(max_buffer=64) as (send_jobs, receive_results):
+
+                async def produce() -> None:
+                    async with send_jobs:
+                        for i in range(JOBS):
+                            message = {"role": "user", "content": f"job {i}"}
+                            await send_jobs.send(Job(id=i, request={"model": "local-gpt", "messages": [message]}))
+
+                nursery.start_soon(produce)
+                async for result in receive_results:
+                    results.append(result)
+            nursery.cancel_scope.cancel()  # the watcher; the restart is long done
+
+    failures = [r for r in results if not r.ok]
+    assert not failures, failures[:3]
+    counts = Counter(r.id for r in results)
+    assert set(counts) == set(range(JOBS))
+    assert max(counts.values()) == 1
+    assert all(r.response.text == f"Echo: job {r.id}" for r in results)
+    states = [t.state for t in transitions]
+    assert "down" in states
+    assert states[states.index("down") :].count("up") >= 1
+    assert any(r.attempts > 1 for r in results)

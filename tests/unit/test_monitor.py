@@ -1,0 +1,446 @@
+"""The health monitor and its gate, on trio's MockClock: every time asserted is exact."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from trio_litellm._monitor import Gate, HealthMonitor, HealthTransition, MonitorStatistics
+
+ProbeResult = str | None | Exception
+
+
+class ScriptedProbe:
+    """Answers from a script (then ``default``), taking ``latency`` seconds; records call times."""
+
+    def __init__(
+        self, script: list[ProbeResult], *, latency: float = 0.0, default: ProbeResult = None
+    ) -> None:
+        self.script = list(script)
+        self.latency = latency
+        self.default = default
+        self.calls: list[float] = []
+
+    async def __call__(self) -> str | None:
+        self.calls.append(trio.current_time())
+        if self.latency:
+            await trio.sleep(self.latency)
+        else:
+            await trio.lowlevel.checkpoint()
+        result = self.script.pop(0) if self.script else self.default
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def make_monitor(
+    probe: ScriptedProbe,
+    *,
+    interval: float = 5.0,
+    down_interval: float = 2.0,
+    failure_threshold: int = 3,
+) -> HealthMonitor:
+    return HealthMonitor(
+        probe, interval=interval, down_interval=down_interval, failure_threshold=failure_threshold
+    )
+
+
+@asynccontextmanager
+async def running(monitor: HealthMonitor) -> AsyncIterator[trio.Nursery]:
+    """Run the monitor in a nursery that is cancelled (as the client does) when the block ends."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+def drain(receive: trio.MemoryReceiveChannel[HealthTransition]) -> list[HealthTransition]:
+    """Every event waiting in ``receive``, whether or not its sender has closed it."""
+    events = []
+    while True:
+        try:
+            events.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return events
+
+
+def down(at: float, reason: str) -> HealthTransition:
+    return HealthTransition(state="down", previous="up", at=at, reason=reason)
+
+
+def up(at: float) -> HealthTransition:
+    return HealthTransition(state="up", previous="down", at=at, reason="probe succeeded")
+
+
+# --- starting ---------------------------------------------------------------------------------
+
+
+def test_it_starts_up_with_the_gate_open_before_any_probe() -> None:
+    monitor = make_monitor(ScriptedProbe([]))
+    assert monitor.state == "up"
+    assert monitor.gate.is_open
+    assert monitor.statistics().probes == 0
+
+
+@pytest.mark.parametrize(
+    ("interval", "down_interval", "failure_threshold"),
+    [(0, 1, 1), (1, 0, 1), (1, -1, 1), (1, 1, 0)],
+)
+def test_it_refuses_meaningless_settings(
+    interval: float, down_interval: float, failure_threshold: int
+) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        HealthMonitor(
+            ScriptedProbe([]),
+            interval=interval,
+            down_interval=down_interval,
+            failure_threshold=failure_threshold,
+        )
+
+
+async def test_run_is_ready_at_once_and_probes_immediately(autojump_clock: object) -> None:
+    probe = ScriptedProbe([])
+    monitor = make_monitor(probe)
+    async with running(monitor):
+        assert trio.current_time() == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert probe.calls == [0]
+
+
+async def test_run_can_be_called_only_once(autojump_clock: object) -> None:
+    monitor = make_monitor(ScriptedProbe([]))
+    async with running(monitor):
+        pass
+    with pytest.raises(RuntimeError, match="only once"):
+        await monitor.run()
+
+
+# --- up ---------------------------------------------------------------------------------------
+
+
+async def test_healthy_probes_keep_it_up_with_one_probe_every_interval(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([])
+    monitor = make_monitor(probe, interval=5)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(22)
+        assert monitor.state == "up"
+        assert monitor.gate.is_open
+    assert probe.calls == [0, 5, 10, 15, 20]
+    assert drain(events) == []
+
+
+async def test_the_interval_runs_from_probe_start_to_probe_start(autojump_clock: object) -> None:
+    probe = ScriptedProbe([], latency=1.5)
+    monitor = make_monitor(probe, interval=5)
+    async with running(monitor):
+        await trio.sleep_until(16)
+    assert probe.calls == [0, 5, 10, 15]
+
+
+async def test_threshold_consecutive_failures_mark_it_down_at_that_probe(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([None, "e1", "e2", "e3"], default="still down")
+    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=3)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(10.5)
+        assert monitor.statistics().state == "up"
+        assert monitor.gate.is_open
+        assert await events.receive() == down(15, "e3")
+        assert trio.current_time() == 15
+        assert monitor.state == "down"
+        assert not monitor.gate.is_open
+        await trio.sleep_until(30)
+    assert drain(events) == []  # failures while down change nothing
+    assert probe.calls[:4] == [0, 5, 10, 15]
+
+
+async def test_a_success_between_failures_resets_the_count(autojump_clock: object) -> None:
+    probe = ScriptedProbe(["a", "b", None, "c", "d", None])
+    monitor = make_monitor(probe, interval=5, failure_threshold=3)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(21)
+        assert monitor.statistics().consecutive_failures == 2
+        await trio.sleep_until(26)
+        assert monitor.statistics().consecutive_failures == 0
+    assert monitor.state == "up"
+    assert probe.calls == [0, 5, 10, 15, 20, 25]
+    assert drain(events) == []
+
+
+# --- down -------------------------------------------------------------------------------------
+
+
+async def test_while_down_it_probes_every_down_interval(autojump_clock: object) -> None:
+    probe = ScriptedProbe([], default="refused")
+    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=1)
+    async with running(monitor):
+        await trio.sleep_until(9)
+    assert probe.calls == [0, 2, 4, 6, 8]
+
+
+async def test_the_first_success_reopens_the_gate_and_wakes_every_waiter(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe(["x", "x", "x", None])
+    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=1)
+    events = monitor.subscribe()
+    woke: list[tuple[int, float]] = []
+
+    async def waiter(n: int) -> None:
+        await monitor.gate.wait_open()
+        woke.append((n, trio.current_time()))
+
+    async with running(monitor) as nursery:
+        await trio.testing.wait_all_tasks_blocked()
+        assert not monitor.gate.is_open
+        for n in range(5):
+            nursery.start_soon(waiter, n)
+        await trio.testing.wait_all_tasks_blocked()
+        assert monitor.gate.statistics().tasks_waiting == 5
+        await trio.sleep_until(6.5)
+        assert sorted(woke) == [(n, 6) for n in range(5)]
+        assert monitor.state == "up"
+        assert monitor.statistics().consecutive_failures == 0
+        await trio.sleep_until(12)
+    assert probe.calls == [0, 2, 4, 6, 11]
+    assert drain(events) == [down(0, "x"), up(6)]
+
+
+# --- reported connection failures ------------------------------------------------------------
+
+
+async def test_a_report_probes_at_once_and_a_failed_probe_means_down_at_once(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([None, "connection refused"], default="connection refused")
+    monitor = make_monitor(probe, interval=10, down_interval=4, failure_threshold=3)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(3)
+        await monitor.report_connection_failure("ConnectError: refused")
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.current_time() == 3
+        assert monitor.state == "down"
+        assert not monitor.gate.is_open
+        await trio.sleep_until(8)
+    assert probe.calls == [0, 3, 7]
+    assert drain(events) == [down(3, "connection refused")]
+    stats = monitor.statistics()
+    assert (stats.reports, stats.last_report) == (1, "ConnectError: refused")
+
+
+async def test_a_burst_of_reports_triggers_one_probe(autojump_clock: object) -> None:
+    probe = ScriptedProbe([], latency=0.5)
+    monitor = make_monitor(probe, interval=10, failure_threshold=3)
+    async with running(monitor):
+        await trio.sleep_until(3)
+        async with trio.open_nursery() as reporters:
+            for n in range(50):
+                reporters.start_soon(monitor.report_connection_failure, f"refused {n}")
+        await trio.sleep_until(12)
+    assert probe.calls == [0, 3]  # the next scheduled probe is at 13
+    stats = monitor.statistics()
+    assert stats.reports + stats.reports_dropped == 50
+    assert stats.reports_dropped >= 48
+
+
+async def test_a_report_while_the_probe_succeeds_leaves_it_up(autojump_clock: object) -> None:
+    probe = ScriptedProbe([])
+    monitor = make_monitor(probe, interval=10, failure_threshold=3)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(3)
+        await monitor.report_connection_failure("reset by peer")
+        await trio.sleep_until(14)
+        assert monitor.state == "up"
+        assert monitor.gate.is_open
+    assert probe.calls == [0, 3, 13]
+    assert drain(events) == []
+
+
+async def test_a_report_during_a_probe_is_answered_by_that_probe(autojump_clock: object) -> None:
+    probe = ScriptedProbe([None, "timed out"], latency=1)
+    monitor = make_monitor(probe, interval=5, failure_threshold=3)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(5.5)
+        await monitor.report_connection_failure("refused")
+        await trio.sleep_until(6.5)
+    assert probe.calls == [0, 5]
+    assert drain(events) == [down(6, "timed out")]
+
+
+async def test_reports_while_down_are_ignored(autojump_clock: object) -> None:
+    probe = ScriptedProbe([], default="refused")
+    monitor = make_monitor(probe, interval=5, down_interval=4, failure_threshold=1)
+    async with running(monitor):
+        await trio.sleep_until(1)
+        await monitor.report_connection_failure("refused")
+        await trio.sleep_until(9)
+    assert probe.calls == [0, 4, 8]
+    assert monitor.statistics().reports == 0
+
+
+# --- probes that raise -------------------------------------------------------------------------
+
+
+async def test_a_probe_that_raises_counts_as_a_failure_with_its_text(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([OSError("connection refused")])
+    monitor = make_monitor(probe, failure_threshold=1)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(1)
+    reason = "probe raised OSError: connection refused"
+    assert drain(events) == [down(0, reason)]
+    assert monitor.statistics().last_failure == reason
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+async def test_wait_open_returns_at_once_when_open(autojump_clock: object) -> None:
+    gate = Gate()
+    await gate.wait_open()
+    assert trio.current_time() == 0
+
+
+async def test_wait_open_is_cancellable_and_leaves_nothing_behind(autojump_clock: object) -> None:
+    gate = Gate()
+    gate._close()
+    with trio.move_on_after(1) as scope:
+        await gate.wait_open()
+    assert scope.cancelled_caught
+    assert trio.current_time() == 1
+    assert gate.statistics().tasks_waiting == 0
+    gate._open()
+    await gate.wait_open()
+    assert trio.current_time() == 1
+
+
+async def test_a_waiter_does_not_pass_a_gate_that_closed_again_before_it_ran() -> None:
+    gate = Gate()
+    gate._close()
+    passed = trio.Event()
+
+    async def waiter() -> None:
+        await gate.wait_open()
+        passed.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        gate._open()
+        gate._close()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not passed.is_set()
+        assert gate.statistics().tasks_waiting == 1
+        gate._open()
+    assert passed.is_set()
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+async def test_a_slow_subscriber_never_blocks_the_monitor(autojump_clock: object) -> None:
+    probe = ScriptedProbe(["x", None, "x", None, "x"])
+    monitor = make_monitor(probe, interval=5, down_interval=5, failure_threshold=1)
+    slow = monitor.subscribe(buffer=1)
+    fast = monitor.subscribe()
+    seen: list[HealthTransition] = []
+
+    async def read_fast() -> None:
+        async for event in fast:
+            seen.append(event)
+
+    async with running(monitor) as nursery:
+        nursery.start_soon(read_fast)
+        await trio.sleep_until(21)
+    assert probe.calls == [0, 5, 10, 15, 20]
+    assert seen == [down(0, "x"), up(5), down(10, "x"), up(15), down(20, "x")]
+    assert drain(slow) == [down(0, "x")]
+    assert monitor.statistics().events_dropped == 4
+
+
+async def test_a_closed_subscriber_is_removed(autojump_clock: object) -> None:
+    probe = ScriptedProbe(["x", None])
+    monitor = make_monitor(probe, interval=5, down_interval=5, failure_threshold=1)
+    gone = monitor.subscribe()
+    kept = monitor.subscribe()
+    gone.close()
+    assert monitor.statistics().subscribers == 1
+    async with running(monitor):
+        await trio.sleep_until(6)
+    assert drain(kept) == [down(0, "x"), up(5)]
+    assert monitor.statistics().subscribers == 0  # closed when the monitor stopped
+
+
+async def test_stopping_the_monitor_ends_subscriptions_and_opens_the_gate(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([], default="refused")
+    monitor = make_monitor(probe, failure_threshold=1)
+    events = monitor.subscribe()
+    released: list[float] = []
+
+    async def waiter() -> None:
+        await monitor.gate.wait_open()
+        released.append(trio.current_time())
+
+    async with trio.open_nursery() as outer:
+        async with running(monitor):
+            await trio.testing.wait_all_tasks_blocked()
+            assert not monitor.gate.is_open
+            outer.start_soon(waiter)
+            await trio.sleep_until(3)
+        assert monitor.gate.is_open
+    assert released == [3]
+    assert await events.receive() == down(0, "refused")
+    with pytest.raises(trio.EndOfChannel):
+        await events.receive()
+    with pytest.raises(trio.EndOfChannel):
+        await monitor.subscribe().receive()
+    await monitor.report_connection_failure("after the end")  # a no-op, never an error
+    assert monitor.statistics().reports == 0
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+async def test_statistics_is_a_frozen_snapshot_of_the_monitor(autojump_clock: object) -> None:
+    probe = ScriptedProbe([None, "a", "b"], latency=0.25)
+    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=2)
+    listener = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(11)
+        stats = monitor.statistics()
+    assert stats == MonitorStatistics(
+        state="down",
+        gate_open=False,
+        probes=3,
+        failed_probes=2,
+        consecutive_failures=2,
+        transitions=1,
+        last_probe_at=10.25,
+        last_latency=0.25,
+        last_failure="b",
+        reports=0,
+        last_report=None,
+        reports_dropped=0,
+        subscribers=1,
+        events_dropped=0,
+    )
+    with pytest.raises(AttributeError):
+        stats.probes = 0  # type: ignore[misc]
+    assert drain(listener) == [down(10.25, "b")]

@@ -1,0 +1,547 @@
+"""The throttle: a sliding window that never admits more than its limit in any window, and the
+actor that admits requests FIFO under rpm / tpm, 429 pauses and what the proxy's headers say.
+
+Every async test runs on ``MockClock(autojump_threshold=0)`` (pytest-trio's ``autojump_clock``): time passes only when every task
+waits, jumping straight to the next deadline, so admission times are asserted exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trio.testing import MockClock, wait_all_tasks_blocked
+
+from trio_litellm._errors import ConfigError, LiteLLMError
+from trio_litellm._meta import RateLimitInfo
+from trio_litellm._throttle import Permit, RateWindow, Throttle
+
+Log = list[tuple[str, float]]
+
+
+@asynccontextmanager
+async def running(throttle: Throttle) -> AsyncIterator[trio.Nursery]:
+    """The throttle's actor running in a nursery that is cancelled on exit, as the client does."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(throttle.run)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def admit(throttle: Throttle, tokens: int, log: Log, name: str) -> Permit:
+    permit = await throttle.acquire(tokens)
+    log.append((name, trio.current_time()))
+    return permit
+
+
+async def start_in_order(
+    nursery: trio.Nursery, throttle: Throttle, log: Log, *asks: int, first: int = 0
+) -> None:
+    """Start one acquirer per token count, each queued before the next starts; named #first..."""
+    for number, tokens in enumerate(asks, start=first):
+        nursery.start_soon(admit, throttle, tokens, log, f"#{number}")
+        await wait_all_tasks_blocked()
+
+
+def assert_no_window_exceeds(admissions: list[tuple[float, float]], limit: float) -> None:
+    """In every 60 s window [t, t + 60) starting at an admission (the only windows that can hold
+    the most), the admitted amounts sum to at most ``limit``, or one oversized amount is alone
+    (with nothing else counted: zero amounts aside)."""
+    for start, _ in admissions:
+        inside = [amount for time, amount in admissions if start <= time < start + 60.0]
+        assert sum(inside) <= limit or len([a for a in inside if a > 0]) == 1, (start, inside)
+
+
+# --- RateWindow: the pure arithmetic ------------------------------------------------------------
+
+
+def test_window_admits_up_to_its_limit_then_waits_for_the_oldest_to_leave() -> None:
+    window = RateWindow(3, period=60.0)
+    for now in (0.0, 10.0, 20.0):
+        assert window.wait(1, now) == 0.0
+        window.record(1, now)
+    assert window.wait(1, 30.0) == 30.0  # the entry of t=0 leaves at 60
+    assert window.wait(2, 30.0) == 40.0  # two must leave: t=0 and t=10
+    assert window.used(59.0) == 3.0
+    assert window.used(60.0) == 2.0
+
+
+def test_window_admits_an_oversized_amount_only_when_empty() -> None:
+    window = RateWindow(100)
+    window.record(30, 0.0)
+    window.record(30, 5.0)
+    assert window.wait(500, 10.0) == 55.0  # until the last entry leaves at 65
+    assert window.wait(500, 65.0) == 0.0
+    window.record(500, 65.0)
+    assert window.wait(1, 65.0) == 60.0  # nothing joins it while it is in the window
+
+
+def test_window_adjust_replaces_the_recorded_amount() -> None:
+    window = RateWindow(1000)
+    entry = window.record(1000, 0.0)
+    assert window.wait(500, 1.0) == 59.0
+    window.adjust(entry, 200)
+    assert window.used(1.0) == 200.0
+    assert window.wait(500, 1.0) == 0.0
+
+
+def test_window_adjust_has_no_effect_once_the_entry_has_left() -> None:
+    window = RateWindow(10)
+    entry = window.record(5, 0.0)
+    window.record(1, 30.0)
+    assert window.used(60.0) == 1.0
+    window.adjust(entry, 9)
+    assert window.used(60.0) == 1.0
+    assert not entry.live
+
+
+@pytest.mark.parametrize(("limit", "period"), [(0, 60.0), (-1, 60.0), (1, 0.0), (float("nan"), 1)])
+def test_window_rejects_a_bad_limit_or_period(limit: float, period: float) -> None:
+    with pytest.raises(ValueError, match="must be a positive"):
+        RateWindow(limit, period)
+
+
+def test_window_rejects_a_negative_amount() -> None:
+    with pytest.raises(ValueError, match="amount"):
+        RateWindow(10).record(-1, 0.0)
+
+
+def reference_ready_at(
+    entries: list[tuple[float, float]], limit: float, amount: float, now: float
+) -> float:
+    """The earliest time >= now at which ``amount`` fits, by brute force over (expires, amount)."""
+    threshold = limit - amount if amount <= limit else 0.0
+    live = [(expires, size) for expires, size in entries if expires > now]
+    for candidate in [now, *sorted(expires for expires, _ in live)]:
+        if sum(size for expires, size in live if expires > candidate) <= threshold:
+            return candidate
+    raise AssertionError("unreachable: an empty window fits anything")
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    limit=st.integers(min_value=1, max_value=30),
+    requests=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=90.0, allow_nan=False, allow_infinity=False),
+            st.integers(min_value=0, max_value=70),
+        ),
+        max_size=60,
+    ),
+)
+def test_window_waited_on_never_admits_more_than_its_limit_in_any_window(
+    limit: int, requests: list[tuple[float, int]]
+) -> None:
+    window = RateWindow(limit, period=60.0)
+    now = 0.0
+    admissions: list[tuple[float, float]] = []
+    recorded: list[tuple[float, float]] = []
+    for gap, amount in requests:
+        now += gap
+        assert window.ready_at(amount, now) == reference_ready_at(recorded, limit, amount, now)
+        while (delay := window.wait(amount, now)) > 0:
+            now += delay
+        entry = window.record(amount, now)
+        admissions.append((now, amount))
+        recorded.append((entry.expires, amount))
+    assert_no_window_exceeds(admissions, limit)
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    operations=st.lists(
+        st.one_of(
+            st.tuples(st.just("record"), st.integers(min_value=0, max_value=500)),
+            st.tuples(st.just("adjust"), st.integers(min_value=0, max_value=10_000)),
+            st.tuples(st.just("advance"), st.integers(min_value=0, max_value=40)),
+        ),
+        max_size=80,
+    )
+)
+def test_window_adjust_keeps_the_sum_right(operations: list[tuple[str, int]]) -> None:
+    window = RateWindow(1000, period=60.0)
+    now = 0.0
+    entries = []
+    for kind, value in operations:
+        if kind == "record":
+            entries.append(window.record(value, now))
+        elif kind == "adjust" and entries:
+            window.adjust(entries[value % len(entries)], value)
+        else:
+            now += value
+        used = window.used(now)
+        assert used == sum(entry.amount for entry in entries if entry.expires > now)
+        assert all(entry.live == (entry.expires > now) for entry in entries)
+
+
+# --- rpm ----------------------------------------------------------------------------------------
+
+
+async def test_three_times_rpm_acquirers_finish_at_exactly_120_s_never_over_rpm_per_window(
+    autojump_clock: MockClock,
+) -> None:
+    rpm = 7
+    throttle = Throttle(rpm=rpm, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        for number in range(3 * rpm):
+            acquirers.start_soon(admit, throttle, 0, log, f"#{number}")
+    times = sorted(time for _, time in log)
+    assert times == [0.0] * rpm + [60.0] * rpm + [120.0] * rpm
+    assert_no_window_exceeds([(time, 1.0) for time in times], rpm)
+
+
+async def run_bursts(rpm: int, bursts: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
+    throttle = Throttle(rpm=rpm, tpm=None)
+    arrivals: list[float] = []
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        for gap, count in bursts:
+            await trio.sleep(gap)
+            for _ in range(count):
+                arrivals.append(trio.current_time())
+                acquirers.start_soon(admit, throttle, 0, log, "")
+    return arrivals, sorted(time for _, time in log)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    rpm=st.integers(min_value=1, max_value=8),
+    bursts=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.5, 7.0, 30.0, 59.0, 60.0, 61.0]), st.integers(0, 12)),
+        max_size=8,
+    ),
+)
+def test_throttle_admits_each_request_as_soon_as_the_window_allows_and_no_sooner(
+    rpm: int, bursts: list[tuple[float, int]]
+) -> None:
+    arrivals, admitted = trio.run(run_bursts, rpm, bursts, clock=MockClock(autojump_threshold=0))
+    assert len(admitted) == len(arrivals)
+    assert_no_window_exceeds([(time, 1.0) for time in admitted], rpm)
+    expected: list[float] = []  # the k-th admission: its arrival, or when the (k-rpm)-th leaves
+    for k, arrival in enumerate(sorted(arrivals)):
+        expected.append(max(arrival, expected[k - rpm] + 60.0) if k >= rpm else arrival)
+    assert admitted == expected
+
+
+# --- tpm ----------------------------------------------------------------------------------------
+
+
+async def test_a_big_request_queued_first_is_admitted_before_later_small_ones(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=1000)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.acquire(600)
+        await start_in_order(acquirers, throttle, log, 900, 200)  # 200 would fit now, 900 not
+        assert log == []
+    # 900 once the 600 leaves at 60; 200 must then wait for the 900 to leave too.
+    assert log == [("#0", 60.0), ("#1", 120.0)]
+
+
+async def test_a_request_larger_than_tpm_is_admitted_alone_once_the_window_is_empty(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=1000)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.acquire(300)
+        await start_in_order(acquirers, throttle, log, 5000, 1)
+    assert log == [("#0", 60.0), ("#1", 120.0)]
+
+
+async def test_reconcile_lowers_the_recorded_tokens_so_the_next_request_is_admitted_earlier(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=1000)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        permit = await throttle.acquire(1000)
+        await start_in_order(acquirers, throttle, log, 500)
+        await throttle.reconcile(permit, 200)
+    assert log == [("#0", 0.0)]
+    assert throttle.statistics().tokens_in_window == 700
+
+
+async def test_reconcile_raises_the_recorded_tokens_so_the_next_request_waits(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=1000)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        permit = await throttle.acquire(100)
+        await throttle.reconcile(permit, 1000)
+        await start_in_order(acquirers, throttle, log, 100)
+    assert log == [("#0", 60.0)]
+
+
+# --- 429 ----------------------------------------------------------------------------------------
+
+
+async def test_rate_limited_pauses_everyone_until_exactly_retry_after(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(5)
+        await start_in_order(acquirers, throttle, log, 0, 10, 0)
+        assert throttle.statistics().queued == 3
+    assert sorted(log) == [("#0", 5.0), ("#1", 5.0), ("#2", 5.0)]
+    assert throttle.statistics().pauses == 1
+
+
+async def test_a_429_while_a_request_waits_on_the_window_extends_its_wait_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=1, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.acquire(0)
+        await start_in_order(acquirers, throttle, log, 0)  # due at 60
+        await trio.sleep_until(58.0)
+        await throttle.rate_limited(5)
+    assert log == [("#0", 63.0)]
+
+
+async def test_a_longer_429_extends_the_pause_and_a_shorter_one_does_not_shorten_it(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(5)
+        await start_in_order(acquirers, throttle, log, 0, 0)
+        await trio.sleep_until(2.0)
+        await throttle.rate_limited(10)  # until 12
+        await trio.sleep_until(3.0)
+        await throttle.rate_limited(1)  # until 4: ignored
+        await wait_all_tasks_blocked()
+        assert throttle.statistics().paused_until == 12.0
+    assert sorted(log) == [("#0", 12.0), ("#1", 12.0)]
+    assert throttle.statistics().pauses == 3
+
+
+async def test_a_429_without_retry_after_pauses_one_second(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(None)
+        await start_in_order(acquirers, throttle, log, 0)
+    assert log == [("#0", 1.0)]
+
+
+# --- observe ------------------------------------------------------------------------------------
+
+
+async def test_no_requests_remaining_pauses_until_the_reset(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.observe(RateLimitInfo(remaining_requests=0, reset_requests=7.0))
+        await start_in_order(acquirers, throttle, log, 0)
+    assert log == [("#0", 7.0)]
+
+
+async def test_no_tokens_remaining_with_an_unknown_reset_pauses_one_second(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.observe(RateLimitInfo(remaining_tokens=0, remaining_requests=50))
+        await start_in_order(acquirers, throttle, log, 0)
+    assert log == [("#0", 1.0)]
+
+
+async def test_observe_with_none_values_changes_nothing(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        await throttle.observe(RateLimitInfo())
+        await throttle.observe(RateLimitInfo(limit_requests=10, reset_requests=30.0))
+        await throttle.acquire(10)
+        assert trio.current_time() == 0.0
+        statistics = throttle.statistics()
+    assert statistics.messages == 0
+    assert statistics.fast_admitted == 1
+    assert statistics.paused_until is None
+
+
+async def test_remaining_requests_cap_admissions_until_the_reset(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.observe(RateLimitInfo(remaining_requests=2, reset_requests=10.0))
+        await start_in_order(acquirers, throttle, log, 0, 0)
+        assert throttle.statistics().requests_available == 0
+        # A stale answer (counted before our two admissions) does not raise the cap.
+        await throttle.observe(RateLimitInfo(remaining_requests=50, reset_requests=10.0))
+        await start_in_order(acquirers, throttle, log, 0, first=2)
+    assert log == [("#0", 0.0), ("#1", 0.0), ("#2", 10.0)]
+
+
+async def test_remaining_tokens_cap_admissions_until_the_reset(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.observe(RateLimitInfo(remaining_tokens=500, reset_tokens=10.0))
+        await start_in_order(acquirers, throttle, log, 400, 200)
+    assert log == [("#0", 0.0), ("#1", 10.0)]
+
+
+async def test_the_fast_path_returns_once_a_header_cap_lapses(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        await throttle.observe(RateLimitInfo(remaining_requests=5, reset_requests=10.0))
+        await throttle.acquire(0)
+        await trio.sleep_until(10.0)
+        await throttle.acquire(0)
+        statistics = throttle.statistics()
+    assert (statistics.messages, statistics.fast_admitted, statistics.admitted) == (2, 1, 2)
+
+
+# --- no limits ----------------------------------------------------------------------------------
+
+
+async def test_without_limits_1000_acquires_take_no_time_and_send_the_actor_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        permits = [await throttle.acquire(100) for _ in range(1000)]
+        for permit in permits:
+            await throttle.reconcile(permit, 50)
+        assert trio.current_time() == 0.0
+        statistics = throttle.statistics()
+    assert statistics.messages == 0
+    assert statistics.admitted == statistics.fast_admitted == 1000
+    assert statistics.requests_available is None
+    assert statistics.tokens_in_window is None
+
+
+# --- cancellation and shutdown ------------------------------------------------------------------
+
+
+async def test_a_cancelled_acquirer_leaves_the_queue_and_does_not_delay_those_behind(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=1000)
+    log: Log = []
+
+    async def impatient() -> None:
+        with trio.move_on_after(5):
+            await throttle.acquire(800)  # due at 60
+        log.append(("gave up", trio.current_time()))
+
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.acquire(500)
+        acquirers.start_soon(impatient)
+        await wait_all_tasks_blocked()
+        await start_in_order(acquirers, throttle, log, 400)  # fits now, but queued behind 800
+        assert log == []
+    assert sorted(log) == [("#0", 5.0), ("gave up", 5.0)]
+    statistics = throttle.statistics()
+    assert statistics.abandoned == 1
+    assert statistics.queued == 0
+    assert statistics.tokens_in_window == 900  # nothing recorded for the one that gave up
+
+
+async def test_cancelling_the_actors_nursery_ends_run_and_leaves_no_task_behind(
+    autojump_clock: MockClock,
+) -> None:
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    throttle = Throttle(rpm=1, tpm=None)
+    ended: list[float] = []
+
+    async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await throttle.run(task_status=task_status)
+        finally:
+            ended.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run)
+        await throttle.acquire(0)
+        for _ in range(3):
+            nursery.start_soon(throttle.acquire, 0)
+        await wait_all_tasks_blocked()
+        assert throttle.statistics().queued == 3
+        nursery.cancel_scope.cancel()
+    assert ended == [0.0]
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+
+
+async def test_after_the_actor_stops_waiters_and_new_acquirers_get_an_error_and_reports_are_dropped(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=1, tpm=None)
+    errors: list[LiteLLMError] = []
+
+    async def waiter() -> None:
+        with pytest.raises(LiteLLMError, match="not running") as info:
+            await throttle.acquire(0)
+        errors.append(info.value)
+
+    async with trio.open_nursery() as callers:
+        async with trio.open_nursery() as actor:
+            await actor.start(throttle.run)
+            await throttle.acquire(0)
+            callers.start_soon(waiter)
+            await wait_all_tasks_blocked()
+            actor.cancel_scope.cancel()
+    assert len(errors) == 1
+    assert trio.current_time() == 0.0
+    with pytest.raises(LiteLLMError, match="not running"):
+        await throttle.acquire(0)
+    await throttle.rate_limited(5)
+    await throttle.observe(RateLimitInfo(remaining_requests=0))
+
+
+async def test_run_can_be_called_only_once(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        with pytest.raises(RuntimeError, match="only once"):
+            await throttle.run()
+
+
+# --- statistics and arguments -------------------------------------------------------------------
+
+
+async def test_statistics_is_a_frozen_snapshot_of_windows_and_room(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=10, tpm=1000)
+    async with running(throttle):
+        await throttle.acquire(300)
+        await throttle.acquire(200)
+        statistics = throttle.statistics()
+        await trio.sleep(60.0)
+        later = throttle.statistics()
+    assert statistics.requests_in_window == 2
+    assert statistics.tokens_in_window == 500
+    assert statistics.requests_available == 8
+    assert statistics.tokens_available == 500
+    assert statistics.admitted == 2
+    assert statistics.fast_admitted == 0
+    assert (later.requests_in_window, later.tokens_available) == (0, 1000)
+    with pytest.raises(AttributeError):
+        statistics.queued = 1  # type: ignore[misc]
+    assert msgspec.structs.asdict(statistics)["paused_until"] is None
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True])
+def test_a_limit_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(ConfigError, match="rpm"):
+        Throttle(rpm=bad, tpm=None)  # type: ignore[arg-type]
+
+
+async def test_acquire_rejects_negative_tokens(autojump_clock: MockClock) -> None:
+    with pytest.raises(ValueError, match="tokens"):
+        await Throttle(rpm=None, tpm=None).acquire(-1)
