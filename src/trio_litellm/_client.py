@@ -258,7 +258,9 @@ class Client:
         ``timeout`` bounds the whole call, retries and waits for admission included.
         """
         chat = _chat_request(request, params, stream=False)
-        call = prepare(chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        call = prepare(
+            chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
+        )
         result: ChatCompletion = await self._call(call, max_retries=max_retries, timeout=timeout)
         return result
 
@@ -279,7 +281,9 @@ class Client:
             embedding = _build(EmbeddingRequest, params, "embed")
         else:
             embedding = msgspec.structs.replace(request, **params) if params else request
-        call = prepare(embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        call = prepare(
+            embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
+        )
         result: EmbeddingResponse = await self._call(call, max_retries=max_retries, timeout=timeout)
         return result
 
@@ -297,7 +301,9 @@ class Client:
             await reply.done.wait()
         finally:
             if not reply.done.is_set():
-                work.scope.cancel()  # the caller left: stop the request
+                work.scope.cancel()  # the caller left: stop the request, and wait until it has
+                with trio.CancelScope(shield=True):
+                    await reply.done.wait()
         if reply.error is not None:
             raise reply.error
         return reply.result
@@ -345,7 +351,9 @@ class Client:
         chat = _chat_request(request, params, stream=True)
         if chat.stream_options is None:
             chat.stream_options = {"include_usage": True}
-        call = prepare(chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate)
+        call = prepare(
+            chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
+        )
         config = self._config
         reader = StreamReader(
             self._transport,
@@ -363,7 +371,9 @@ class Client:
             await reader.run(send, run, task_status=start)
 
         # A stream's deadlines are per phase (first token, idle); a long one may outlast any total.
-        work = Work(operation, start.deliver, tokens=call.tokens, max_retries=max_retries, timeout=math.inf)
+        work = Work(
+            operation, start.deliver, tokens=call.tokens, max_retries=max_retries, timeout=math.inf
+        )
         with receive:
             await self._dispatcher.submit(work)
             try:
@@ -395,39 +405,45 @@ class Client:
             raise ValueError(f"max_buffer must be an integer >= 0, got {max_buffer!r}")
         job_send, job_receive = trio.open_memory_channel[Job](max_buffer)
         result_send, result_receive = trio.open_memory_channel[JobResult](max_buffer)
-        active: set[Work] = set()
+        active = _ActiveWork()
         async with open_collapsing_nursery() as nursery:
             nursery.start_soon(self._feed_jobs, job_receive, result_send, active)
             try:
                 yield job_send, result_receive
             finally:
-                for work in list(active):
-                    work.scope.cancel()
                 nursery.cancel_scope.cancel()
                 job_send.close()
                 result_receive.close()
+                await active.cancel_and_wait()
 
     async def _feed_jobs(
         self,
         jobs: trio.MemoryReceiveChannel[Job],
         results: trio.MemorySendChannel[JobResult],
-        active: set[Work],
+        active: _ActiveWork,
     ) -> None:
         async with jobs, results:
             async for job in jobs:
                 try:
                     if not isinstance(job, Job):
-                        raise InvalidRequestError(f"send Job(id=..., request=...), not {type(job).__name__}")
+                        raise InvalidRequestError(
+                            f"send Job(id=..., request=...), not {type(job).__name__}"
+                        )
                     call = prepare(job.request, estimate=self._estimate)
                 except InvalidRequestError as exc:
                     await results.send(JobResult(id=getattr(job, "id", None), error=exc))
                     continue
-                work = Work(self._operation(call), _JobDelivery(job.id, results.clone(), active).deliver, tokens=call.tokens)
+                delivery = _JobDelivery(job.id, results.clone(), active)
+                work = Work(self._operation(call), delivery.deliver, tokens=call.tokens)
                 active.add(work)
                 try:
                     await self._dispatcher.submit(work)
-                except ClientClosedError as exc:
+                except BaseException as exc:
+                    # Not handed over (a cancelled send delivers nothing): it will never deliver.
                     active.discard(work)
+                    delivery.send.close()
+                    if not isinstance(exc, ClientClosedError):
+                        raise
                     await results.send(JobResult(id=job.id, error=exc))
                     return
 
@@ -481,12 +497,39 @@ class Client:
         return await check_deployments(self._transport, model=model, timeout=timeout)
 
 
+class _ActiveWork:
+    """The jobs of one ``open_jobs`` block still running, so leaving it can end them all."""
+
+    def __init__(self) -> None:
+        self._works: set[Work] = set()
+        self._drained = trio.Event()
+        self._drained.set()
+
+    def add(self, work: Work) -> None:
+        self._works.add(work)
+        self._drained = trio.Event() if self._drained.is_set() else self._drained
+
+    def discard(self, work: Work) -> None:
+        self._works.discard(work)
+        if not self._works:
+            self._drained.set()
+
+    async def cancel_and_wait(self) -> None:
+        """Cancel every running job and wait, shielded, until each has delivered."""
+        for work in list(self._works):
+            work.scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._drained.wait()
+
+
 class _JobDelivery:
     """Sends one job's result on the results channel (its own clone), then closes that clone."""
 
     __slots__ = ("active", "job_id", "send")
 
-    def __init__(self, job_id: Any, send: trio.MemorySendChannel[JobResult], active: set[Work]) -> None:
+    def __init__(
+        self, job_id: Any, send: trio.MemorySendChannel[JobResult], active: _ActiveWork
+    ) -> None:
         self.job_id = job_id
         self.send = send
         self.active = active

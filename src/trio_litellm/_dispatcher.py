@@ -131,7 +131,11 @@ class Dispatcher:
             with self._receive, self._send:
                 task_status.started()
                 async for work in self._receive:
-                    await self._limiter.acquire_on_behalf_of(work)
+                    try:
+                        await self._limiter.acquire_on_behalf_of(work)
+                    except trio.Cancelled:
+                        await self._deliver_closed(work)
+                        raise
                     nursery.start_soon(self._execute, work)
 
     async def submit(self, work: Work) -> None:
@@ -174,16 +178,21 @@ class Dispatcher:
                 self._failed += 1
             await self._deliver(work, result, error)
         finally:
-            self._limiter.release_on_behalf_of(work)
             if not work.delivered:
-                # Cancelled (the client is closing): deliver without waiting.
-                with trio.CancelScope() as scope:
-                    scope.cancel()
-                    await self._deliver(work, None, ClientClosedError("the client closed before the request finished"))
+                await self._deliver_closed(work)
+            self._limiter.release_on_behalf_of(work)
 
     async def _deliver(self, work: Work, result: Any, error: BaseException | None) -> None:
         work.delivered = True
         await work.deliver(result, error, work)
+
+    async def _deliver_closed(self, work: Work) -> None:
+        """Tell ``work`` the client closed, without waiting (we are being cancelled)."""
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await self._deliver(
+                work, None, ClientClosedError("the client closed before the request finished")
+            )
 
     async def _run(self, work: Work, attempt: Callable[[int], Awaitable[T]]) -> T:
         retries = self._max_retries if work.max_retries is None else work.max_retries
@@ -223,4 +232,6 @@ class Dispatcher:
                 await self._throttle.reconcile(permit, usage.total_tokens)
             return outcome
 
-        return await self._transport.call(admitted, max_retries=retries, timeout=work.timeout, hook=hook)
+        return await self._transport.call(
+            admitted, max_retries=retries, timeout=work.timeout, hook=hook
+        )

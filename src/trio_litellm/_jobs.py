@@ -95,7 +95,13 @@ def prepare(
     """Encode a request once; raise :class:`InvalidRequestError` if it cannot be sent."""
     extra = dict(extra_body) if extra_body else None
     if isinstance(request, ChatRequest):
-        tokens = _chat_tokens(request.messages, request.max_tokens or request.max_completion_tokens, request.n) if estimate else 0
+        tokens = (
+            _chat_tokens(
+                request.messages, request.max_tokens or request.max_completion_tokens, request.n
+            )
+            if estimate
+            else 0
+        )
         return Call(
             kind="chat",
             path=CHAT_PATH,
@@ -145,11 +151,29 @@ def _prepare_dict(
         if hints is not None:
             body["metadata"] = {**(body.get("metadata") or {}), "routing_hints": hints}
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        tokens = _chat_tokens(messages, limit if isinstance(limit, int) else None, body.get("n")) if estimate else 0
-        return Call(kind="chat", path=CHAT_PATH, body=_encode(body), model=model, tokens=tokens, headers=headers)
+        tokens = (
+            _chat_tokens(messages, limit if isinstance(limit, int) else None, body.get("n"))
+            if estimate
+            else 0
+        )
+        return Call(
+            kind="chat",
+            path=CHAT_PATH,
+            body=_encode(body),
+            model=model,
+            tokens=tokens,
+            headers=headers,
+        )
     if "input" in body:
         tokens = _text_tokens(body["input"]) if estimate else 0
-        return Call(kind="embedding", path=EMBEDDINGS_PATH, body=_encode(body), model=model, tokens=tokens, headers=headers)
+        return Call(
+            kind="embedding",
+            path=EMBEDDINGS_PATH,
+            body=_encode(body),
+            model=model,
+            tokens=tokens,
+            headers=headers,
+        )
     raise InvalidRequestError("the request has neither 'messages' (chat) nor 'input' (embeddings)")
 
 
@@ -164,7 +188,11 @@ def _chat_tokens(messages: Any, max_tokens: int | None, n: Any) -> int:
     """Prompt characters / 4, plus the completion budget for each of the ``n`` choices."""
     chars = 0
     for message in messages:
-        content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+        content = (
+            message.get("content")
+            if isinstance(message, Mapping)
+            else getattr(message, "content", None)
+        )
         chars += _chars(content)
     choices = n if isinstance(n, int) and n > 0 else 1
     completion = max_tokens if max_tokens is not None else DEFAULT_COMPLETION_ESTIMATE

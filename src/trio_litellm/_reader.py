@@ -117,25 +117,27 @@ class StreamReader:
         accumulator = StreamAccumulator()
         self.accumulator = accumulator
         start = trio.current_time()
-        async with self._transport.stream(
-            "POST", self._path, body=self._body, headers=self._headers, model=self._model
-        ) as body:
-            self.meta = meta_from_headers(
-                body.status, body.headers, attempts=number, latency=trio.current_time() - start
-            )
-            with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
-                await self._read(body, accumulator, send, task_status, scope)
-            if scope.cancelled_caught:
-                if self._started:
-                    raise self._interrupted(
-                        RequestTimeoutError(
-                            f"no chunk for {self._idle_timeout} s (stream_idle_timeout)",
-                            model=self._model,
-                        )
-                    )
-                raise RequestTimeoutError(
-                    f"no first token within {self._first_token_timeout} s", model=self._model
+        # The first-token deadline covers the wait for headers too: the proxy sends none until
+        # the upstream's first chunk. After the first content, _read moves it to the idle deadline.
+        with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
+            async with self._transport.stream(
+                "POST", self._path, body=self._body, headers=self._headers, model=self._model
+            ) as body:
+                self.meta = meta_from_headers(
+                    body.status, body.headers, attempts=number, latency=trio.current_time() - start
                 )
+                await self._read(body, accumulator, send, task_status, scope)
+        if scope.cancelled_caught:
+            if self._started:
+                raise self._interrupted(
+                    RequestTimeoutError(
+                        f"no chunk for {self._idle_timeout} s (stream_idle_timeout)",
+                        model=self._model,
+                    )
+                )
+            raise RequestTimeoutError(
+                f"no first token within {self._first_token_timeout} s", model=self._model
+            )
         return self
 
     async def _read(

@@ -21,7 +21,9 @@ JOBS = 2000
 
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[DevStack]:
-    with DevStack(log_dir=PROJECT_ROOT / "run" / "test-logs" / "restart", project_root=PROJECT_ROOT) as stack:
+    with DevStack(
+        log_dir=PROJECT_ROOT / "run" / "test-logs" / "restart", project_root=PROJECT_ROOT
+    ) as stack:
         yield stack
 
 
@@ -29,7 +31,10 @@ async def test_a_proxy_restart_mid_run_loses_and_duplicates_nothing(own_stack: D
     results: list[JobResult] = []
     transitions: list[HealthTransition] = []
     async with open_client(
-        proxy_url=own_stack.proxy_url, api_key=own_stack.api_key, max_in_flight=32, health_check_interval=1.0
+        proxy_url=own_stack.proxy_url,
+        api_key=own_stack.api_key,
+        max_in_flight=32,
+        health_check_interval=1.0,
     ) as client:
         watch = client.health_transitions()
 
@@ -54,7 +59,9 @@ async def test_a_proxy_restart_mid_run_loses_and_duplicates_nothing(own_stack: D
                     async with send_jobs:
                         for i in range(JOBS):
                             message = {"role": "user", "content": f"job {i}"}
-                            await send_jobs.send(Job(id=i, request={"model": "local-gpt", "messages": [message]}))
+                            await send_jobs.send(
+                                Job(id=i, request={"model": "local-gpt", "messages": [message]})
+                            )
 
                 nursery.start_soon(produce)
                 async for result in receive_results:

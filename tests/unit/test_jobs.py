@@ -8,7 +8,14 @@ import msgspec
 import pytest
 import trio
 
-from trio_litellm import ChatRequest, EmbeddingRequest, InvalidRequestError, Job, JobResult, open_client
+from trio_litellm import (
+    ChatRequest,
+    EmbeddingRequest,
+    InvalidRequestError,
+    Job,
+    JobResult,
+    open_client,
+)
 from trio_litellm._jobs import DEFAULT_COMPLETION_ESTIMATE, prepare
 from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
 
@@ -23,7 +30,9 @@ async def provider_url(nursery: trio.Nursery) -> AsyncIterator[str]:
 
 
 def test_a_dict_request_keeps_every_key_it_has() -> None:
-    call = prepare({"model": "m", "messages": [{"role": "user", "content": "hi"}], "custom_flag": 3})
+    call = prepare(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "custom_flag": 3}
+    )
     assert call.kind == "chat"
     assert call.path == "/v1/chat/completions"
     assert msgspec.json.decode(call.body)["custom_flag"] == 3
@@ -52,7 +61,9 @@ def test_an_unusable_request_is_an_invalid_request_error(request_: object, probl
 
 
 def test_the_token_estimate_counts_prompt_characters_and_the_completion_budget() -> None:
-    chat = ChatRequest(model="m", messages=[{"role": "user", "content": "x" * 400}], max_tokens=50, n=2)
+    chat = ChatRequest(
+        model="m", messages=[{"role": "user", "content": "x" * 400}], max_tokens=50, n=2
+    )
     assert prepare(chat).tokens == 400 // 4 + 1 + 50 * 2
     no_limit = prepare({"model": "m", "messages": [{"role": "user", "content": ""}]})
     assert no_limit.tokens == 1 + DEFAULT_COMPLETION_ESTIMATE
@@ -60,11 +71,19 @@ def test_the_token_estimate_counts_prompt_characters_and_the_completion_budget()
 
 
 def test_no_estimate_is_made_when_asked_not_to() -> None:
-    assert prepare(ChatRequest(model="m", messages=[{"role": "user", "content": "x" * 400}]), estimate=False).tokens == 0
+    assert (
+        prepare(
+            ChatRequest(model="m", messages=[{"role": "user", "content": "x" * 400}]),
+            estimate=False,
+        ).tokens
+        == 0
+    )
 
 
 def test_routing_hints_in_a_dict_travel_in_metadata() -> None:
-    call = prepare({"model": "m", "messages": [{"role": "user"}], "routing_hints": {"priority": "cost"}})
+    call = prepare(
+        {"model": "m", "messages": [{"role": "user"}], "routing_hints": {"priority": "cost"}}
+    )
     body = msgspec.json.decode(call.body)
     assert body["metadata"] == {"routing_hints": {"priority": "cost"}}
     assert "routing_hints" not in body
@@ -73,12 +92,24 @@ def test_routing_hints_in_a_dict_travel_in_metadata() -> None:
 # --- the channel API ----------------------------------------------------------------------------
 
 
-async def test_closing_the_send_side_finishes_pending_jobs_then_ends_the_results(provider_url: str) -> None:
-    async with open_client(proxy_url=provider_url, api_key="k", health_check_interval=None) as client:
+async def test_closing_the_send_side_finishes_pending_jobs_then_ends_the_results(
+    provider_url: str,
+) -> None:
+    async with open_client(
+        proxy_url=provider_url, api_key="k", health_check_interval=None
+    ) as client:
         async with client.open_jobs(max_buffer=4) as (send_jobs, receive_results):
             async with send_jobs:
                 for i in range(3):
-                    await send_jobs.send(Job(id=i, request={"model": "echo", "messages": [{"role": "user", "content": f"j{i}"}]}))
+                    await send_jobs.send(
+                        Job(
+                            id=i,
+                            request={
+                                "model": "echo",
+                                "messages": [{"role": "user", "content": f"j{i}"}],
+                            },
+                        )
+                    )
             results = [result async for result in receive_results]
     assert sorted(r.id for r in results) == [0, 1, 2]
     assert {r.response.text for r in results} == {"Echo: j0", "Echo: j1", "Echo: j2"}
@@ -86,10 +117,18 @@ async def test_closing_the_send_side_finishes_pending_jobs_then_ends_the_results
 
 async def test_a_failed_job_is_a_result_and_the_channel_goes_on(provider_url: str) -> None:
     jobs = [
-        Job(id="bad", request={"model": "echo", "messages": [{"role": "user", "content": "x [fake status=400]"}]}),
+        Job(
+            id="bad",
+            request={
+                "model": "echo",
+                "messages": [{"role": "user", "content": "x [fake status=400]"}],
+            },
+        ),
         Job(id="good", request={"model": "echo", "messages": [{"role": "user", "content": "y"}]}),
     ]
-    async with open_client(proxy_url=provider_url, api_key="k", health_check_interval=None) as client:
+    async with open_client(
+        proxy_url=provider_url, api_key="k", health_check_interval=None
+    ) as client:
         async with client.open_jobs() as (send_jobs, receive_results):
             async with send_jobs:
                 for job in jobs:
@@ -114,7 +153,15 @@ async def test_a_producer_faster_than_the_upstream_is_held_back(provider_url: st
                 nonlocal sent, worst
                 async with send_jobs:
                     for i in range(total):
-                        await send_jobs.send(Job(id=i, request={"model": "echo", "messages": [{"role": "user", "content": "go"}]}))
+                        await send_jobs.send(
+                            Job(
+                                id=i,
+                                request={
+                                    "model": "echo",
+                                    "messages": [{"role": "user", "content": "go"}],
+                                },
+                            )
+                        )
                         sent += 1
                         worst = max(worst, sent - received)
 
@@ -128,7 +175,9 @@ async def test_a_producer_faster_than_the_upstream_is_held_back(provider_url: st
 
 
 async def test_a_job_that_is_not_a_job_gets_an_error_result(provider_url: str) -> None:
-    async with open_client(proxy_url=provider_url, api_key="k", health_check_interval=None) as client:
+    async with open_client(
+        proxy_url=provider_url, api_key="k", health_check_interval=None
+    ) as client:
         async with client.open_jobs() as (send_jobs, receive_results):
             async with send_jobs:
                 await send_jobs.send({"id": 1})  # type: ignore[arg-type]
@@ -138,10 +187,20 @@ async def test_a_job_that_is_not_a_job_gets_an_error_result(provider_url: str) -
 
 
 async def test_leaving_the_block_early_cancels_the_running_jobs(provider_url: str) -> None:
-    async with open_client(proxy_url=provider_url, api_key="k", health_check_interval=None) as client:
+    async with open_client(
+        proxy_url=provider_url, api_key="k", health_check_interval=None
+    ) as client:
         async with client.open_jobs() as (send_jobs, _):
             for i in range(5):
-                await send_jobs.send(Job(id=i, request={"model": "echo", "messages": [{"role": "user", "content": "x [fake latency=30]"}]}))
+                await send_jobs.send(
+                    Job(
+                        id=i,
+                        request={
+                            "model": "echo",
+                            "messages": [{"role": "user", "content": "x [fake latency=30]"}],
+                        },
+                    )
+                )
             await trio.testing.wait_all_tasks_blocked()
             assert client.statistics().dispatcher.in_flight == 5
         await trio.testing.wait_all_tasks_blocked()
