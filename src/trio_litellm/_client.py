@@ -22,7 +22,7 @@ import trio
 
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import ClientClosedError, Dispatcher, DispatcherStatistics, Runner, Work
-from ._errors import LiteLLMError, ModelNotFoundError, ResponseDecodeError, error_from_body
+from ._errors import ModelNotFoundError, ResponseDecodeError, error_from_body
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._jobs import Call, InvalidRequestError, Job, JobResult, prepare
 from ._meta import meta_from_headers

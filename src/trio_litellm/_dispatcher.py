@@ -73,8 +73,8 @@ class Work:
 
     __slots__ = (
         "attempts",
-        "delivered",
         "deliver",
+        "delivered",
         "max_retries",
         "operation",
         "scope",

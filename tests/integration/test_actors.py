@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 
-import pytest
 import trio
 
 from trio_litellm import (

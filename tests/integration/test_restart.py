@@ -43,16 +43,17 @@ async def test_a_proxy_restart_mid_run_loses_and_duplicates_nothing(own_stack: D
                 async for transition in watch:
                     transitions.append(transition)
 
-        async def restart_proxy_when(done: int) -> None:
-            while len(results) < done:
-                await trio.sleep(0.05)
+        third_done = trio.Event()
+
+        async def restart_proxy() -> None:
+            await third_done.wait()
             await trio.to_thread.run_sync(own_stack.kill_proxy)
             await trio.sleep(2.0)
             await trio.to_thread.run_sync(own_stack.start_proxy)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_health)
-            nursery.start_soon(restart_proxy_when, JOBS // 3)
+            nursery.start_soon(restart_proxy)
             async with client.open_jobs(max_buffer=64) as (send_jobs, receive_results):
 
                 async def produce() -> None:
@@ -66,6 +67,8 @@ async def test_a_proxy_restart_mid_run_loses_and_duplicates_nothing(own_stack: D
                 nursery.start_soon(produce)
                 async for result in receive_results:
                     results.append(result)
+                    if len(results) == JOBS // 3:
+                        third_done.set()
             nursery.cancel_scope.cancel()  # the watcher; the restart is long done
 
     failures = [r for r in results if not r.ok]

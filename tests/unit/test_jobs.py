@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 import trio
@@ -21,9 +19,9 @@ from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
 
 
 @pytest.fixture
-async def provider_url(nursery: trio.Nursery) -> AsyncIterator[str]:
+async def provider_url(nursery: trio.Nursery) -> str:
     url: str = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))
-    yield url
+    return url
 
 
 # --- prepare --------------------------------------------------------------------------------------
