@@ -8,12 +8,13 @@
 
 from ._client import Client, ClientStatistics, open_client
 from ._config import ClientConfig
-from ._dispatcher import ClientClosedError, DispatcherStatistics
+from ._dispatcher import DispatcherStatistics
 from ._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
+    ClientClosedError,
     ConfigError,
     ConflictError,
     ContentPolicyViolationError,

@@ -21,8 +21,8 @@ import msgspec
 import trio
 
 from ._config import ClientConfig, resolve_config
-from ._dispatcher import ClientClosedError, Dispatcher, DispatcherStatistics, Runner, Work
-from ._errors import ModelNotFoundError, ResponseDecodeError, error_from_body
+from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
+from ._errors import ClientClosedError, ModelNotFoundError, ResponseDecodeError, error_from_body
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._jobs import Call, InvalidRequestError, Job, JobResult, prepare
 from ._meta import meta_from_headers

@@ -28,7 +28,7 @@ import trio
 
 from ._errors import (
     BudgetExceededError,
-    LiteLLMError,
+    ClientClosedError,
     ProxyConnectionError,
     RateLimitError,
 )
@@ -37,7 +37,7 @@ from ._monitor import HealthMonitor
 from ._throttle import Throttle
 from ._transport import Transport
 
-__all__ = ["ClientClosedError", "Dispatcher", "DispatcherStatistics", "Runner", "Work"]
+__all__ = ["Dispatcher", "DispatcherStatistics", "Runner", "Work"]
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[int], Awaitable[Any]]], Awaitable[Any]]
@@ -46,10 +46,6 @@ Runner = Callable[[Callable[[int], Awaitable[Any]]], Awaitable[Any]]
 SUBMIT_BUFFER = 0
 """Work waiting for the dispatcher to take it: none. A submitter hands over directly, so a full
 set of in-flight slots is felt by the submitter at once."""
-
-
-class ClientClosedError(LiteLLMError):
-    """The request was cancelled before it finished: the client closed, or its caller left."""
 
 
 class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):

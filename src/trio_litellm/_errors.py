@@ -8,6 +8,7 @@
     ├── RequestTimeoutError           our own deadline passed, or the proxy answered 408
     ├── ResponseDecodeError           the proxy answered with something we cannot decode
     ├── StreamInterruptedError        a stream ended abnormally after content reached you
+    ├── ClientClosedError             the client closed (or the caller left) before the end
     └── APIStatusError                the proxy answered with an error status or an in-band error
         ├── BadRequestError           400
         │   ├── ModelNotFoundError    400 "Invalid model name", or a model info lookup that found none
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "ContentPolicyViolationError",
@@ -150,6 +152,10 @@ class StreamInterruptedError(LiteLLMError):
     def __init__(self, message: str, *, partial: Any = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.partial = partial
+
+
+class ClientClosedError(LiteLLMError):
+    """The request was cancelled before it finished: the client closed, or its caller left."""
 
 
 class APIStatusError(LiteLLMError):

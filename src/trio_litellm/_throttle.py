@@ -26,7 +26,7 @@ from typing import TypeAlias
 import msgspec
 import trio
 
-from ._errors import ConfigError, LiteLLMError
+from ._errors import ClientClosedError, ConfigError, LiteLLMError
 from ._meta import RateLimitInfo
 
 __all__ = [
@@ -270,7 +270,7 @@ def _horizon(at: float, reset: float | None) -> float:
 
 
 def _closed_error() -> LiteLLMError:
-    return LiteLLMError("the throttle is not running: the client has closed")
+    return ClientClosedError("the throttle is not running: the client has closed")
 
 
 class Throttle:
@@ -278,7 +278,7 @@ class Throttle:
 
     ``run`` is the actor; it runs until cancelled (the client cancels its nursery on exit), and
     there is no ``close()``. When it stops, acquirers still queued (or whose message is still in
-    the channel) get a :class:`LiteLLMError` rather than waiting forever, ``acquire`` raises the
+    the channel) get a :class:`ClientClosedError` rather than waiting forever, ``acquire`` raises the
     same from then on, and reports (``reconcile``, ``rate_limited``, ``observe``) are dropped:
     there is nothing left to adapt.
     """
