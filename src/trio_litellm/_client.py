@@ -321,7 +321,11 @@ class Client:
             if not (response.choices if call.kind == "chat" else response.data):
                 raise _empty_answer(answer.status, answer.content, call.model)
             response.meta = meta_from_headers(
-                answer.status, answer.headers, attempts=number, latency=answer.latency
+                answer.status,
+                answer.headers,
+                attempts=number,
+                latency=answer.latency,
+                body=answer.content if call.keep_body else None,
             )
             return response
 
@@ -430,6 +434,8 @@ class Client:
                             f"send Job(id=..., request=...), not {type(job).__name__}"
                         )
                     call = prepare(job.request, estimate=self._estimate)
+                    if job.keep_body:
+                        call = msgspec.structs.replace(call, keep_body=True)
                 except InvalidRequestError as exc:
                     await results.send(JobResult(id=getattr(job, "id", None), error=exc))
                     continue

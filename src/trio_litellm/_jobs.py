@@ -54,6 +54,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
 
     id: Any
     request: ChatRequest | EmbeddingRequest | dict[str, Any]
+    keep_body: bool = False
+    """Keep the answer's raw JSON in ``response.meta.body`` (as batch output needs)."""
 
 
 class JobResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +85,7 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     tokens: int = 0
     headers: Mapping[str, str] | None = None
+    keep_body: bool = False
 
 
 def prepare(
@@ -149,7 +152,10 @@ def _prepare_dict(
                 raise InvalidRequestError(f"messages[{index}] must be an object with a 'role'")
         hints = body.pop("routing_hints", None)
         if hints is not None:
-            body["metadata"] = {**(body.get("metadata") or {}), "routing_hints": hints}
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, Mapping):
+                raise InvalidRequestError("metadata must be an object to carry routing_hints")
+            body["metadata"] = {**metadata, "routing_hints": hints}
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         tokens = (
             _chat_tokens(messages, limit if isinstance(limit, int) else None, body.get("n"))
@@ -212,5 +218,9 @@ def _chars(content: Any) -> int:
     if isinstance(content, str):
         return len(content)
     if isinstance(content, list):
-        return sum(len(part.get("text", "")) for part in content if isinstance(part, Mapping))
+        return sum(
+            len(text)
+            for part in content
+            if isinstance(part, Mapping) and isinstance(text := part.get("text"), str)
+        )
     return 0

@@ -49,6 +49,8 @@ class ResponseMeta(msgspec.Struct, frozen=True, kw_only=True):
     ratelimit: RateLimitInfo = RateLimitInfo()
     attempts: int = 1
     latency: float | None = None
+    body: bytes | None = None
+    """The answer's raw JSON, kept only when the request asked for it (batch output)."""
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
@@ -97,7 +99,12 @@ def _int(raw: str | None) -> int | None:
 
 
 def meta_from_headers(
-    status: int, headers: Mapping[str, str], *, attempts: int = 1, latency: float | None = None
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    attempts: int = 1,
+    latency: float | None = None,
+    body: bytes | None = None,
 ) -> ResponseMeta:
     """Read a response's headers into a :class:`ResponseMeta`."""
     get = headers.get
@@ -127,4 +134,5 @@ def meta_from_headers(
         ratelimit=ratelimit,
         attempts=attempts,
         latency=latency,
+        body=body,
     )

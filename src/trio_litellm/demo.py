@@ -1,82 +1,109 @@
-"""The demo: start the local stack, then complete, stream and embed through a real LiteLLM proxy.
+"""The demo: the main job, a batch of a few thousand requests through a real LiteLLM proxy.
 
-``python -m trio_litellm.demo`` (what ``bash scripts/demo.sh`` runs). It starts the fake provider
-and the proxy from ``litellm_config.yaml`` on free loopback ports, makes one call of each kind
-with trio-litellm, shows the answers and what the proxy said about them, and stops both.
+``python -m trio_litellm.demo`` (what ``bash scripts/demo.sh`` runs) starts the fake provider and
+the proxy from ``litellm_config.yaml`` on free loopback ports, shows one call of each kind, writes
+a demo batch in the OpenAI Batch API format to ``run/demo/requests.jsonl``, runs it with a progress
+bar into ``run/demo/results.jsonl``, prints the summary, and stops both processes. A few requests
+meet an injected upstream failure once, so retries show in the summary.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import msgspec
 import trio
 from rich.console import Console
-from rich.table import Table
 
 from . import LiteLLMError, open_client
 from ._devstack import DevStack, DevStackError
+from .batch import render_summary, run_batch
 
 console = Console()
 
+DEMO_REQUESTS = 3000
+TOPICS = ("nurseries", "cancel scopes", "memory channels", "checkpoints", "structured concurrency")
 
-async def tour(proxy_url: str, api_key: str) -> None:
-    """One call of each kind through the proxy, printed as it goes."""
-    async with open_client(proxy_url=proxy_url, api_key=api_key) as client:
+
+def write_demo_batch(path: Path, count: int = DEMO_REQUESTS) -> None:
+    """An OpenAI Batch API input file: mostly chats, some embeddings, a few transient faults."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = msgspec.json.Encoder()
+    with path.open("wb") as file:
+        for index in range(count):
+            topic = TOPICS[index % len(TOPICS)]
+            if index % 10 == 9:
+                line = {
+                    "custom_id": f"emb-{index}",
+                    "method": "POST",
+                    "url": "/v1/embeddings",
+                    "body": {"model": "local-embed", "input": f"{topic} {index}"},
+                }
+            else:
+                text = f"explain {topic} in one line, request {index}"
+                if index % 50 == 7:  # the upstream fails once, the client retries
+                    text += f" [fake status=503 fail_first=1 id=demo-{index}]"
+                line = {
+                    "custom_id": f"chat-{index}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": "local-gpt",
+                        "messages": [{"role": "user", "content": text}],
+                        "max_tokens": 32,
+                    },
+                }
+            file.write(encoder.encode(line) + b"\n")
+
+
+async def tour(proxy_url: str, api_key: str, workdir: Path) -> int:
+    """One call of each kind, then the batch; returns the number of failed batch requests."""
+    async with open_client(
+        proxy_url=proxy_url, api_key=api_key, max_retries=3, backoff_initial=0.1
+    ) as client:
         health = await client.health()
         console.print(
             f"[bold]proxy[/] {proxy_url}: {health.status} ({health.latency * 1000:.0f} ms)"
         )
-
         reply = await client.complete(
             model="fake-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=16
         )
         console.print(
-            f"[bold]complete[/] fake-gpt -> {reply.text!r}  tokens={reply.usage.total_tokens if reply.usage else '?'}"
-            f"  cost={reply.meta.response_cost}  call_id={reply.meta.call_id}"
+            f"[bold]complete[/] fake-gpt -> {reply.text!r}  cost={reply.meta.response_cost}"
         )
-
         console.print("[bold]stream[/] local-gpt -> ", end="")
-        prompt = "trio makes structured concurrency feel natural"
         async with client.stream(
-            model="local-gpt", messages=[{"role": "user", "content": prompt}]
+            model="local-gpt",
+            messages=[{"role": "user", "content": "trio makes concurrency structured"}],
         ) as stream:
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     console.print(chunk.choices[0].delta.content, end="", highlight=False)
                     await trio.sleep(0.05)  # so a person can watch it arrive
-        final = stream.result()
-        usage = final.usage
-        tokens = f"{usage.prompt_tokens} in / {usage.completion_tokens} out" if usage else "?"
-        console.print(f"\n  finish_reason={final.choices[0].finish_reason}  tokens={tokens}")
-
+        console.print()
         emb = await client.embed(model="local-embed", input=["structured", "concurrency"])
         console.print(
             f"[bold]embed[/] local-embed -> {len(emb.data)} vectors of {len(emb.data[0].embedding)} floats"
-            f"  cost={emb.meta.response_cost}"
         )
 
-        table = Table(title="models served by the proxy")
-        for column in ("id", "mode", "max input tokens", "input $/token"):
-            table.add_column(column)
-        infos = {info.model_name: info for info in await client.model_infos()}
-        for model in await client.list_models():
-            info = infos.get(model.id)
-            table.add_row(
-                model.id,
-                (info.mode if info else None) or "-",
-                str(info.max_input_tokens if info and info.max_input_tokens else "-"),
-                str(info.input_cost_per_token if info and info.input_cost_per_token else "-"),
-            )
-        console.print(table)
+        requests, results = workdir / "requests.jsonl", workdir / "results.jsonl"
+        write_demo_batch(requests)
+        results.unlink(missing_ok=True)
+        console.print(f"\n[bold]batch[/] {DEMO_REQUESTS} requests from {requests} -> {results}")
+        summary = await run_batch(client, requests, results, console=console, progress=True)
+    render_summary(summary, console)
+    return summary.failed
 
 
 def main() -> int:
     """Run the demo; 0 on success, 1 with a clear message otherwise, 130 on Ctrl-C."""
     stack = DevStack()
+    workdir = stack.project_root / "run" / "demo"
     try:
         with console.status("starting the fake provider and the LiteLLM proxy (about 10 s)..."):
             stack.start()
-        trio.run(tour, stack.proxy_url, stack.api_key)
+        failed = trio.run(tour, stack.proxy_url, stack.api_key, workdir)
     except DevStackError as exc:
         console.print(f"[red]could not start the local stack:[/] {exc}")
         return 1
@@ -89,7 +116,7 @@ def main() -> int:
     finally:
         stack.stop()
     console.print("[green]done[/]: the proxy and the fake provider are stopped.")
-    return 0
+    return 0 if failed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -204,3 +204,12 @@ async def test_leaving_the_block_early_cancels_the_running_jobs(provider_url: st
         await trio.testing.wait_all_tasks_blocked()
         assert client.statistics().dispatcher.in_flight == 0
         assert client.busy_connections == 0
+
+
+def test_odd_but_valid_json_never_crashes_the_estimate() -> None:
+    call = prepare(
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}
+    )
+    assert call.tokens > 0
+    with pytest.raises(InvalidRequestError, match="metadata"):
+        prepare({"model": "m", "messages": [{"role": "user"}], "metadata": 3, "routing_hints": {}})

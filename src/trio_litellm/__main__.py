@@ -1,0 +1,7 @@
+"""``python -m trio_litellm``: the ``trio-litellm`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

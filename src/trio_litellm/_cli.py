@@ -1,0 +1,322 @@
+"""The ``trio-litellm`` command: batch jobs, a streamed chat, models, health, the fake provider.
+
+Exit codes (every command):
+
+- 0: done; for ``batch``, every request succeeded (or the dry-run plan is valid)
+- 1: ``batch`` finished but some requests failed (each failure is a line in the output)
+- 2: bad usage or an invalid input file (every bad line is listed with its number)
+- 3: the proxy cannot be reached, refused the key, or the configuration is invalid
+- 130: interrupted (Ctrl-C); a ``batch`` run resumes where it stopped when run again
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import cyclopts
+from cyclopts import Parameter
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from ._client import open_client
+from ._config import ClientConfig
+from ._errors import AuthenticationError, ConfigError, LiteLLMError
+from .batch import (
+    BatchInputError,
+    BatchPlan,
+    OutputCorruptError,
+    plan_batch,
+    render_summary,
+    run_batch,
+    write_summary_json,
+)
+from .fake_provider.__main__ import app as fake_provider_app
+
+__all__ = ["app", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = cyclopts.App(
+    name="trio-litellm",
+    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 some batch requests failed, "
+    "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
+    version=__version__,
+    backend="trio",
+)
+app.command(fake_provider_app, name="fake-provider")
+
+out = Console()
+err = Console(stderr=True)
+
+ProxyUrl = Annotated[
+    str | None,
+    Parameter(help="LiteLLM proxy URL (default: $LITELLM_PROXY_URL or http://localhost:4000)."),
+]
+ApiKey = Annotated[
+    str | None,
+    Parameter(help="Proxy key (default: $LITELLM_API_KEY). Never printed.", show_default=False),
+]
+
+
+class _Exit(Exception):
+    """Leave a command with an exit code after printing a message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _config(proxy_url: str | None, api_key: str | None, **options: object) -> ClientConfig:
+    try:
+        return ClientConfig(proxy_url=proxy_url, api_key=api_key, **options)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise _Exit(EXIT_PROXY, f"bad configuration: {exc}") from None
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", shard.strip())
+    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
+        raise _Exit(EXIT_USAGE, f"--shard must be I/N with 0 <= I < N (e.g. 0/4), got {shard!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+@app.command
+async def batch(
+    input: Path,
+    /,
+    *,
+    output: Annotated[
+        Path, Parameter(name=["--output", "-o"], help="Output JSONL (appended to; resumed from).")
+    ],
+    proxy_url: ProxyUrl = None,
+    api_key: ApiKey = None,
+    concurrency: Annotated[int, Parameter(help="Requests in flight at once.")] = 64,
+    rpm: Annotated[int | None, Parameter(help="Requests per minute to stay under.")] = None,
+    tpm: Annotated[
+        int | None, Parameter(help="Tokens per minute to stay under (estimated, then reconciled).")
+    ] = None,
+    model: Annotated[
+        str | None, Parameter(help="Send every request to this model instead of the body's.")
+    ] = None,
+    max_retries: Annotated[
+        int, Parameter(help="Retries per request (429, 5xx, timeouts, dropped connections).")
+    ] = 5,
+    shard: Annotated[
+        str | None, Parameter(help="Run only the custom_ids of shard I of N, e.g. 0/4.")
+    ] = None,
+    dry_run: Annotated[
+        bool, Parameter(help="Validate every line and print the plan; send nothing.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, Parameter(help="Run again only the requests that failed before.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, Parameter(help="Write invalid lines to the output as errors instead of stopping.")
+    ] = False,
+    summary_json: Annotated[
+        Path | None, Parameter(help="Also write the summary as JSON to this file.")
+    ] = None,
+    progress: Annotated[
+        bool | None, Parameter(help="Show a progress bar (default: on a terminal only).")
+    ] = None,
+) -> int:
+    """Run an OpenAI Batch API input file through the proxy; write OpenAI batch output lines.
+
+    Resumable: running the same command again skips the custom_ids already in the output.
+    """
+    shard_pair = _parse_shard(shard)
+    if dry_run:
+        plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
+        _print_plan(plan, rpm=rpm, tpm=tpm)
+        return EXIT_OK
+    config = _config(
+        proxy_url, api_key, max_connections=concurrency, max_retries=max_retries, rpm=rpm, tpm=tpm
+    )
+    async with open_client(config) as client:
+        health = await client.health()
+        if not health.healthy:
+            raise _Exit(
+                EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
+            )
+        summary = await run_batch(
+            client,
+            input,
+            output,
+            model=model,
+            shard=shard_pair,
+            retry_failed=retry_failed,
+            skip_invalid=skip_invalid,
+            console=err,
+            progress=progress,
+        )
+    render_summary(summary, err)
+    if summary_json is not None:
+        write_summary_json(summary, summary_json)
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+
+
+def _print_plan(plan: BatchPlan, *, rpm: int | None, tpm: int | None) -> None:
+    scan = plan.scan
+    table = Table(title=f"plan for {scan.path}", show_header=False)
+    table.add_row("requests in file", str(scan.lines))
+    table.add_row("in this shard", str(scan.in_shard))
+    table.add_row("already in the output", str(plan.already_done))
+    table.add_row("to run", str(plan.to_run))
+    table.add_row("estimated tokens", f"{scan.estimated_tokens:,}")
+    for url, count in sorted(scan.by_url.items()):
+        table.add_row(f"  {url}", str(count))
+    for name, count in sorted(scan.by_model.items()):
+        table.add_row(f"  model {name}", str(count))
+    to_run = plan.to_run
+    if rpm:
+        table.add_row("at least (rpm)", f"{to_run / rpm:.1f} min")
+    if tpm and scan.in_shard:
+        table.add_row(
+            "at least (tpm)", f"{scan.estimated_tokens * to_run / scan.in_shard / tpm:.1f} min"
+        )
+    out.print(table)
+    out.print("dry run: nothing was sent")
+
+
+@app.command
+async def chat(
+    prompt: str,
+    /,
+    *,
+    model: Annotated[str, Parameter(help="Model group to ask.")] = "local-gpt",
+    system: Annotated[str | None, Parameter(help="A system message.")] = None,
+    max_tokens: int | None = None,
+    proxy_url: ProxyUrl = None,
+    api_key: ApiKey = None,
+) -> int:
+    """Ask one prompt and stream the answer to the terminal."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    async with (
+        open_client(_config(proxy_url, api_key)) as client,
+        client.stream(model=model, messages=messages, max_tokens=max_tokens) as stream,
+    ):
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                out.print(chunk.choices[0].delta.content, end="", highlight=False, markup=False)
+    out.print()
+    final = stream.result()
+    if final.usage is not None:
+        err.print(
+            f"[dim]{final.usage.prompt_tokens} tokens in, {final.usage.completion_tokens} out[/]"
+        )
+    return EXIT_OK
+
+
+@app.command
+async def models(*, proxy_url: ProxyUrl = None, api_key: ApiKey = None) -> int:
+    """List the model groups the proxy serves to this key."""
+    async with open_client(_config(proxy_url, api_key)) as client:
+        listed = await client.list_models()
+    table = Table("id", "mode", "max input tokens", "owned by")
+    for model in listed:
+        table.add_row(
+            model.id, model.mode or "-", str(model.max_input_tokens or "-"), model.owned_by
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+@app.command(name="model-info")
+async def model_info(model: str, /, *, proxy_url: ProxyUrl = None, api_key: ApiKey = None) -> int:
+    """Show what the proxy knows of one model group: limits, prices, capabilities."""
+    async with open_client(_config(proxy_url, api_key)) as client:
+        info = await client.model_info(model)
+    table = Table(title=model, show_header=False)
+    for field in (
+        "id",
+        "mode",
+        "litellm_provider",
+        "max_input_tokens",
+        "max_output_tokens",
+        "input_cost_per_token",
+        "output_cost_per_token",
+    ):
+        table.add_row(field, str(getattr(info, field)))
+    upstream = info.litellm_params.get("model")
+    table.add_row("upstream model", str(upstream))
+    supports = [
+        name.removeprefix("supports_")
+        for name in info.__struct_fields__
+        if name.startswith("supports_") and getattr(info, name)
+    ]
+    table.add_row("supports", ", ".join(supports) or "-")
+    out.print(table)
+    return EXIT_OK
+
+
+@app.command
+async def health(
+    *,
+    deep: Annotated[
+        bool, Parameter(help="Also check every deployment with a real (billed) call.")
+    ] = False,
+    proxy_url: ProxyUrl = None,
+    api_key: ApiKey = None,
+) -> int:
+    """Is the proxy up and ready? Exit code 3 when it is not."""
+    async with open_client(_config(proxy_url, api_key)) as client:
+        report = await client.health()
+        out.print(
+            f"{client.config.display_url}: {report.status} ({report.latency * 1000:.0f} ms)"
+            + (f" - {report.error}" if report.error else "")
+        )
+        if not report.healthy:
+            return EXIT_PROXY
+        if deep:
+            deployments = await client.deployment_health()
+            table = Table("deployment", "state", "error")
+            for item in deployments.healthy_endpoints:
+                table.add_row(str(item.model), "healthy", "")
+            for item in deployments.unhealthy_endpoints:
+                table.add_row(str(item.model), "unhealthy", (item.error or "")[:100])
+            out.print(table)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``trio-litellm`` script: run a command, map failures to exit codes."""
+    # Retries are counted in the summary; stamina's own per-retry warnings would only be noise.
+    logging.getLogger("stamina").setLevel(logging.ERROR)
+    try:
+        code = app(argv, result_action="return_value", exit_on_error=False, print_error=True)
+    except _Exit as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return exc.code
+    except BatchInputError as exc:
+        err.print(f"[red]invalid input:[/] {exc}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except OutputCorruptError as exc:
+        err.print(f"[red]cannot resume:[/] {exc}")
+        return EXIT_USAGE
+    except AuthenticationError as exc:
+        err.print(f"[red]the proxy refused the key:[/] {exc}")
+        return EXIT_PROXY
+    except LiteLLMError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_PROXY
+    except cyclopts.CycloptsError:
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("\ninterrupted: what finished is saved; run the same command again to resume")
+        return EXIT_INTERRUPTED
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

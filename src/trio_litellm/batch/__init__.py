@@ -1,0 +1,28 @@
+"""Batch completion jobs: an OpenAI Batch API input file through the proxy, exactly once each.
+
+``await run_batch(client, "requests.jsonl", "results.jsonl")`` returns a :class:`BatchSummary`;
+the ``trio-litellm batch`` command wraps it with a progress bar and a summary table.
+"""
+
+from ._input import BatchInputError, BatchLine, InputProblem, InputScan, scan_input, shard_of
+from ._output import OutputCorruptError, OutputState, recover_output
+from ._runner import BatchPlan, plan_batch, run_batch
+from ._summary import BatchSummary, render_summary, write_summary_json
+
+__all__ = [
+    "BatchInputError",
+    "BatchLine",
+    "BatchPlan",
+    "BatchSummary",
+    "InputProblem",
+    "InputScan",
+    "OutputCorruptError",
+    "OutputState",
+    "plan_batch",
+    "recover_output",
+    "render_summary",
+    "run_batch",
+    "scan_input",
+    "shard_of",
+    "write_summary_json",
+]

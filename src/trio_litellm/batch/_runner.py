@@ -1,0 +1,271 @@
+"""``run_batch``: an OpenAI Batch API input file through the proxy, exactly once per custom_id.
+
+How "exactly once" holds across crashes: the output file is the only record of what is done.
+Each result is appended as one whole line, with one ``write`` call, as it arrives; a process killed
+mid-write can leave at most a torn last line, which the next run cuts off before it starts. A run
+first reads the output (``recover_output``), then submits only the custom_ids it does not hold, so
+a request whose answer was not written is done again, and one whose answer was written is never
+repeated. The input is validated whole before anything is sent, then read a second time, line by
+line, to submit: memory holds custom_ids, never the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+from rich.console import Console
+
+from .._client import Client
+from .._errors import APIStatusError, LiteLLMError
+from .._jobs import Job, JobResult
+from ._input import InputProblem, InputScan, iter_input, scan_input, shard_of
+from ._output import (
+    OutputState,
+    OutputWriter,
+    drop_failed,
+    error_record,
+    recover_output,
+    response_record,
+)
+from ._progress import BatchProgress
+from ._summary import BatchSummary, SummaryBuilder
+
+__all__ = ["BatchPlan", "plan_batch", "run_batch"]
+
+SYNC_INTERVAL = 1.0
+"""Seconds between fsyncs of the output: a machine crash loses at most this much finished work
+(a killed process loses nothing that was written)."""
+
+_error_body_encoder = msgspec.json.Encoder()
+
+
+class BatchPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run would do: the input's shape, what the output already holds, what is left."""
+
+    scan: InputScan
+    already_done: int
+    to_retry: int
+    to_run: int
+
+
+def plan_batch(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    model: str | None = None,
+    shard: tuple[int, int] | None = None,
+    retry_failed: bool = False,
+) -> BatchPlan:
+    """Validate the input and read the output, sending nothing (``--dry-run``); raises
+    :class:`BatchInputError` listing every bad line."""
+    scan = scan_input(input_path, model=model, shard=shard)
+    scan.raise_for_problems()
+    state = _peek_output(Path(output_path))
+    done = {
+        cid: ok for cid, ok in state.items() if shard is None or shard_of(cid, shard[1]) == shard[0]
+    }
+    failed = sum(1 for ok in done.values() if not ok)
+    already = len(done) - (failed if retry_failed else 0)
+    return BatchPlan(
+        scan=scan,
+        already_done=already,
+        to_retry=failed if retry_failed else 0,
+        to_run=max(scan.in_shard - already, 0),
+    )
+
+
+def _peek_output(path: Path) -> dict[str, bool]:
+    """The done map of an output file without repairing it (a dry run changes nothing)."""
+    if not path.exists():
+        return {}
+    done: dict[str, bool] = {}
+    with path.open("rb") as file:
+        for line in file:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = msgspec.json.decode(line)
+                response = record.get("response")
+                ok = (
+                    bool(response)
+                    and record.get("error") is None
+                    and 200 <= response.get("status_code", 0) < 300
+                )
+                done[record["custom_id"]] = ok
+            except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
+                continue
+    return done
+
+
+async def run_batch(
+    client: Client,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    model: str | None = None,
+    shard: tuple[int, int] | None = None,
+    retry_failed: bool = False,
+    skip_invalid: bool = False,
+    console: Console | None = None,
+    progress: bool | None = None,
+    max_buffer: int = 256,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> BatchSummary:
+    """Run every request of ``input_path`` not yet answered in ``output_path``; return the summary.
+
+    Raises :class:`BatchInputError` (every bad line, with its number) before sending anything,
+    unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
+    runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
+    the failed answers from the output and runs those requests again. ``progress`` shows a
+    progress bar (None: only on a terminal).
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    scan: InputScan = await trio.to_thread.run_sync(
+        lambda: scan_input(input_path, model=model, shard=shard)
+    )
+    if not skip_invalid:
+        scan.raise_for_problems()
+    state: OutputState = await trio.to_thread.run_sync(recover_output, output_path)
+    if retry_failed:
+        await trio.to_thread.run_sync(drop_failed, output_path, state)
+    skip = state.done
+    already = sum(1 for cid in skip if shard is None or shard_of(cid, shard[1]) == shard[0])
+    invalid = scan.in_shard_problems
+    total = max(scan.in_shard - already, 0) + (invalid if skip_invalid else 0)
+    builder = SummaryBuilder()
+    console = console or Console(stderr=True)
+    start = trio.current_time()
+    with (
+        OutputWriter(output_path) as writer,
+        BatchProgress(total, console=console, enabled=progress) as bar,
+    ):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_sync_periodically, writer)
+            async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
+                nursery.start_soon(
+                    _produce, input_path, model, shard, skip, send_jobs, writer, builder
+                )
+                async for result in receive_results:
+                    writer.write(_record(result))
+                    _account(builder, result)
+                    bar.update(builder)
+                    if on_result is not None:
+                        on_result(result)
+            nursery.cancel_scope.cancel()
+        bar.update(builder)
+    return builder.summary(
+        elapsed=trio.current_time() - start,
+        input_requests=scan.in_shard,
+        already_done=already,
+        invalid=invalid,
+    )
+
+
+async def _produce(
+    input_path: Path,
+    model: str | None,
+    shard: tuple[int, int] | None,
+    skip: dict[str, bool],
+    send_jobs: trio.MemorySendChannel[Job],
+    writer: OutputWriter,
+    builder: SummaryBuilder,
+) -> None:
+    """Read the input a second time and submit what is not done; bad lines go out as errors."""
+    async with send_jobs:
+        for item in iter_input(input_path, model=model, shard=shard, skip=skip):
+            if isinstance(item, InputProblem):
+                # A line without a usable id of its own (none, or a duplicate) is recorded under
+                # "line-N", once: a resumed run finds that id in the output and skips it.
+                custom_id = (
+                    item.custom_id if item.recordable and item.custom_id else f"line-{item.line_no}"
+                )
+                if custom_id in skip:
+                    continue
+                writer.write(
+                    error_record(
+                        custom_id,
+                        code="invalid_line",
+                        message=f"line {item.line_no}: {item.message}",
+                    )
+                )
+                builder.add(model="-", ok=False, outcome="invalid_line", attempts=0, latency=0.0)
+                continue
+            await send_jobs.send(Job(id=item.custom_id, request=item.body, keep_body=True))
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+
+def _record(result: JobResult) -> bytes:
+    """The output line for one result, in OpenAI's batch output format."""
+    custom_id = str(result.id)
+    response = result.response
+    if response is not None and response.meta is not None and response.meta.body is not None:
+        meta = response.meta
+        return response_record(
+            custom_id,
+            status_code=meta.status,
+            request_id=meta.request_id or meta.call_id,
+            body=meta.body,
+        )
+    error = result.error
+    if isinstance(error, APIStatusError) and error.status is not None:
+        body = _error_body_encoder.encode(
+            {
+                "error": {
+                    "message": error.message,
+                    "type": error.type,
+                    "param": error.param,
+                    "code": error.code,
+                }
+            }
+        )
+        return response_record(
+            custom_id, status_code=error.status, request_id=error.call_id, body=body
+        )
+    code = type(error).__name__ if error is not None else "unknown"
+    return error_record(
+        custom_id, code=code, message=str(error) if error is not None else "no result"
+    )
+
+
+def _account(builder: SummaryBuilder, result: JobResult) -> None:
+    response = result.response
+    if response is not None:
+        meta: Any = response.meta
+        usage = response.usage
+        cost = meta.response_cost if meta is not None else None
+        if cost is None and usage is not None:
+            cost = usage.cost
+        served = (meta.model_group if meta is not None else None) or response.model
+        builder.add(
+            model=served or "-",
+            ok=True,
+            outcome="succeeded",
+            attempts=result.attempts,
+            latency=result.latency,
+            tokens_in=usage.prompt_tokens if usage is not None else 0,
+            tokens_out=usage.completion_tokens if usage is not None else 0,
+            cost=cost,
+        )
+        return
+    error = result.error
+    if isinstance(error, APIStatusError) and error.status is not None:
+        outcome = f"http_{error.status}"
+    else:
+        outcome = type(error).__name__ if error is not None else "unknown"
+    builder.add(
+        model=(error.model if isinstance(error, LiteLLMError) else None) or "-",
+        ok=False,
+        outcome=outcome,
+        attempts=result.attempts,
+        latency=result.latency,
+    )
+
+
+async def _sync_periodically(writer: OutputWriter) -> None:
+    while True:
+        await trio.sleep(SYNC_INTERVAL)
+        await trio.to_thread.run_sync(writer.sync)
