@@ -287,6 +287,13 @@ async def health(
     return EXIT_OK
 
 
+def _fail(label: str, message: str, code: int) -> int:
+    """Print ``label: message`` on stderr, the message verbatim (no markup, no wrapping)."""
+    err.print(f"[red]{label}:[/] ", end="")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trio-litellm`` script: run a command, map failures to exit codes."""
     # Retries are counted in the summary; stamina's own per-retry warnings would only be noise.
@@ -294,25 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = app(argv, result_action="return_value", exit_on_error=False, print_error=True)
     except _Exit as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return exc.code
+        return _fail("error", str(exc), exc.code)
     except BatchInputError as exc:
-        err.print(f"[red]invalid input:[/] {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
+        return _fail("invalid input", str(exc), EXIT_USAGE)
     except OutputCorruptError as exc:
-        err.print(f"[red]cannot resume:[/] {exc}")
-        return EXIT_USAGE
+        return _fail("cannot resume", str(exc), EXIT_USAGE)
     except AuthenticationError as exc:
-        err.print(f"[red]the proxy refused the key:[/] {exc}")
-        return EXIT_PROXY
+        return _fail("the proxy refused the key", str(exc), EXIT_PROXY)
     except LiteLLMError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        return EXIT_PROXY
+        return _fail("error", str(exc), EXIT_PROXY)
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print("\ninterrupted: what finished is saved; run the same command again to resume")
-        return EXIT_INTERRUPTED
+        return _fail("interrupted", "what finished is saved; run the same command again to resume", EXIT_INTERRUPTED)
     if isinstance(code, int) and not isinstance(code, bool):
         return code
     return EXIT_OK

@@ -93,7 +93,7 @@ def test_kill_minus_nine_mid_run_then_resume_gives_every_id_exactly_once(
     stack: Stack, tmp_path: Path
 ) -> None:
     requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    ids = write_input(requests, 3000)
+    ids = write_input(requests, 1500)
     env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
     process = subprocess.Popen(
         [
@@ -113,13 +113,13 @@ def test_kill_minus_nine_mid_run_then_resume_gives_every_id_exactly_once(
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if results.exists() and results.read_bytes().count(b"\n") >= 300:
+        if results.exists() and results.read_bytes().count(b"\n") >= 200:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     written = results.read_bytes().count(b"\n")
-    assert 300 <= written < 3000, "the batch must be killed mid-run"
+    assert 200 <= written < 1500, "the batch must be killed mid-run"
     with results.open("ab") as file:  # a torn last line, as a kill during a write leaves it
         file.write(b'{"id":"batch_req_torn","custom_id":"req-')
 
