@@ -313,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return _fail("interrupted", "what finished is saved; run the same command again to resume", EXIT_INTERRUPTED)
+        return _fail(
+            "interrupted",
+            "what finished is saved; run the same command again to resume",
+            EXIT_INTERRUPTED,
+        )
     if isinstance(code, int) and not isinstance(code, bool):
         return code
     return EXIT_OK
