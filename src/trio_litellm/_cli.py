@@ -26,6 +26,7 @@ from . import __version__
 from ._client import open_client
 from ._config import ClientConfig
 from ._errors import AuthenticationError, ConfigError, LiteLLMError
+from ._nursery import single_leaf
 from .batch import (
     BatchInputError,
     BatchPlan,
@@ -136,6 +137,8 @@ async def batch(
         plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
         _print_plan(plan, rpm=rpm, tpm=tpm)
         return EXIT_OK
+    if concurrency < 1:
+        raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
     config = _config(
         proxy_url, api_key, max_connections=concurrency, max_retries=max_retries, rpm=rpm, tpm=tpm
     )
@@ -145,6 +148,7 @@ async def batch(
             raise _Exit(
                 EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
             )
+        await client.list_models()  # a refused key stops here, not as one failure per line
         summary = await run_batch(
             client,
             input,
@@ -294,12 +298,26 @@ def _fail(label: str, message: str, code: int) -> int:
     return code
 
 
+def _run(argv: list[str] | None) -> object:
+    """Run the command; an exception group from trio comes out as its one exception, and any
+    group holding a KeyboardInterrupt as a KeyboardInterrupt."""
+    try:
+        return app(argv, result_action="return_value", exit_on_error=False, print_error=True)
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None
+        leaf = single_leaf(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trio-litellm`` script: run a command, map failures to exit codes."""
     # Retries are counted in the summary; stamina's own per-retry warnings would only be noise.
     logging.getLogger("stamina").setLevel(logging.ERROR)
     try:
-        code = app(argv, result_action="return_value", exit_on_error=False, print_error=True)
+        code = _run(argv)
     except _Exit as exc:
         return _fail("error", str(exc), exc.code)
     except BatchInputError as exc:

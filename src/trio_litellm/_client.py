@@ -415,8 +415,9 @@ class Client:
             try:
                 yield job_send, result_receive
             finally:
+                # The send side is the producer's to close; once the feeder stops, a producer
+                # still sending gets BrokenResourceError: nobody takes jobs any more.
                 nursery.cancel_scope.cancel()
-                job_send.close()
                 result_receive.close()
                 await active.cancel_and_wait()
 

@@ -325,3 +325,21 @@ def test_an_unreachable_proxy_exits_3(tmp_path: Path) -> None:
     assert run.returncode == 3
     assert "not ready" in run.stderr
     assert "sk-secret-x" not in run.stdout + run.stderr
+
+
+def test_a_refused_key_exits_3_before_any_line_is_written(stack: Stack, tmp_path: Path) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 5)
+    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": "sk-not-the-key"}
+    run = subprocess.run(
+        [sys.executable, "-m", "trio_litellm", "batch", str(requests), "-o", str(results)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 3
+    assert "refused the key" in run.stderr
+    assert "sk-not-the-key" not in run.stdout + run.stderr
+    assert not results.exists() or results.read_bytes() == b""

@@ -226,8 +226,8 @@ def test_what_prepare_refuses_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> N
     assert problem_of(chat_line()).message == "invalid request: no can do"
 
 
-def test_a_shape_prepare_cannot_read_is_a_problem_not_a_crash() -> None:
-    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}
+def test_a_request_prepare_refuses_is_a_problem_not_a_crash() -> None:
+    body = {"model": "m", "messages": [{"role": "user"}], "metadata": 3, "routing_hints": {}}
     assert problem_of(chat_line(body=body)).message.startswith("invalid request: ")
 
 
