@@ -32,3 +32,7 @@ fmt:
 # Run the fake provider (port 8090) and the LiteLLM proxy (port 4000, key sk-test) until Ctrl-C.
 proxy *args:
     python -m trio_litellm._devstack --proxy-port 4000 --fake-provider-port 8090 {{args}}
+
+# Benchmark run_batch, open_jobs and complete() against the fake provider (e.g. `just bench-batch --rounds 5`).
+bench-batch *args:
+    python bench/batch_throughput.py {{args}}

@@ -37,6 +37,7 @@ from typing import Any
 
 import msgspec
 import trio
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -364,15 +365,17 @@ def machine() -> dict[str, Any]:
 
 def render(summary: dict[str, dict[str, float]], args: argparse.Namespace) -> Table:
     table = Table(
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
         title=(
             f"{args.requests:,} requests, concurrency {args.concurrency}, "
             f"median of {args.rounds} rounds"
         ),
-        caption="vs (a): ratio to (a). Peak RSS is ru_maxrss: process-wide and never decreasing.",
     )
-    table.add_column("way")
-    for column in ("wall s", "req/s", "vs (a)", "CPU µs/req", "vs (a)", "peak RSS MiB", "vs (a)"):
-        table.add_column(column, justify="right")
+    table.add_column("way", no_wrap=True)
+    for column in ("wall s", "req/s", "vs a", "CPU µs/req", "vs a", "RSS MiB", "vs a"):
+        table.add_column(column, justify="right", no_wrap=True)
     for name, f in summary.items():
         table.add_row(
             name,
@@ -427,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 samples = trio.run(run_rounds, spec, args.rounds, log)
     except BenchError as exc:
-        log.print(f"error: {exc}", markup=False, highlight=False)
+        log.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         log.print("interrupted")
@@ -455,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         out.print(render(summary, args))
+        out.print("vs a: ratio to (a). RSS: peak (ru_maxrss), process-wide and never decreasing.")
     return 0
 
 
