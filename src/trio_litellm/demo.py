@@ -9,6 +9,7 @@ meet an injected upstream failure once, so retries show in the summary.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def write_demo_batch(path: Path, count: int = DEMO_REQUESTS) -> None:
 async def tour(proxy_url: str, api_key: str, workdir: Path) -> int:
     """One call of each kind, then the batch; returns the number of failed batch requests."""
     async with open_client(
-        proxy_url=proxy_url, api_key=api_key, max_retries=3, backoff_initial=0.1
+        proxy_url=proxy_url, api_key=api_key, max_in_flight=32, max_retries=3, backoff_initial=0.1
     ) as client:
         health = await client.health()
         console.print(
@@ -98,6 +99,7 @@ async def tour(proxy_url: str, api_key: str, workdir: Path) -> int:
 
 def main() -> int:
     """Run the demo; 0 on success, 1 with a clear message otherwise, 130 on Ctrl-C."""
+    logging.getLogger("stamina").setLevel(logging.ERROR)  # retries show in the summary instead
     stack = DevStack()
     workdir = stack.project_root / "run" / "demo"
     try:
