@@ -13,7 +13,7 @@ Every request, whether a method call (:meth:`Client.complete`, :meth:`Client.emb
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +24,15 @@ from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
 from ._errors import ClientClosedError, ModelNotFoundError, ResponseDecodeError, error_from_body
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
-from ._jobs import Call, InvalidRequestError, Job, JobResult, prepare
+from ._jobs import (
+    Call,
+    InvalidRequestError,
+    Job,
+    JobResult,
+    build_request,
+    chat_request,
+    prepare,
+)
 from ._meta import meta_from_headers
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
@@ -37,11 +45,9 @@ from ._wire import (
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
-    Message,
     Model,
     ModelInfo,
     ModelList,
-    RoutingHints,
     completion_decoder,
     embedding_decoder,
     model_infos,
@@ -257,7 +263,7 @@ class Client:
         ``routing_hints``; ``extra_body`` / ``extra_headers`` reach the proxy as given.
         ``timeout`` bounds the whole call, retries and waits for admission included.
         """
-        chat = _chat_request(request, params, stream=False)
+        chat = chat_request(request, params, stream=False)
         call = prepare(
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
@@ -278,7 +284,7 @@ class Client:
         """Embeddings: ``embed(model=..., input=["a", "b"])``; vectors in ``.data[i].embedding``."""
         embedding: EmbeddingRequest
         if request is None:
-            embedding = _build(EmbeddingRequest, params, "embed")
+            embedding = build_request(EmbeddingRequest, params, "embed")
         else:
             embedding = msgspec.structs.replace(request, **params) if params else request
         call = prepare(
@@ -352,7 +358,7 @@ class Client:
         failures until then; leaving early closes the response and its connection, and returns
         only once the stream's reader task has ended.
         """
-        chat = _chat_request(request, params, stream=True)
+        chat = chat_request(request, params, stream=True)
         if chat.stream_options is None:
             chat.stream_options = {"include_usage": True}
         call = prepare(
@@ -557,62 +563,6 @@ class _JobDelivery:
                 await self.send.send(outcome)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the consumer is gone: nobody is left to tell
-
-
-def _build(cls: type[Any], params: dict[str, Any], method: str) -> Any:
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise TypeError(f"{method}(): {exc}") from None
-
-
-def _chat_request(
-    request: ChatRequest | None, params: dict[str, Any], *, stream: bool
-) -> ChatRequest:
-    method = "stream" if stream else "complete"
-    if "stream" in params:
-        raise ValueError(
-            f"{method}(): do not pass stream=; use client.{'stream' if params['stream'] else 'complete'}()"
-        )
-    hints = params.get("routing_hints")
-    if isinstance(hints, Mapping):
-        try:
-            params["routing_hints"] = msgspec.convert(hints, RoutingHints)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"{method}(): routing_hints: {exc}") from None
-    if request is None:
-        chat: ChatRequest = _build(ChatRequest, params, method)
-    else:
-        chat = (
-            msgspec.structs.replace(request, **params)
-            if params
-            else msgspec.structs.replace(request)
-        )
-    _check_chat(chat, method)
-    chat.stream = True if stream else None
-    return chat
-
-
-def _check_chat(chat: ChatRequest, method: str) -> None:
-    if not isinstance(chat.model, str) or not chat.model:
-        raise ValueError(f"{method}(): model must be a non-empty string, got {chat.model!r}")
-    messages = chat.messages
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise TypeError(
-            f"{method}(): messages must be a list of messages, got {type(messages).__name__}"
-        )
-    if not messages:
-        raise ValueError(f"{method}(): messages must not be empty")
-    for index, message in enumerate(messages):
-        if isinstance(message, Message):
-            continue
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise TypeError(
-                f"{method}(): messages[{index}] must be a Message or a dict with a 'role', "
-                f"got {type(message).__name__}"
-            )
-    if not isinstance(messages, list):
-        chat.messages = list(messages)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], content: bytes, model: str | None) -> Any:

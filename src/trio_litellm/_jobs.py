@@ -4,12 +4,13 @@ A request arrives as a :class:`ChatRequest`, an :class:`EmbeddingRequest` or a p
 OpenAI request shape (a dict keeps every key it has, known to us or not). ``prepare`` turns it
 into a :class:`Call`: the route, the JSON body encoded once, the model, and the tokens it is
 expected to cost, which the throttle counts against ``tpm`` before the answer says the real
-figure. This module does no IO.
+figure. ``chat_request`` builds and checks the request of a ``complete``/``stream`` call. This
+module does no IO.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -20,6 +21,8 @@ from ._wire import (
     ChatRequest,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
+    RoutingHints,
     encode_chat_request,
     encode_embedding_request,
     encoder,
@@ -33,6 +36,8 @@ __all__ = [
     "InvalidRequestError",
     "Job",
     "JobResult",
+    "build_request",
+    "chat_request",
     "prepare",
 ]
 
@@ -224,3 +229,61 @@ def _chars(content: Any) -> int:
             if isinstance(part, Mapping) and isinstance(text := part.get("text"), str)
         )
     return 0
+
+
+def build_request(cls: type[Any], params: dict[str, Any], method: str) -> Any:
+    """``cls(**params)``, a wrong keyword named with the method it was given to."""
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise TypeError(f"{method}(): {exc}") from None
+
+
+def chat_request(
+    request: ChatRequest | None, params: dict[str, Any], *, stream: bool
+) -> ChatRequest:
+    """The ChatRequest of a ``complete``/``stream`` call: a struct, keywords, or both; checked."""
+    method = "stream" if stream else "complete"
+    if "stream" in params:
+        raise ValueError(
+            f"{method}(): do not pass stream=; use client.{'stream' if params['stream'] else 'complete'}()"
+        )
+    hints = params.get("routing_hints")
+    if isinstance(hints, Mapping):
+        try:
+            params["routing_hints"] = msgspec.convert(hints, RoutingHints)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{method}(): routing_hints: {exc}") from None
+    if request is None:
+        chat: ChatRequest = build_request(ChatRequest, params, method)
+    else:
+        chat = (
+            msgspec.structs.replace(request, **params)
+            if params
+            else msgspec.structs.replace(request)
+        )
+    _check_chat(chat, method)
+    chat.stream = True if stream else None
+    return chat
+
+
+def _check_chat(chat: ChatRequest, method: str) -> None:
+    if not isinstance(chat.model, str) or not chat.model:
+        raise ValueError(f"{method}(): model must be a non-empty string, got {chat.model!r}")
+    messages = chat.messages
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise TypeError(
+            f"{method}(): messages must be a list of messages, got {type(messages).__name__}"
+        )
+    if not messages:
+        raise ValueError(f"{method}(): messages must not be empty")
+    for index, message in enumerate(messages):
+        if isinstance(message, Message):
+            continue
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise TypeError(
+                f"{method}(): messages[{index}] must be a Message or a dict with a 'role', "
+                f"got {type(message).__name__}"
+            )
+    if not isinstance(messages, list):
+        chat.messages = list(messages)
