@@ -12,9 +12,11 @@ Every request, whether a method call (:meth:`Client.complete`, :meth:`Client.emb
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -22,7 +24,13 @@ import trio
 
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
-from ._errors import ClientClosedError, ModelNotFoundError, ResponseDecodeError, error_from_body
+from ._errors import (
+    ClientClosedError,
+    LiteLLMError,
+    ModelNotFoundError,
+    ResponseDecodeError,
+    error_from_body,
+)
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._jobs import (
     Call,
@@ -33,12 +41,13 @@ from ._jobs import (
     chat_request,
     prepare,
 )
-from ._meta import meta_from_headers
+from ._meta import ResponseMeta, meta_from_headers
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
 from ._throttle import Throttle, ThrottleStatistics
 from ._transport import Transport
+from ._usage import RequestRecord, UsageLedger, UsageStats, cost_of
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -48,6 +57,7 @@ from ._wire import (
     Model,
     ModelInfo,
     ModelList,
+    Usage,
     completion_decoder,
     embedding_decoder,
     model_infos,
@@ -58,6 +68,8 @@ if TYPE_CHECKING:
     import httpx2  # only for the test hook's annotation: HTTP lives in _transport
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
+
+logger = logging.getLogger("trio_litellm")
 
 _PROBE_TIMEOUT = 10.0
 _LIVENESS_TIMEOUT = 5.0
@@ -98,6 +110,7 @@ async def _open_client(
             down_interval=config.health_down_interval,
             failure_threshold=config.health_failure_threshold,
         )
+    observer = _Observer(transport, price_lookup=config.price_lookup)
     dispatcher = Dispatcher(
         transport,
         throttle,
@@ -105,6 +118,7 @@ async def _open_client(
         max_in_flight=config.in_flight_limit,
         max_retries=config.max_retries,
         backoff_initial=config.backoff_initial,
+        on_finished=observer.finished,
     )
     actors: list[_Actor] = []
     try:
@@ -114,14 +128,116 @@ async def _open_client(
                     actor = _Actor(run)
                     await nursery.start(actor.run)
                     actors.append(actor)
+            observer.nursery = nursery
             try:
-                yield Client(config, transport, dispatcher, throttle, monitor)
+                yield Client(config, transport, dispatcher, throttle, monitor, observer)
             finally:
                 for actor in reversed(actors):
                     await actor.stop()
+                nursery.cancel_scope.cancel()  # a price lookup may still run
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()
+
+
+class _Observer:
+    """Turns every finished request into a :class:`RequestRecord`: the usage ledger, the log.
+
+    Costs come from the proxy's header, else the usage's ``cost``, else the model's per-token
+    prices from ``/v1/model/info``, fetched in the background when first needed and again at
+    most once a minute while some model has no price.
+    """
+
+    PRICE_RETRY = 60.0
+
+    def __init__(self, transport: Transport, *, price_lookup: bool) -> None:
+        self._transport = transport
+        self._price_lookup = price_lookup
+        self.ledger = UsageLedger()
+        self.nursery: trio.Nursery | None = None
+        self._prices: dict[str, tuple[float | None, float | None]] = {}
+        self._price_attempt = -math.inf
+        self._fetching = False
+
+    def finished(self, work: Work, result: Any, error: BaseException | None) -> None:
+        meta = getattr(result, "meta", None)
+        meta = meta if isinstance(meta, ResponseMeta) else None
+        usage = getattr(result, "usage", None)
+        usage = usage if isinstance(usage, Usage) else None
+        prompt = usage.prompt_tokens if usage is not None else None
+        completion = usage.completion_tokens if usage is not None else None
+        prices = self._price_of(work.model) if usage is not None else None
+        cost, source = cost_of(
+            meta.response_cost if meta is not None else None,
+            usage.cost if usage is not None else None,
+            prompt,
+            completion,
+            prices,
+        )
+        first = getattr(result, "first_content_at", None)
+        record = RequestRecord(
+            kind="embedding" if work.kind == "embedding" else "chat",
+            model=work.model,
+            served_model=meta.model_group if meta is not None else None,
+            deployment_id=meta.model_id if meta is not None else None,
+            call_id=(meta.call_id if meta is not None else None) or getattr(error, "call_id", None),
+            started_at=work.started_wall,
+            latency=trio.current_time() - work.started_at,
+            ttft=first - work.started_at if isinstance(first, float) else None,
+            stream=work.stream,
+            attempts=work.attempts,
+            outcome="ok" if error is None else type(error).__name__,
+            status=meta.status if meta is not None else getattr(error, "status", None),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=cost,
+            cost_source=source,
+            overhead_ms=meta.overhead_duration_ms if meta is not None else None,
+        )
+        self.ledger.add(record)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s model=%s served=%s call_id=%s outcome=%s status=%s attempts=%d "
+                "latency=%.3fs tokens=%s/%s cost=%s",
+                record.kind,
+                "stream" if record.stream else "call",
+                record.model,
+                record.served_model,
+                record.call_id,
+                record.outcome,
+                record.status,
+                record.attempts,
+                record.latency,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.cost,
+            )
+
+    def _price_of(self, model: str) -> tuple[float | None, float | None] | None:
+        prices = self._prices.get(model)
+        due = trio.current_time() - self._price_attempt >= self.PRICE_RETRY
+        if prices is None and due and self._price_lookup and not self._fetching and self.nursery:
+            self._fetching = True
+            self.nursery.start_soon(self._fetch_prices)
+        return prices
+
+    async def _fetch_prices(self) -> None:
+        self._price_attempt = trio.current_time()
+        try:
+            answer = await self._transport.request("GET", "/v1/model/info", timeout=_PROBE_TIMEOUT)
+            for info in model_infos(answer.content):
+                if info.model_name not in self._prices or self._prices[info.model_name] == (
+                    None,
+                    None,
+                ):
+                    self._prices[info.model_name] = (
+                        info.input_cost_per_token,
+                        info.output_cost_per_token,
+                    )
+        except (LiteLLMError, msgspec.DecodeError) as exc:
+            logger.debug("model prices unavailable: %s", exc)
+        finally:
+            self._fetching = False
 
 
 class _Actor:
@@ -194,7 +310,9 @@ class Client:
         dispatcher: Dispatcher,
         throttle: Throttle,
         monitor: HealthMonitor | None,
+        observer: _Observer,
     ) -> None:
+        self._observer = observer
         self._config = config
         self._transport = transport
         self._dispatcher = dispatcher
@@ -243,6 +361,22 @@ class Client:
             health=self._monitor.statistics() if self._monitor is not None else None,
             open_connections=self._transport.open_connections,
         )
+
+    def usage(
+        self,
+        *,
+        since: float | datetime | timedelta | None = None,
+        until: float | datetime | None = None,
+        model: str | None = None,
+    ) -> UsageStats:
+        """What this client did in a time window: requests, errors by type, tokens, cost,
+        latency and time-to-first-token percentiles, per model.
+
+        ``since`` is a time (epoch seconds or a datetime) or a ``timedelta`` back from now; the
+        window is widened to whole one-minute buckets. Memory stays bounded: buckets older than
+        seven days are dropped.
+        """
+        return self._observer.ledger.usage(since=since, until=until, model=model)
 
     # --- chat and embeddings --------------------------------------------------------------------
 
@@ -301,6 +435,8 @@ class Client:
             tokens=call.tokens,
             max_retries=max_retries,
             timeout=timeout,
+            kind=call.kind,
+            model=call.model,
         )
         await self._dispatcher.submit(work)
         try:
@@ -377,13 +513,22 @@ class Client:
         send, receive = trio.open_memory_channel[ChatCompletionChunk](STREAM_BUFFER)
         start = _StreamStart(send)
 
-        async def operation(run: Runner) -> None:
+        async def operation(run: Runner) -> StreamReader:
             await reader.run(send, run, task_status=start)
+            return reader  # its meta, usage and first-content time make the request's record
 
         # A stream's deadlines are per phase (first token, idle); a long one may outlast any total.
         work = Work(
-            operation, start.deliver, tokens=call.tokens, max_retries=max_retries, timeout=math.inf
+            operation,
+            start.deliver,
+            tokens=call.tokens,
+            max_retries=max_retries,
+            timeout=math.inf,
+            kind="chat",
+            model=call.model,
+            stream=True,
         )
+
         with receive:
             await self._dispatcher.submit(work)
             try:
@@ -447,7 +592,13 @@ class Client:
                     await results.send(JobResult(id=getattr(job, "id", None), error=exc))
                     continue
                 delivery = _JobDelivery(job.id, results.clone(), active)
-                work = Work(self._operation(call), delivery.deliver, tokens=call.tokens)
+                work = Work(
+                    self._operation(call),
+                    delivery.deliver,
+                    tokens=call.tokens,
+                    kind=call.kind,
+                    model=call.model,
+                )
                 active.add(work)
                 try:
                     await self._dispatcher.submit(work)

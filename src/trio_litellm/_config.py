@@ -103,6 +103,11 @@ class ClientConfig:
     """Consecutive failed probes that mark the proxy down (one is enough after a request
     failed to connect)."""
 
+    price_lookup: bool = True
+    """Cost requests the proxy did not price (no ``x-litellm-response-cost``, no ``usage.cost``)
+    from the per-token prices in ``/v1/model/info``: one background call when first needed,
+    repeated at most once a minute while a model has no price."""
+
     def __post_init__(self) -> None:
         url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
         object.__setattr__(self, "proxy_url", _check_url(url))

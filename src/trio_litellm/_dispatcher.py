@@ -20,6 +20,8 @@ Every work item gets exactly one delivery: its result, its typed error, or
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -40,6 +42,7 @@ from ._transport import Transport
 __all__ = ["Dispatcher", "DispatcherStatistics", "Runner", "Work"]
 
 T = TypeVar("T")
+logger = logging.getLogger("trio_litellm")
 Runner = Callable[[Callable[[int], Awaitable[Any]]], Awaitable[Any]]
 """Runs an attempt function (``attempt(n)``) with admission and retries; given to operations."""
 
@@ -71,9 +74,14 @@ class Work:
         "attempts",
         "deliver",
         "delivered",
+        "kind",
         "max_retries",
+        "model",
         "operation",
         "scope",
+        "started_at",
+        "started_wall",
+        "stream",
         "submitted_at",
         "timeout",
         "tokens",
@@ -87,16 +95,24 @@ class Work:
         tokens: int = 0,
         max_retries: int | None = None,
         timeout: float | None = None,
+        kind: str = "chat",
+        model: str = "",
+        stream: bool = False,
     ) -> None:
         self.operation = operation
         self.deliver = deliver
         self.tokens = tokens
         self.max_retries = max_retries
         self.timeout = timeout
+        self.kind = kind
+        self.model = model
+        self.stream = stream
         self.scope = trio.CancelScope()
         self.attempts = 0
         self.delivered = False
         self.submitted_at = 0.0
+        self.started_at = 0.0
+        self.started_wall = 0.0
 
 
 class Dispatcher:
@@ -111,7 +127,9 @@ class Dispatcher:
         max_in_flight: int,
         max_retries: int,
         backoff_initial: float,
+        on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
     ) -> None:
+        self._on_finished = on_finished
         self._transport = transport
         self._throttle = throttle
         self._monitor = monitor
@@ -160,6 +178,8 @@ class Dispatcher:
     async def _execute(self, work: Work) -> None:
         result: Any = None
         error: BaseException | None = None
+        work.started_at = trio.current_time()
+        work.started_wall = time.time()  # records are windowed by wall-clock time
         try:
             with work.scope:
                 try:
@@ -172,11 +192,21 @@ class Dispatcher:
                 self._succeeded += 1
             else:
                 self._failed += 1
+            self._finished(work, result, error)
             await self._deliver(work, result, error)
         finally:
             if not work.delivered:
                 await self._deliver_closed(work)
             self._limiter.release_on_behalf_of(work)
+
+    def _finished(self, work: Work, result: Any, error: BaseException | None) -> None:
+        """Tell the observer (usage records, logs); its failure never reaches the request."""
+        if self._on_finished is None:
+            return
+        try:
+            self._on_finished(work, result, error)
+        except Exception:
+            logger.exception("recording a finished request failed")
 
     async def _deliver(self, work: Work, result: Any, error: BaseException | None) -> None:
         work.delivered = True

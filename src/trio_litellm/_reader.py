@@ -67,6 +67,7 @@ class StreamReader:
         self.meta: ResponseMeta | None = None
         self.error: LiteLLMError | None = None
         self.finished = False
+        self.first_content_at: float | None = None
 
     async def run(
         self,
@@ -195,6 +196,7 @@ class StreamReader:
         task_status: trio.TaskStatus[None],
     ) -> None:
         self._started = True
+        self.first_content_at = trio.current_time()
         task_status.started()
         for chunk in held:
             await send.send(chunk)

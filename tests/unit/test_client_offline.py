@@ -115,6 +115,7 @@ def open_test_client(script: Script, **options: Any) -> Any:
         "api_key": SECRET,
         "backoff_jitter": 0.0,
         "health_check_interval": None,  # these tests script every request the client makes
+        "price_lookup": False,
     }
     settings.update(options)
     return _open_client(ClientConfig(**settings), http_transport=httpx2.MockTransport(script))
@@ -231,7 +232,12 @@ async def test_the_total_timeout_bounds_a_call_with_its_retries(
         raise AssertionError
 
     async with _open_client(
-        ClientConfig(proxy_url="http://proxy.test", total_timeout=7.0, health_check_interval=None),
+        ClientConfig(
+            proxy_url="http://proxy.test",
+            total_timeout=7.0,
+            health_check_interval=None,
+            price_lookup=False,
+        ),
         http_transport=httpx2.MockTransport(stall),
     ) as client:
         start = trio.current_time()
