@@ -29,6 +29,7 @@ from ._errors import (
     RequestTimeoutError,
     ResponseDecodeError,
     ServiceUnavailableError,
+    SpendUnavailableError,
     StreamInterruptedError,
     UnprocessableEntityError,
 )
@@ -38,6 +39,7 @@ from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
 from ._reader import ChatStream
 from ._throttle import ThrottleStatistics
+from ._usage import RequestRecord, UsageStats
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -106,17 +108,20 @@ __all__ = [
     "ProxyHealth",
     "RateLimitError",
     "RateLimitInfo",
+    "RequestRecord",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ResponseMeta",
     "RoutingHints",
     "ServiceUnavailableError",
+    "SpendUnavailableError",
     "StreamInterruptedError",
     "ThrottleStatistics",
     "ToolCall",
     "ToolCallDelta",
     "UnprocessableEntityError",
     "Usage",
+    "UsageStats",
     "__version__",
     "open_client",
 ]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -25,10 +26,12 @@ import trio
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
 from ._errors import (
+    APIStatusError,
     ClientClosedError,
     LiteLLMError,
     ModelNotFoundError,
     ResponseDecodeError,
+    SpendUnavailableError,
     error_from_body,
 )
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
@@ -70,6 +73,11 @@ if TYPE_CHECKING:
 __all__ = ["Client", "ClientStatistics", "open_client"]
 
 logger = logging.getLogger("trio_litellm")
+
+_NO_DATABASE = re.compile(
+    r"database not connected|no db connected|db not connected|no_db_connection", re.I
+)
+_spend_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 
 _PROBE_TIMEOUT = 10.0
 _LIVENESS_TIMEOUT = 5.0
@@ -644,6 +652,32 @@ class Client:
             if info.model_name == model:
                 return info
         raise ModelNotFoundError(f"the proxy serves no model named {model!r}", model=model)
+
+    # --- spend --------------------------------------------------------------------------------
+
+    async def spend(
+        self, *, start_date: date | None = None, end_date: date | None = None
+    ) -> list[dict[str, Any]]:
+        """The proxy's own spend report for a date range (``/global/spend/report``), default the
+        last 30 days. LiteLLM keeps spend only in its database: a proxy without one answers
+        :class:`SpendUnavailableError`. For this client's own figures see :meth:`usage`.
+        """
+        end = end_date or datetime.now(UTC).date()
+        start = start_date or end - timedelta(days=30)
+        path = f"/global/spend/report?start_date={start.isoformat()}&end_date={end.isoformat()}"
+        try:
+            answer = await self._transport.request("GET", path, timeout=_PROBE_TIMEOUT)
+        except APIStatusError as exc:
+            if _NO_DATABASE.search(exc.message):
+                raise SpendUnavailableError(
+                    f"the proxy has no database, so it keeps no spend: {exc.message}",
+                    status=exc.status,
+                    type=exc.type,
+                    call_id=exc.call_id,
+                ) from exc
+            raise
+        report: list[dict[str, Any]] = _decode(_spend_decoder, answer.content, None)
+        return report
 
     # --- health -------------------------------------------------------------------------------
 

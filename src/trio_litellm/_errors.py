@@ -10,6 +10,7 @@
     ├── StreamInterruptedError        a stream ended abnormally after content reached you
     ├── ClientClosedError             the client closed (or the caller left) before the end
     └── APIStatusError                the proxy answered with an error status or an in-band error
+        ├── SpendUnavailableError     a spend report needs a proxy database, and it has none
         ├── BadRequestError           400
         │   ├── ModelNotFoundError    400 "Invalid model name", or a model info lookup that found none
         │   ├── ContextWindowExceededError
@@ -59,6 +60,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ServiceUnavailableError",
+    "SpendUnavailableError",
     "StreamInterruptedError",
     "UnprocessableEntityError",
     "error_from_body",
@@ -160,6 +162,10 @@ class ClientClosedError(LiteLLMError):
 
 class APIStatusError(LiteLLMError):
     """The proxy answered with an error: an HTTP error status, or an error event in a stream."""
+
+
+class SpendUnavailableError(APIStatusError):
+    """The proxy keeps spend only in its database, and it runs without one."""
 
 
 class BadRequestError(APIStatusError):
