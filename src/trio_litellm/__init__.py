@@ -33,6 +33,15 @@ from ._errors import (
     StreamInterruptedError,
     UnprocessableEntityError,
 )
+from ._events import (
+    Event,
+    FirstToken,
+    HealthChanged,
+    RequestFinished,
+    RequestSent,
+    RetryScheduled,
+    ThrottlePaused,
+)
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
 from ._jobs import InvalidRequestError, Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
@@ -89,8 +98,11 @@ __all__ = [
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResponse",
+    "Event",
+    "FirstToken",
     "FunctionCall",
     "FunctionCallDelta",
+    "HealthChanged",
     "HealthTransition",
     "InternalServerError",
     "InvalidRequestError",
@@ -108,14 +120,18 @@ __all__ = [
     "ProxyHealth",
     "RateLimitError",
     "RateLimitInfo",
+    "RequestFinished",
     "RequestRecord",
+    "RequestSent",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ResponseMeta",
+    "RetryScheduled",
     "RoutingHints",
     "ServiceUnavailableError",
     "SpendUnavailableError",
     "StreamInterruptedError",
+    "ThrottlePaused",
     "ThrottleStatistics",
     "ToolCall",
     "ToolCallDelta",

@@ -34,6 +34,7 @@ from ._errors import (
     SpendUnavailableError,
     error_from_body,
 )
+from ._events import Event, EventBus, FirstToken, HealthChanged, Hook, RequestFinished
 from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._jobs import (
     Call,
@@ -118,7 +119,8 @@ async def _open_client(
             down_interval=config.health_down_interval,
             failure_threshold=config.health_failure_threshold,
         )
-    observer = _Observer(transport, price_lookup=config.price_lookup)
+    events = EventBus()
+    observer = _Observer(transport, events, price_lookup=config.price_lookup)
     dispatcher = Dispatcher(
         transport,
         throttle,
@@ -127,18 +129,21 @@ async def _open_client(
         max_retries=config.max_retries,
         backoff_initial=config.backoff_initial,
         on_finished=observer.finished,
+        events=events,
     )
     actors: list[_Actor] = []
     try:
         async with open_collapsing_nursery() as nursery:
-            for run in (throttle.run, monitor.run if monitor else None, dispatcher.run):
+            for run in (events.run, throttle.run, monitor.run if monitor else None, dispatcher.run):
                 if run is not None:
                     actor = _Actor(run)
                     await nursery.start(actor.run)
                     actors.append(actor)
             observer.nursery = nursery
+            if monitor is not None:
+                nursery.start_soon(_forward_health, monitor.subscribe(), events)
             try:
-                yield Client(config, transport, dispatcher, throttle, monitor, observer)
+                yield Client(config, transport, dispatcher, throttle, monitor, observer, events)
             finally:
                 for actor in reversed(actors):
                     await actor.stop()
@@ -158,8 +163,9 @@ class _Observer:
 
     PRICE_RETRY = 60.0
 
-    def __init__(self, transport: Transport, *, price_lookup: bool) -> None:
+    def __init__(self, transport: Transport, events: EventBus, *, price_lookup: bool) -> None:
         self._transport = transport
+        self._events = events
         self._price_lookup = price_lookup
         self.ledger = UsageLedger()
         self.nursery: trio.Nursery | None = None
@@ -203,6 +209,8 @@ class _Observer:
             overhead_ms=meta.overhead_duration_ms if meta is not None else None,
         )
         self.ledger.add(record)
+        if self._events.active:
+            self._events.emit(RequestFinished(at=trio.current_time(), record=record))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s model=%s served=%s call_id=%s outcome=%s status=%s attempts=%d "
@@ -248,6 +256,22 @@ class _Observer:
             self._fetching = False
 
 
+async def _forward_health(
+    transitions: trio.MemoryReceiveChannel[HealthTransition], events: EventBus
+) -> None:
+    """Pass the health monitor's transitions on to the event bus."""
+    async with transitions:
+        async for transition in transitions:
+            events.emit(
+                HealthChanged(
+                    at=transition.at,
+                    state=transition.state,
+                    previous=transition.previous,
+                    reason=transition.reason,
+                )
+            )
+
+
 class _Actor:
     """An actor's ``run`` in a cancel scope of its own, so actors stop one at a time, in order."""
 
@@ -287,9 +311,10 @@ class _Reply:
 class _StreamStart:
     """The stream reader's ``task_status``: set when the first content arrived or it failed."""
 
-    __slots__ = ("error", "finished", "ready", "send")
+    __slots__ = ("error", "finished", "on_first", "ready", "send")
 
     def __init__(self, send: trio.MemorySendChannel[ChatCompletionChunk]) -> None:
+        self.on_first: Callable[[], None] | None = None
         self.ready = trio.Event()
         self.finished = trio.Event()
         self.error: BaseException | None = None
@@ -297,6 +322,8 @@ class _StreamStart:
 
     def started(self, value: None = None) -> None:
         self.ready.set()
+        if self.on_first is not None:
+            self.on_first()
 
     async def deliver(self, result: Any, error: BaseException | None, work: Work) -> None:
         self.error = error
@@ -319,8 +346,10 @@ class Client:
         throttle: Throttle,
         monitor: HealthMonitor | None,
         observer: _Observer,
+        events: EventBus,
     ) -> None:
         self._observer = observer
+        self._events = events
         self._config = config
         self._transport = transport
         self._dispatcher = dispatcher
@@ -369,6 +398,21 @@ class Client:
             health=self._monitor.statistics() if self._monitor is not None else None,
             open_connections=self._transport.open_connections,
         )
+
+    def add_hook(self, hook: Hook) -> Callable[[], None]:
+        """Call ``hook(event)`` (sync or async) for every event: request sent, retry scheduled,
+        first token, request finished (with its record), health changed, throttle paused.
+
+        Hooks run in the client's event task, never in a request's: a slow or failing hook
+        cannot block or break a request (a failure is logged; an async hook gets 5 s). Returns
+        a function that removes the hook.
+        """
+        return self._events.add_hook(hook)
+
+    def events(self, buffer: int = 256) -> trio.MemoryReceiveChannel[Event]:
+        """A channel of the same events from now on (close it when done); a reader that falls
+        ``buffer`` behind misses the newest, without slowing anything."""
+        return self._events.subscribe(buffer)
 
     def usage(
         self,
@@ -537,6 +581,15 @@ class Client:
             stream=True,
         )
 
+        if self._events.active:
+            events = self._events
+            start.on_first = lambda: events.emit(
+                FirstToken(
+                    at=trio.current_time(),
+                    model=call.model,
+                    ttft=trio.current_time() - work.started_at,
+                )
+            )
         with receive:
             await self._dispatcher.submit(work)
             try:

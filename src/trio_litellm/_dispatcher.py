@@ -34,6 +34,7 @@ from ._errors import (
     ProxyConnectionError,
     RateLimitError,
 )
+from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
 from ._meta import ResponseMeta
 from ._monitor import HealthMonitor
 from ._throttle import Throttle
@@ -128,8 +129,10 @@ class Dispatcher:
         max_retries: int,
         backoff_initial: float,
         on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self._on_finished = on_finished
+        self._events = events
         self._transport = transport
         self._throttle = throttle
         self._monitor = monitor
@@ -230,6 +233,16 @@ class Dispatcher:
             if decision is False:
                 return False
             self._retries += 1
+            if self._events is not None and self._events.active:
+                self._events.emit(
+                    RetryScheduled(
+                        at=trio.current_time(),
+                        model=work.model,
+                        attempt=work.attempts,
+                        error=f"{type(exc).__name__}: {exc}",
+                        wait=decision if not isinstance(decision, bool) else None,
+                    )
+                )
             if isinstance(exc, ProxyConnectionError) and self._monitor is not None:
                 return self._backoff_initial  # the gate does the waiting while the proxy is down
             failures += 1
@@ -240,11 +253,23 @@ class Dispatcher:
             if self._monitor is not None:
                 await self._monitor.gate.wait_open()
             permit = await self._throttle.acquire(work.tokens)
+            if self._events is not None and self._events.active:
+                self._events.emit(
+                    RequestSent(
+                        at=trio.current_time(), kind=work.kind, model=work.model, attempt=number
+                    )
+                )
             try:
                 outcome = await attempt(number)
             except RateLimitError as exc:
                 if not isinstance(exc, BudgetExceededError):
                     await self._throttle.rate_limited(exc.retry_after)
+                    if self._events is not None and self._events.active:
+                        self._events.emit(
+                            ThrottlePaused(
+                                at=trio.current_time(), seconds=exc.retry_after, model=work.model
+                            )
+                        )
                 raise
             except ProxyConnectionError as exc:
                 if self._monitor is not None:

@@ -495,3 +495,60 @@ async def test_the_key_never_reaches_a_log_line(
     assert caplog.records, "retries and HTTP requests are logged"
     everything = caplog.text + "".join(repr(vars(record)) for record in caplog.records)
     assert SECRET not in everything
+
+
+# --- monitoring hooks ---------------------------------------------------------------------------
+
+
+async def test_a_slow_or_failing_hook_never_blocks_or_breaks_a_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    script = Script(json_answer(200, COMPLETION))
+    calls: list[str] = []
+
+    async def stuck(event: Any) -> None:
+        calls.append(type(event).__name__)
+        await trio.sleep_forever()
+
+    def broken(event: Any) -> None:
+        raise RuntimeError("hook bug")
+
+    async with open_test_client(script) as client:
+        client.add_hook(stuck)
+        client.add_hook(broken)
+        start = trio.current_time()
+        for _ in range(20):
+            assert (await complete(client)).text == "ok"
+        assert trio.current_time() - start == 0.0  # no request waited for a hook
+    assert calls  # the hooks did run, in the event task
+    assert len(script.requests) == 20
+
+
+async def test_events_tell_of_sends_retries_and_finished_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limited = json_answer(
+        429, error_body(429, "slow down", "throttling_error"), {"retry-after": "2"}
+    )
+    script = Script(limited, json_answer(200, COMPLETION))
+    async with open_test_client(script, max_retries=1) as client:
+        events = client.events()
+        await complete(client)
+        await trio.testing.wait_all_tasks_blocked()
+        names = []
+        while True:
+            try:
+                names.append(events.receive_nowait())
+            except trio.WouldBlock:
+                break
+    kinds = [type(event).__name__ for event in names]
+    assert kinds == [
+        "RequestSent",
+        "ThrottlePaused",
+        "RetryScheduled",
+        "RequestSent",
+        "RequestFinished",
+    ]
+    finished = names[-1]
+    assert finished.record.outcome == "ok" and finished.record.attempts == 2
+    assert names[2].wait == 2.0
