@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
@@ -103,6 +103,11 @@ class ClientConfig:
     """Consecutive failed probes that mark the proxy down (one is enough after a request
     failed to connect)."""
 
+    http_backend: Literal["fast", "httpcore"] = "fast"
+    """The connection pool under httpx2: "fast" is ours (HTTP/1.1 on trio with the httptools C
+    parser, one send per request, about a third of the CPU per request); "httpcore" is
+    httpx2's own (also HTTP/1.1 here)."""
+
     price_lookup: bool = True
     """Cost requests the proxy did not price (no ``x-litellm-response-cost``, no ``usage.cost``)
     from the per-token prices in ``/v1/model/info``: one background call when first needed,
@@ -142,6 +147,10 @@ class ClientConfig:
             _check_positive("health_check_interval", self.health_check_interval)
         _check_positive("health_down_interval", self.health_down_interval)
         _check_int("health_failure_threshold", self.health_failure_threshold, minimum=1)
+        if self.http_backend not in ("fast", "httpcore"):
+            raise ConfigError(
+                "http_backend", f'must be "fast" or "httpcore", got {self.http_backend!r}'
+            )
         _check_headers(self.headers)
         object.__setattr__(self, "headers", dict(self.headers))
 

@@ -18,6 +18,7 @@ import stamina
 import trio
 
 from ._config import ClientConfig
+from ._fasthttp import FastTransport
 from ._errors import (
     LiteLLMError,
     ProxyConnectionError,
@@ -92,6 +93,13 @@ class Transport:
     ) -> None:
         self._config = config
         self._secret = config.api_key
+        probe_transport = http_transport  # tests' in-memory transport, else httpx2's own
+        if http_transport is None and config.http_backend == "fast":
+            http_transport = FastTransport(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_keepalive_connections,
+                keepalive_expiry=config.keepalive_expiry,
+            )
         headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
         headers.update(config.headers)
         if config.api_key:
@@ -121,7 +129,7 @@ class Transport:
             timeout=httpx2.Timeout(config.connect_timeout),
             limits=httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
             follow_redirects=False,
-            transport=http_transport,
+            transport=probe_transport,
         )
 
     def __repr__(self) -> str:
@@ -155,7 +163,10 @@ class Transport:
         return sum(1 for connection in self._connections() if not connection.is_idle())
 
     def _connections(self) -> list[Any]:
-        pool = getattr(self._http._transport, "_pool", None)  # the pool is httpcore2's
+        transport = self._http._transport
+        if isinstance(transport, FastTransport):
+            return list(transport.connections)
+        pool = getattr(transport, "_pool", None)  # the pool is httpcore2's
         return list(getattr(pool, "connections", ()))
 
     # --- one attempt ----------------------------------------------------------------------------

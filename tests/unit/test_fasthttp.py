@@ -1,0 +1,697 @@
+"""FastTransport: the httptools connection pool behind httpx2, against real sockets in-process.
+
+The fake provider serves the ordinary traffic (keep-alive, streams, faults); small raw servers
+written here serve the edge cases byte for byte (HTTP/1.0, ``Connection: close``, trailers,
+interim answers, malformed answers, a server that closes idle connections). Steps are ordered
+with ``wait_all_tasks_blocked``; real time passes only where a timeout is what is under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+import trio.testing
+
+from trio_litellm import _fasthttp
+from trio_litellm._fasthttp import FastTransport
+from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def pool(**settings: Any) -> FastTransport:
+    defaults: dict[str, Any] = {
+        "max_connections": 10,
+        "max_keepalive_connections": None,
+        "keepalive_expiry": 5.0,
+    }
+    return FastTransport(**(defaults | settings))
+
+
+def client(url: str, transport: FastTransport, **settings: Any) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(base_url=url, transport=transport, **({"timeout": 5} | settings))
+
+
+def chat(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "echo", "messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture
+async def url(nursery: trio.Nursery) -> str:
+    found: str = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))
+    return found
+
+
+async def server_stats(http: httpx2.AsyncClient) -> dict[str, Any]:
+    stats: dict[str, Any] = (await http.get("/_stats")).json()
+    return stats
+
+
+class Peer:
+    """The server's side of one raw connection: read whole requests, write bytes as given."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.requests: list[bytes] = []
+
+    async def _more(self) -> bool:
+        try:
+            data = await self.stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return False
+        self.buffer += data
+        return bool(data)
+
+    async def request(self) -> bytes | None:
+        """The next request's head and body, or None once the client has closed."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not await self._more():
+                return None
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        self.buffer = rest
+        while len(self.buffer) < length:
+            if not await self._more():
+                return None
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        self.requests.append(head + b"\r\n\r\n" + body)
+        return self.requests[-1]
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+
+Handler = Callable[[Peer], Awaitable[None]]
+
+
+async def raw_server(nursery: trio.Nursery, handler: Handler) -> tuple[str, list[Peer]]:
+    """Serve ``handler`` once per connection on a free port; the list fills with each peer."""
+    peers: list[Peer] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        peer = Peer(stream)
+        peers.append(peer)
+        async with stream:
+            await handler(peer)
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    return f"http://127.0.0.1:{port}", peers
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def answer_ok_forever(peer: Peer) -> None:
+    while await peer.request() is not None:
+        await peer.send(OK)
+
+
+# --- keep-alive and the pool ---------------------------------------------------------------
+
+
+async def test_sequential_requests_share_one_keep_alive_connection(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        for n in range(20):
+            response = await http.post("/v1/chat/completions", json=chat(f"hello {n}"))
+            assert response.status_code == 200
+            assert response.json()["choices"][0]["message"]["content"] == f"Echo: hello {n}"
+            assert response.http_version == "HTTP/1.1"
+            assert response.reason_phrase == "OK"
+        stats = await server_stats(http)
+        assert stats["connections"] == 1
+        assert (transport.open_connections, transport.busy_connections) == (1, 0)
+    assert transport.open_connections == 0
+
+
+async def test_max_connections_holds_under_50_concurrent_requests(url: str) -> None:
+    transport = pool(max_connections=5)
+    most = 0
+    async with client(url, transport) as http:
+
+        async def one(n: int) -> None:
+            nonlocal most
+            body = chat(f"[fake latency=0.02] n{n}")
+            response = await http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200
+            most = max(most, transport.open_connections)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(50):
+                nursery.start_soon(one, n)
+            await trio.testing.wait_all_tasks_blocked()
+            assert transport.open_connections == 5
+        stats = await server_stats(http)
+    assert most <= 5
+    assert stats["connections"] <= 5
+    assert stats["requests"] == 50
+
+
+async def test_waiting_requests_are_served_in_arrival_order(url: str) -> None:
+    transport = pool(max_connections=1)
+    order: list[int] = []
+    async with client(url, transport) as http:
+        body = chat("[fake stall_after=1 stall=30] hold the only connection", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as held:
+            async with trio.open_nursery() as nursery:
+
+                async def one(n: int) -> None:
+                    await http.get("/v1/models")
+                    order.append(n)
+
+                for n in range(3):
+                    nursery.start_soon(one, n)
+                    await trio.testing.wait_all_tasks_blocked()
+                assert transport.busy_connections == 1
+                await held.aclose()  # closes the stalled connection and frees the slot
+        assert transport.open_connections == 1
+    assert order == [0, 1, 2]
+
+
+async def test_pool_timeout_when_every_connection_is_busy(url: str) -> None:
+    transport = pool(max_connections=1)
+    async with client(url, transport) as http:
+        body = chat("[fake stall_after=1 stall=30] hold", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body):
+            with pytest.raises(httpx2.PoolTimeout):
+                await http.get("/v1/models", timeout=httpx2.Timeout(5, pool=0))
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+        assert (await http.get("/v1/models")).status_code == 200
+
+
+async def test_a_cancelled_waiter_leaves_the_line(url: str) -> None:
+    transport = pool(max_connections=1)
+    async with client(url, transport) as http:
+        body = chat("[fake stall_after=1 stall=30] hold", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as held:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(http.get, "/v1/models")
+                    await trio.testing.wait_all_tasks_blocked()
+                    scope.cancel()
+            await held.aclose()
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+        assert (await http.get("/v1/models")).status_code == 200
+        assert transport.open_connections == 1
+
+
+async def test_idle_connections_beyond_max_keepalive_are_closed(url: str) -> None:
+    transport = pool(max_connections=5, max_keepalive_connections=2)
+    async with client(url, transport) as http:
+
+        async def one(n: int) -> None:
+            await http.post("/v1/chat/completions", json=chat(f"[fake latency=0.02] {n}"))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(5):
+                nursery.start_soon(one, n)
+            await trio.testing.wait_all_tasks_blocked()
+            assert transport.open_connections == 5
+        assert transport.open_connections == 2
+    assert transport.busy_connections == 0
+
+
+async def test_an_idle_connection_past_keepalive_expiry_is_not_reused(
+    url: str, mock_clock: trio.testing.MockClock
+) -> None:
+    transport = pool(keepalive_expiry=5.0)
+    async with client(url, transport) as http:
+        await http.get("/v1/models")
+        mock_clock.jump(4)
+        await http.get("/v1/models")
+        mock_clock.jump(6)
+        await http.get("/v1/models")
+        assert (await server_stats(http))["connections"] == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def one_request_then_close(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK)
+
+    checks: list[bool] = []
+    original = _fasthttp._has_data_or_eof
+
+    def spy(sock: Any) -> bool:
+        checks.append(original(sock))
+        return checks[-1]
+
+    url, peers = await raw_server(nursery, one_request_then_close)
+    monkeypatch.setattr(_fasthttp, "_has_data_or_eof", spy)
+    async with client(url, pool()) as http:
+        assert (await http.get("/")).text == "ok"
+        await trio.testing.wait_all_tasks_blocked()
+        assert (await http.get("/")).text == "ok"
+    assert checks == [True]
+    assert len(peers) == 2
+
+
+async def test_a_dead_reused_connection_is_retried_once_on_a_fresh_one(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def one_request_then_close(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(OK)
+
+    url, peers = await raw_server(nursery, one_request_then_close)
+    monkeypatch.setattr(_fasthttp, "_has_data_or_eof", lambda sock: False)  # the race: missed
+    async with client(url, pool()) as http:
+        assert (await http.post("/", content=b"first")).text == "ok"
+        await trio.testing.wait_all_tasks_blocked()
+        assert (await http.post("/", content=b"second")).text == "ok"
+    assert len(peers) == 2
+    assert peers[1].requests[0].endswith(b"second")
+
+
+async def test_a_fresh_connection_that_fails_is_not_retried(nursery: trio.Nursery) -> None:
+    async def close_at_once(peer: Peer) -> None:
+        await peer.request()
+
+    url, peers = await raw_server(nursery, close_at_once)
+    transport = pool()
+    async with client(url, transport) as http:
+        with pytest.raises(httpx2.RemoteProtocolError, match="before the end of a response"):
+            await http.get("/")
+    assert len(peers) == 1
+    assert transport.open_connections == 0
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+async def test_a_request_with_its_body_in_memory_is_one_send(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[trio.SocketStream, bytes]] = []
+    original = trio.SocketStream.send_all
+
+    async def spy(self: trio.SocketStream, data: bytes | bytearray | memoryview) -> None:
+        sent.append((self, bytes(data)))
+        await original(self, data)
+
+    monkeypatch.setattr(trio.SocketStream, "send_all", spy)
+    transport = pool()
+    async with client(url, transport) as http:
+        for n in range(3):
+            await http.post("/v1/chat/completions", json=chat(f"one write {n}"))
+        (conn,) = transport.connections
+        ours = [data for stream, data in sent if stream.socket is conn.socket]
+    assert len(ours) == 3
+    assert all(data.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") for data in ours)
+    assert all(data.endswith(b'"}]}') for data in ours)
+
+
+async def test_a_streamed_request_body_goes_chunked(nursery: trio.Nursery) -> None:
+    async def read_chunked(peer: Peer) -> None:
+        while not peer.buffer.endswith(b"\r\n0\r\n\r\n"):
+            assert await peer._more()
+        await peer.send(OK)
+
+    url, peers = await raw_server(nursery, read_chunked)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b"hello "
+        yield b""
+        yield b"world"
+
+    async with client(url, pool()) as http:
+        response = await http.post("/upload", content=pieces())
+        assert response.text == "ok"
+    head, _, body = peers[0].buffer.partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert b"Content-Length" not in head
+    assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+
+
+async def test_a_streamed_request_body_is_accepted_by_a_real_server(url: str) -> None:
+    payload = json.dumps(chat("streamed up")).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(payload), 7):
+            yield payload[start : start + 7]
+
+    async with client(url, pool()) as http:
+        response = await http.post(
+            "/v1/chat/completions", content=pieces(), headers={"content-type": "application/json"}
+        )
+    assert response.json()["choices"][0]["message"]["content"] == "Echo: streamed up"
+
+
+# --- response bodies -----------------------------------------------------------------------
+
+
+async def test_sse_arrives_chunk_by_chunk_without_buffering(nursery: trio.Nursery) -> None:
+    acks_in, acks_out = trio.open_memory_channel[None](math.inf)
+
+    async def sse(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            for n in range(3):
+                event = b"data: %d\n\n" % n
+                await peer.send(b"%x\r\n%b\r\n" % (len(event), event))
+                await acks_out.receive()  # the next event only once the client saw this one
+            await peer.send(b"0\r\n\r\n")
+
+    url, _ = await raw_server(nursery, sse)
+    transport = pool()
+    seen: list[bytes] = []
+    async with client(url, transport) as http:
+        with trio.fail_after(5):
+            async with http.stream("GET", "/events") as response:
+                async for piece in response.aiter_bytes():
+                    seen.append(piece)
+                    acks_in.send_nowait(None)
+        assert (transport.open_connections, transport.busy_connections) == (1, 0)
+    assert seen == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+
+
+async def test_a_fake_provider_stream_is_read_whole_and_the_connection_kept(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        body = chat("one two three four", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            text = b"".join([piece async for piece in response.aiter_bytes()]).decode()
+        assert text.endswith("data: [DONE]\n\n")
+        assert "four" in text
+        assert (await server_stats(http))["connections"] == 1
+
+
+async def test_content_length_body(nursery: trio.Nursery) -> None:
+    body = bytes(range(256)) * 1000
+
+    async def big(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+
+    url, peers = await raw_server(nursery, big)
+    async with client(url, pool()) as http:
+        assert (await http.get("/a")).content == body
+        assert (await http.get("/b")).content == body
+    assert len(peers) == 1
+
+
+async def test_chunked_body_with_trailers(nursery: trio.Nursery) -> None:
+    async def chunked(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: abc\r\n\r\n"
+            )
+
+    url, peers = await raw_server(nursery, chunked)
+    async with client(url, pool()) as http:
+        for _ in range(2):
+            response = await http.get("/")
+            assert response.content == b"hello world"
+            assert "x-sum" not in response.headers
+    assert len(peers) == 1
+
+
+async def test_an_http_1_0_body_ends_when_the_server_closes(nursery: trio.Nursery) -> None:
+    async def old(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+
+    url, _ = await raw_server(nursery, old)
+    transport = pool()
+    async with client(url, transport) as http:
+        response = await http.get("/")
+        assert response.http_version == "HTTP/1.0"
+        assert response.text == "until the end"
+        assert transport.open_connections == 0
+
+
+async def test_an_http_1_0_answer_with_a_length_still_closes(nursery: trio.Nursery) -> None:
+    async def old(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    url, peers = await raw_server(nursery, old)
+    transport = pool()
+    async with client(url, transport) as http:
+        assert (await http.get("/")).text == "ok"
+        assert transport.open_connections == 0
+        assert (await http.get("/")).text == "ok"
+    assert len(peers) == 2
+
+
+async def test_connection_close_from_the_server_closes_it(nursery: trio.Nursery) -> None:
+    async def closing(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
+
+    url, peers = await raw_server(nursery, closing)
+    transport = pool()
+    async with client(url, transport) as http:
+        for _ in range(2):
+            assert (await http.get("/")).text == "bye"
+            assert transport.open_connections == 0
+    assert len(peers) == 2
+
+
+async def test_connection_close_from_the_client_closes_it(nursery: trio.Nursery) -> None:
+    url, peers = await raw_server(nursery, answer_ok_forever)
+    transport = pool()
+    async with client(url, transport) as http:
+        await http.get("/", headers={"connection": "close"})
+        assert transport.open_connections == 0
+        await http.get("/")
+        assert transport.open_connections == 1
+    assert len(peers) == 2
+
+
+async def test_head_answer_has_no_body_and_keeps_the_connection(nursery: trio.Nursery) -> None:
+    async def head(peer: Peer) -> None:
+        while (request := await peer.request()) is not None:
+            if request.startswith(b"HEAD "):
+                await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            else:
+                await peer.send(OK)
+
+    url, peers = await raw_server(nursery, head)
+    async with client(url, pool()) as http:
+        response = await http.head("/")
+        assert (response.headers["content-length"], response.content) == ("100", b"")
+        assert (await http.get("/")).text == "ok"
+    assert len(peers) == 1
+
+
+async def test_interim_answers_are_skipped(nursery: trio.Nursery) -> None:
+    async def hints(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK)
+
+    url, peers = await raw_server(nursery, hints)
+    async with client(url, pool()) as http:
+        for _ in range(2):
+            response = await http.get("/")
+            assert (response.status_code, response.text) == (200, "ok")
+            assert "link" not in response.headers
+    assert len(peers) == 1
+
+
+async def test_a_malformed_answer_is_a_protocol_error(nursery: trio.Nursery) -> None:
+    async def garbage(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 2x0 What\r\n\r\n")
+
+    url, _ = await raw_server(nursery, garbage)
+    transport = pool()
+    async with client(url, transport) as http:
+        with pytest.raises(httpx2.RemoteProtocolError, match="malformed"):
+            await http.get("/")
+    assert transport.open_connections == 0
+
+
+async def test_a_body_dropped_midway_is_a_protocol_error(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        body = chat("[fake drop_after=2] one two three four", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            with pytest.raises(httpx2.RemoteProtocolError, match="end of the response body"):
+                async for _ in response.aiter_bytes():
+                    pass
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+
+
+async def test_leaving_a_stream_early_closes_its_connection(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        body = chat("[fake stall_after=1 stall=30] one two three", stream=True)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            async for _ in response.aiter_bytes():
+                break
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = await server_stats(http)
+    assert stats["connections"] == 2
+    assert stats["open_connections"] == 1  # the one that just asked for the stats
+
+
+# --- timeouts and errors -------------------------------------------------------------------
+
+
+async def test_read_timeout_waiting_for_the_answer(url: str) -> None:
+    transport = pool()
+    async with client(url, transport, timeout=httpx2.Timeout(5, read=0.1)) as http:
+        with pytest.raises(httpx2.ReadTimeout):
+            await http.post("/v1/chat/completions", json=chat("[fake latency=30] slow"))
+    assert transport.open_connections == 0
+
+
+async def test_read_timeout_between_body_pieces(url: str) -> None:
+    transport = pool()
+    async with client(url, transport, timeout=httpx2.Timeout(5, read=0.5)) as http:
+        body = chat("[fake stall_after=1 stall=30] one two", stream=True)
+        pieces = []
+        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            with pytest.raises(httpx2.ReadTimeout):
+                async for piece in response.aiter_bytes():
+                    pieces.append(piece)
+        assert len(pieces) == 1
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+
+
+async def test_connect_error_when_nothing_listens() -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        transport = pool()
+        async with client(f"http://127.0.0.1:{port}", transport) as http:
+            with pytest.raises(httpx2.ConnectError):
+                await http.get("/")
+    assert transport.open_connections == 0
+
+
+async def test_connect_and_write_timeouts_are_mapped(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        with pytest.raises(httpx2.ConnectTimeout):
+            await http.get("/v1/models", timeout=httpx2.Timeout(5, connect=0))
+        with pytest.raises(httpx2.WriteTimeout):
+            await http.get("/v1/models", timeout=httpx2.Timeout(5, write=0))
+    assert transport.open_connections == 0
+
+
+async def test_cancelled_mid_request_frees_the_connection(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        with trio.move_on_after(0.1) as scope:
+            await http.post("/v1/chat/completions", json=chat("[fake latency=30] slow"))
+        assert scope.cancelled_caught
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+        assert (await http.get("/v1/models")).status_code == 200
+
+
+async def test_cancelled_mid_body_leaves_no_busy_connection(url: str) -> None:
+    transport = pool()
+    pieces = []
+    async with client(url, transport) as http:
+        body = chat("[fake stall_after=1 stall=30] one two", stream=True)
+        with trio.move_on_after(5) as scope:
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for piece in response.aiter_bytes():
+                    pieces.append(piece)
+                    scope.deadline = trio.current_time() + 0.05  # cancelled while stalled
+        assert scope.cancelled_caught
+        assert len(pieces) == 1
+        assert (transport.open_connections, transport.busy_connections) == (0, 0)
+        assert (await http.get("/v1/models")).status_code == 200
+
+
+async def test_closing_the_transport_closes_idle_connections(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http, trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(http.get, "/v1/models")
+    assert transport.open_connections == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(httpx2.Request("GET", "http://127.0.0.1:1/"))
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the openssl command line."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = [
+        "openssl", "req", "-x509", "-nodes", "-days", "1",
+        "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    return cert, key
+
+
+async def tls_server(nursery: trio.Nursery, cert: Path, key: Path) -> tuple[str, list[str | None]]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    protocols: list[str | None] = []
+
+    async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        try:
+            await stream.do_handshake()
+            protocols.append(stream.selected_alpn_protocol())
+            await answer_ok_forever(Peer(stream))
+        except trio.BrokenResourceError:
+            pass  # the client refused our certificate, or left without a TLS goodbye
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    listeners = await nursery.start(
+        partial(trio.serve_ssl_over_tcp, handle, 0, context, host="127.0.0.1")
+    )
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    return f"https://127.0.0.1:{port}", protocols
+
+
+async def test_tls_round_trip_keeps_the_connection(
+    nursery: trio.Nursery, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    url, protocols = await tls_server(nursery, cert, key)
+    transport = pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+    async with client(url, transport) as http:
+        for _ in range(3):
+            assert (await http.post("/", content=b"secret")).text == "ok"
+        assert transport.open_connections == 1
+    assert protocols == ["http/1.1"]
+
+
+async def test_tls_with_an_untrusted_certificate_is_a_connect_error(
+    nursery: trio.Nursery, certificate: tuple[Path, Path]
+) -> None:
+    url, protocols = await tls_server(nursery, *certificate)
+    transport = pool()  # the default context: the system's CAs, which never signed ours
+    async with client(url, transport) as http:
+        with pytest.raises(httpx2.ConnectError):
+            await http.get("/")
+    assert transport.open_connections == 0
+    assert protocols == []
