@@ -36,3 +36,11 @@ proxy *args:
 # Benchmark run_batch, open_jobs and complete() against the fake provider (e.g. `just bench-batch --rounds 5`).
 bench-batch *args:
     python bench/batch_throughput.py {{args}}
+
+# Compare trio-litellm with the openai SDK (trio and asyncio) on a local nginx (e.g. `just bench --concurrency 64`).
+bench *args:
+    python bench/clients.py {{args}}
+
+# Soak trio-litellm's memory over 200k requests (e.g. `just bench-soak --api jobs`).
+bench-soak *args:
+    python bench/soak.py {{args}}

@@ -18,7 +18,6 @@ import stamina
 import trio
 
 from ._config import ClientConfig
-from ._fasthttp import FastTransport
 from ._errors import (
     LiteLLMError,
     ProxyConnectionError,
@@ -26,6 +25,7 @@ from ._errors import (
     ResponseDecodeError,
     error_from_response,
 )
+from ._fasthttp import FastTransport
 
 __all__ = ["Answer", "BodyStream", "Transport"]
 
