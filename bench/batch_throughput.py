@@ -22,15 +22,12 @@ import json
 import os
 import platform
 import resource
-import selectors
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +40,11 @@ from rich.table import Table
 
 from trio_litellm import Client, Job, LiteLLMError, open_client
 from trio_litellm.batch import run_batch
+from upstream import UpstreamError, open_upstream
 
 MODEL = "echo"
 """The fake provider's chat model: it echoes the last user message."""
 
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 MAX_REPORTED_FAILURES = 3
 
 Check = Callable[[], None]
@@ -92,61 +88,6 @@ class Sample:
 
 
 # --- the upstream ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def fake_provider(log_path: Path) -> Iterator[str]:
-    """Run the fake provider in a subprocess on a free loopback port; yield its URL.
-
-    It is stopped (SIGTERM, then SIGKILL after a grace period) however the block ends, Ctrl-C
-    included. Its stderr goes to ``log_path``, whose tail is shown if it fails to start.
-    """
-    argv = [
-        sys.executable,
-        "-m",
-        "trio_litellm.fake_provider",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True
-        )
-    try:
-        yield _wait_for_url(process, log_path)
-    finally:
-        _stop(process)
-
-
-def _wait_for_url(process: subprocess.Popen[str], log_path: Path) -> str:
-    """Read the provider's ``fake provider listening on URL`` line, within STARTUP_TIMEOUT."""
-    assert process.stdout is not None
-    prefix = "fake provider listening on "
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(STARTUP_TIMEOUT)
-    line = process.stdout.readline() if ready else ""
-    if not line.startswith(prefix):
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-        reason = "did not start in time" if not ready else f"printed {line.strip()!r}"
-        if process.poll() is not None:
-            reason = f"exited with status {process.returncode}"
-        raise BenchError(f"the fake provider {reason}; its log ({log_path}):\n{tail}")
-    return line[len(prefix) :].strip()
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 # --- the requests ---------------------------------------------------------------------------------
@@ -419,17 +360,16 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(tmp)
             input_path = workdir / "input.jsonl"
             write_input(input_path, args.requests)
-            with fake_provider(workdir / "fake_provider.log") as url:
-                log.print(f"fake provider at {url}")
+            with open_upstream("fake", log.print) as upstream:
                 spec = Spec(
-                    url=url,
+                    url=upstream.base_url,
                     requests=args.requests,
                     concurrency=args.concurrency,
                     input_path=input_path,
                     workdir=workdir,
                 )
                 samples = trio.run(run_rounds, spec, args.rounds, log)
-    except BenchError as exc:
+    except (BenchError, UpstreamError) as exc:
         log.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
