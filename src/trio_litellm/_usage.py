@@ -237,7 +237,8 @@ class LatencyHistogram:
 
 
 class Percentiles(msgspec.Struct, frozen=True, kw_only=True):
-    """Approximate nearest-rank percentiles of a set of durations, in seconds; ``max`` is exact."""
+    """Nearest-rank percentiles of a set of durations, in seconds. The ledger's come from
+    :class:`LatencyHistogram` (approximate; ``max`` exact); the batch summary's are exact."""
 
     p50: float
     p95: float
@@ -260,7 +261,7 @@ class ModelUsage(msgspec.Struct, frozen=True, kw_only=True):
     ttft: Percentiles | None
 
 
-class UsageStats(msgspec.Struct, frozen=True, kw_only=True):
+class UsageStats(ModelUsage, frozen=True, kw_only=True):
     """What the client's requests did in a window, in total and per requested model.
 
     ``since``/``until`` are the window the figures cover: whole buckets, so they may start earlier
@@ -274,16 +275,6 @@ class UsageStats(msgspec.Struct, frozen=True, kw_only=True):
 
     since: float
     until: float
-    requests: int
-    succeeded: int
-    errors: dict[str, int]
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float | None
-    cost_complete: bool
-    retries: int
-    latency: Percentiles | None
-    ttft: Percentiles | None
     per_model: dict[str, ModelUsage]
 
 

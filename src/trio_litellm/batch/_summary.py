@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._usage import Percentiles
+
 __all__ = [
     "BatchSummary",
     "ModelSummary",
@@ -37,15 +39,6 @@ __all__ = [
 
 SUCCEEDED = "succeeded"
 """The outcome of a request that got a successful answer; every other outcome is a failure kind."""
-
-
-class Percentiles(msgspec.Struct, frozen=True, kw_only=True):
-    """Nearest-rank percentiles of a set of durations, in seconds."""
-
-    p50: float
-    p95: float
-    p99: float
-    max: float
 
 
 class ModelSummary(msgspec.Struct, frozen=True, kw_only=True):
