@@ -313,7 +313,7 @@ class _StreamStart:
 
     __slots__ = ("error", "finished", "on_first", "ready", "send")
 
-    def __init__(self, send: trio.MemorySendChannel[ChatCompletionChunk]) -> None:
+    def __init__(self, send: trio.MemorySendChannel[list[ChatCompletionChunk]]) -> None:
         self.on_first: Callable[[], None] | None = None
         self.ready = trio.Event()
         self.finished = trio.Event()
@@ -562,7 +562,7 @@ class Client:
             first_token_timeout=config.first_token_timeout or config.read_timeout,
             idle_timeout=config.stream_idle_timeout,
         )
-        send, receive = trio.open_memory_channel[ChatCompletionChunk](STREAM_BUFFER)
+        send, receive = trio.open_memory_channel[list[ChatCompletionChunk]](STREAM_BUFFER)
         start = _StreamStart(send)
 
         async def operation(run: Runner) -> StreamReader:

@@ -37,8 +37,10 @@ from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
 __all__ = ["STREAM_BUFFER", "ChatStream", "StreamReader"]
 
-STREAM_BUFFER = 16
-"""Chunks the reader may decode ahead of the consumer: one network read often holds several."""
+STREAM_BUFFER = 8
+"""Network reads the reader may decode ahead of the consumer. Each crosses the channel as one
+list of chunks: a read often holds dozens, and one hand-over per read instead of per chunk is
+most of what a chunk costs."""
 
 
 class StreamReader:
@@ -71,7 +73,7 @@ class StreamReader:
 
     async def run(
         self,
-        send: trio.MemorySendChannel[ChatCompletionChunk],
+        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         run_attempts: Callable[[Callable[[int], Awaitable[StreamReader]]], Awaitable[Any]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -112,7 +114,7 @@ class StreamReader:
     async def _attempt(
         self,
         number: int,
-        send: trio.MemorySendChannel[ChatCompletionChunk],
+        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         task_status: trio.TaskStatus[None],
     ) -> StreamReader:
         accumulator = StreamAccumulator()
@@ -145,7 +147,7 @@ class StreamReader:
         self,
         body: BodyStream,
         accumulator: StreamAccumulator,
-        send: trio.MemorySendChannel[ChatCompletionChunk],
+        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         task_status: trio.TaskStatus[None],
         scope: trio.CancelScope,
     ) -> None:
@@ -159,29 +161,40 @@ class StreamReader:
                 if self._started:
                     raise self._interrupted(exc) from exc
                 raise
-            events = parser.feed(data) if data else parser.finish()
-            for event in events:
-                if is_done(event):
-                    if not self._started:
-                        if accumulator.chunks == 0:
-                            raise ResponseDecodeError(
-                                "the stream finished without any chunk", model=self._model
-                            )
-                        await self._start(held, send, task_status)
-                    self.finished = True
-                    return
-                chunk = self._decode(event.data)
-                accumulator.add(chunk)
-                if self._started:
-                    await send.send(chunk)
-                    scope.deadline = trio.current_time() + idle
-                else:
-                    held.append(chunk)
-                    if accumulator.has_content:
-                        await self._start(held, send, task_status)
-                        scope.deadline = trio.current_time() + idle
+            # One network read becomes one batch: one channel send and one deadline move for
+            # all the chunks it held, however many.
+            batch: list[ChatCompletionChunk] = []
+            done = False
+            try:
+                for event in parser.feed(data) if data else parser.finish():
+                    if is_done(event):
+                        done = True
+                        break
+                    chunk = self._decode(event.data)
+                    accumulator.add(chunk)
+                    batch.append(chunk)
+            except LiteLLMError:
+                if self._started and batch:
+                    await send.send(batch)  # what came before the bad event, then the error
+                raise
+            if self._started:
+                if batch:
+                    await send.send(batch)
+            else:
+                held += batch
+                if accumulator.has_content or (done and held):
+                    await self._start(held, send, task_status)
+                elif done:
+                    raise ResponseDecodeError(
+                        "the stream finished without any chunk", model=self._model
+                    )
+            if done:
+                self.finished = True
+                return
             if not data:
                 break
+            if self._started:
+                scope.deadline = trio.current_time() + idle
         ended = "the stream ended without [DONE]" + (
             " (torn last event)" if parser.incomplete else ""
         )
@@ -192,15 +205,13 @@ class StreamReader:
     async def _start(
         self,
         held: list[ChatCompletionChunk],
-        send: trio.MemorySendChannel[ChatCompletionChunk],
+        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         task_status: trio.TaskStatus[None],
     ) -> None:
         self._started = True
         self.first_content_at = trio.current_time()
         task_status.started()
-        for chunk in held:
-            await send.send(chunk)
-        held.clear()
+        await send.send(held)
 
     def _decode(self, data: str | bytes) -> ChatCompletionChunk:
         try:
@@ -228,18 +239,28 @@ class ChatStream:
     ``meta`` holds the proxy's headers (no cost on streams: the proxy sends headers first).
     """
 
+    __slots__ = ("_batch", "_next", "_reader", "_receive")
+
     def __init__(
-        self, receive: trio.MemoryReceiveChannel[ChatCompletionChunk], reader: StreamReader
+        self, receive: trio.MemoryReceiveChannel[list[ChatCompletionChunk]], reader: StreamReader
     ) -> None:
         self._receive = receive
         self._reader = reader
+        self._batch: list[ChatCompletionChunk] = []
+        self._next = 0
 
     def __aiter__(self) -> ChatStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
+        batch, index = self._batch, self._next
+        if index < len(batch):
+            # The rest of a network read: no task switch, but still a cancellation point.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._next = index + 1
+            return batch[index]
         try:
-            return await self._receive.receive()
+            batch = await self._receive.receive()
         except trio.EndOfChannel:
             if self._reader.error is not None:
                 raise self._reader.error from self._reader.error.__cause__
@@ -249,6 +270,8 @@ class ChatStream:
                 "the stream is closed: iterate it inside its `async with` block",
                 partial=self._reader.accumulator.result(),
             ) from None
+        self._batch, self._next = batch, 1
+        return batch[0]
 
     @property
     def meta(self) -> ResponseMeta | None:

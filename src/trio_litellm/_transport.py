@@ -282,6 +282,12 @@ class Transport:
         with trio.move_on_after(total if total is not None else float("inf")) as scope:
             if retries == 0:
                 return await attempt(1)
+            # The first attempt runs outside stamina: entering its retry context costs more than
+            # the rest of a request's client-side work, and most requests need no second try.
+            try:
+                return await attempt(1)
+            except Exception as exc:
+                first: Exception | None = exc
             async for try_ in stamina.retry_context(
                 on=hook or self.retry_decision,
                 attempts=None if hook else retries + 1,
@@ -291,6 +297,9 @@ class Transport:
                 wait_jitter=config.backoff_jitter,
             ):
                 with try_:
+                    if first is not None:  # stamina's first try is the one that already failed
+                        failed, first = first, None
+                        raise failed
                     return await attempt(try_.num)
         assert scope.cancelled_caught
         raise RequestTimeoutError(f"no answer within the total timeout of {total} s")

@@ -313,6 +313,48 @@ async def test_a_stream_delivers_every_chunk_and_the_aggregate() -> None:
     assert sent["stream_options"] == {"include_usage": True}
 
 
+async def test_chunks_of_one_network_read_arrive_one_by_one_in_order() -> None:
+    one_read = b"".join(chunk(str(index)) for index in range(50))
+    script = Script(sse_answer(pieces(chunk("", role="assistant"), one_read, DONE)))
+    async with (
+        open_test_client(script) as client,
+        client.stream(model="m", messages=MESSAGES) as stream,
+    ):
+        texts = [c.choices[0].delta.content async for c in stream]
+    assert texts == ["", *[str(index) for index in range(50)]]
+    assert stream.result().text == "".join(str(index) for index in range(50))
+
+
+async def test_a_bad_event_in_a_read_comes_after_the_chunks_before_it() -> None:
+    in_band = b'data: {"error": {"message": "upstream died", "type": "None", "param": null, "code": "500"}}\n\n'
+    script = Script(sse_answer(pieces(chunk("a"), chunk("b") + chunk("c") + in_band + chunk("d"))))
+    seen: list[str | None] = []
+    async with open_test_client(script) as client:
+        with pytest.raises(StreamInterruptedError) as caught:
+            async with client.stream(model="m", messages=MESSAGES) as stream:
+                async for piece in stream:
+                    seen.append(piece.choices[0].delta.content)
+    assert seen == ["a", "b", "c"]
+    assert caught.value.partial.text == "abc"
+
+
+async def test_cancellation_is_honoured_between_chunks_of_one_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    one_read = b"".join(chunk(str(index)) for index in range(10))
+    script = Script(sse_answer(pieces(one_read, DONE)))
+    seen: list[str | None] = []
+    async with open_test_client(script) as client:
+        with trio.CancelScope() as scope:
+            async with client.stream(model="m", messages=MESSAGES) as stream:
+                async for piece in stream:
+                    seen.append(piece.choices[0].delta.content)
+                    if len(seen) == 3:
+                        scope.cancel()  # the next chunk is already in hand: it must not come
+    assert scope.cancelled_caught
+    assert seen == ["0", "1", "2"]
+
+
 async def test_cancelling_a_stream_closes_its_body_at_the_exact_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -552,3 +594,37 @@ async def test_events_tell_of_sends_retries_and_finished_requests(
     finished = names[-1]
     assert finished.record.outcome == "ok" and finished.record.attempts == 2
     assert names[2].wait == 2.0
+
+
+async def test_submitted_work_holds_its_slot_at_once_and_queued_work_starts_in_order() -> None:
+    from trio_litellm._dispatcher import Work
+
+    release = trio.Event()
+    started: list[int] = []
+    delivered: list[int] = []
+
+    def operation(number: int) -> Callable[[Any], Any]:
+        async def run(_: Any) -> int:
+            started.append(number)
+            await release.wait()
+            return number
+
+        return run
+
+    async def deliver(result: Any, error: BaseException | None, work: Work) -> None:
+        delivered.append(result)
+
+    async with open_test_client(Script(), max_in_flight=3) as client, trio.open_nursery() as nursery:
+        dispatcher = client._dispatcher
+        for number in range(3):
+            await dispatcher.submit(Work(operation(number), deliver))
+            # no scheduler pass in between: the slot is taken when submit returns
+            assert client.statistics().dispatcher.in_flight == number + 1
+        for number in range(3, 6):
+            nursery.start_soon(dispatcher.submit, Work(operation(number), deliver))
+            await trio.testing.wait_all_tasks_blocked()
+        assert sorted(started) == [0, 1, 2]  # started together, in any order
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+    assert started[3:] == [3, 4, 5]  # the queued ones, first come first served
+    assert sorted(delivered) == [0, 1, 2, 3, 4, 5]
