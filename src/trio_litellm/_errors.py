@@ -372,7 +372,7 @@ def error_from_body(
     headers = headers or {}
     message, etype, param, code = _fields(body)
     if status is None and code is not None and len(code) == 3 and code.isascii() and code.isdigit():
-        status = int(code)
+        status = int(code) if code[0] != "0" else None  # "000" or "042" is no HTTP status
     if not message:
         message = f"HTTP {status}" if status is not None else "error event without a message"
     cls = _classify(status, etype, message)

@@ -71,9 +71,15 @@ class BodyStream:
 
     def __init__(self, transport: Transport, response: httpx2.Response) -> None:
         self._transport = transport
-        self._iterator = response.aiter_bytes()
         self.status = response.status_code
         self.headers: Mapping[str, str] = _header_dict(response)
+        # A body without Content-Encoding is read as the transport gives it; httpx2's decoding
+        # layer only runs for one the proxy compressed.
+        self._iterator = (
+            response.aiter_bytes()
+            if "content-encoding" in self.headers
+            else response.stream.__aiter__()  # type: ignore[union-attr]
+        )
 
     async def receive_some(self) -> bytes:
         """The next bytes of the body; ``b""`` at its end."""
@@ -121,6 +127,15 @@ class Transport:
             follow_redirects=False,
             transport=http_transport,
         )
+        # Requests are built here and handed straight to the client's transport (its own pool,
+        # or whatever it mounts for our URL): httpx2's client layer would otherwise parse and
+        # merge the URL and the headers again on every request, for the same few paths.
+        self._headers = {
+            False: httpx2.Headers(self._http.headers),
+            True: httpx2.Headers({**self._http.headers, "content-type": "application/json"}),
+        }
+        self._timeouts = self._http.timeout.as_dict()
+        self._routes: dict[str, tuple[httpx2.URL, httpx2.AsyncBaseTransport]] = {}
 
         # Health probes get their own small pool, so they never queue behind busy traffic.
         self._probe_http = httpx2.AsyncClient(
@@ -183,23 +198,23 @@ class Transport:
     ) -> Answer:
         """One attempt at a request whose answer is read whole; an error status raises typed."""
         start = trio.current_time()
-        extensions = None if timeout is None else {"timeout": _timeout_ext(timeout)}
+        response = await self._send(method, path, body, headers, timeout, model)
         try:
-            response = await self._http.request(
-                method,
-                path,
-                content=body,
-                headers=_with_content_type(headers, body),
-                extensions=extensions,
-            )
+            answer_headers = _header_dict(response)
+            if "content-encoding" in answer_headers:
+                content = await response.aread()
+            else:
+                parts = [part async for part in response.stream]  # type: ignore[union-attr]
+                content = parts[0] if len(parts) == 1 else b"".join(parts)
         except httpx2.HTTPError as exc:
             raise self.map_error(exc, model) from exc
-        headers = _header_dict(response)
+        finally:
+            await response.aclose()
         if response.status_code >= 400:
             raise self.scrub(
-                error_from_response(response.status_code, headers, response.content, model=model)
+                error_from_response(response.status_code, answer_headers, content, model=model)
             )
-        return Answer(response.status_code, headers, response.content, trio.current_time() - start)
+        return Answer(response.status_code, answer_headers, content, trio.current_time() - start)
 
     @asynccontextmanager
     async def stream(
@@ -213,13 +228,7 @@ class Transport:
     ) -> AsyncIterator[BodyStream]:
         """One attempt at a request whose body is read as it arrives. The response is closed, and
         its connection released, when the block is left by any path."""
-        request = self._http.build_request(
-            method, path, content=body, headers=_with_content_type(headers, body)
-        )
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx2.HTTPError as exc:
-            raise self.map_error(exc, model) from exc
+        response = await self._send(method, path, body, headers, None, model)
         try:
             if response.status_code >= 400:
                 try:
@@ -235,6 +244,39 @@ class Transport:
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
                 await response.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        model: str | None,
+    ) -> httpx2.Response:
+        """Build the request and send it; the response's body is still to be read."""
+        route = self._routes.get(path)
+        if route is None:
+            url = self._http._merge_url(path)
+            route = (url, self._http._transport_for_url(url))
+            if "?" not in path:  # a fixed path: there are a handful, cache them
+                self._routes[path] = route
+        url, transport = route
+        merged = self._headers[body is not None]
+        if headers:
+            merged = httpx2.Headers(merged)
+            merged.update(headers)
+        request = httpx2.Request(
+            method,
+            url,
+            headers=merged,
+            content=body,
+            extensions={"timeout": self._timeouts if timeout is None else _timeout_ext(timeout)},
+        )
+        try:
+            return await transport.handle_async_request(request)
+        except httpx2.HTTPError as exc:
+            raise self.map_error(exc, model) from exc
 
     # --- errors and retries ---------------------------------------------------------------------
 
@@ -315,17 +357,6 @@ def _header_dict(response: httpx2.Response) -> dict[str, str]:
         name.decode("latin-1").lower(): value.decode("latin-1")
         for name, value in response.headers.raw
     }
-
-
-def _with_content_type(
-    headers: Mapping[str, str] | None, body: bytes | None
-) -> Mapping[str, str] | None:
-    if body is None:
-        return headers
-    merged = {"content-type": "application/json"}
-    if headers:
-        merged.update(headers)
-    return merged
 
 
 def _timeout_ext(seconds: float) -> dict[str, float]:

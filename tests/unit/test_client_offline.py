@@ -614,7 +614,10 @@ async def test_submitted_work_holds_its_slot_at_once_and_queued_work_starts_in_o
     async def deliver(result: Any, error: BaseException | None, work: Work) -> None:
         delivered.append(result)
 
-    async with open_test_client(Script(), max_in_flight=3) as client, trio.open_nursery() as nursery:
+    async with (
+        open_test_client(Script(), max_in_flight=3) as client,
+        trio.open_nursery() as nursery,
+    ):
         dispatcher = client._dispatcher
         for number in range(3):
             await dispatcher.submit(Work(operation(number), deliver))
