@@ -46,7 +46,9 @@ from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
 from ._jobs import InvalidRequestError, Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
+from ._prometheus import prometheus_text
 from ._reader import ChatStream
+from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ThrottleStatistics
 from ._usage import RequestRecord, UsageStats
 from ._wire import (
@@ -91,10 +93,12 @@ __all__ = [
     "ConflictError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "DebugRecorder",
     "Delta",
     "DeploymentHealth",
     "DeploymentStatus",
     "DispatcherStatistics",
+    "DumpFileError",
     "Embedding",
     "EmbeddingRequest",
     "EmbeddingResponse",
@@ -120,6 +124,8 @@ __all__ = [
     "ProxyHealth",
     "RateLimitError",
     "RateLimitInfo",
+    "RecordedExchange",
+    "RecorderStatistics",
     "RequestFinished",
     "RequestRecord",
     "RequestSent",
@@ -140,4 +146,6 @@ __all__ = [
     "UsageStats",
     "__version__",
     "open_client",
+    "prometheus_text",
+    "read_dump",
 ]

@@ -1,4 +1,5 @@
-"""The ``trio-litellm`` command: batch jobs, a streamed chat, models, health, the fake provider.
+"""The ``trio-litellm`` command: batch jobs and their usage, a streamed chat, models, health,
+recorder dumps, the fake provider.
 
 Exit codes (every command):
 
@@ -25,17 +26,22 @@ from rich.table import Table
 from . import __version__
 from ._client import open_client
 from ._config import ClientConfig
+from ._dump_view import render_dump
 from ._errors import AuthenticationError, ConfigError, LiteLLMError
 from ._nursery import single_leaf
+from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
     BatchInputError,
     BatchPlan,
     OutputCorruptError,
     plan_batch,
+    read_output_usage,
+    render_output_usage,
     render_summary,
     run_batch,
     write_summary_json,
 )
+from .batch._report import usage_to_json
 from .fake_provider.__main__ import app as fake_provider_app
 
 __all__ = ["app", "main"]
@@ -127,6 +133,18 @@ async def batch(
     progress: Annotated[
         bool | None, Parameter(help="Show a progress bar (default: on a terminal only).")
     ] = None,
+    record_to: Annotated[
+        Path | None,
+        Parameter(
+            help="When the run ends, however it ends, write the last --record-last requests "
+            "with their bodies and answers (no key) to this JSONL file; show it with "
+            "`trio-litellm recorded FILE`."
+        ),
+    ] = None,
+    record_last: Annotated[int, Parameter(help="Requests kept for --record-to.")] = 1000,
+    record_body_limit: Annotated[
+        int, Parameter(help="Bytes kept of each body for --record-to; the rest is cut off.")
+    ] = 4096,
 ) -> int:
     """Run an OpenAI Batch API input file through the proxy; write OpenAI batch output lines.
 
@@ -139,31 +157,137 @@ async def batch(
         return EXIT_OK
     if concurrency < 1:
         raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
-    config = _config(
-        proxy_url, api_key, max_connections=concurrency, max_retries=max_retries, rpm=rpm, tpm=tpm
-    )
-    async with open_client(config) as client:
-        health = await client.health()
-        if not health.healthy:
-            raise _Exit(
-                EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
-            )
-        await client.list_models()  # a refused key stops here, not as one failure per line
-        summary = await run_batch(
-            client,
-            input,
-            output,
-            model=model,
-            shard=shard_pair,
-            retry_failed=retry_failed,
-            skip_invalid=skip_invalid,
-            console=err,
-            progress=progress,
+    if record_to is not None and (record_last < 1 or record_body_limit < 0):
+        raise _Exit(
+            EXIT_USAGE, "--record-last must be at least 1 and --record-body-limit at least 0"
         )
+    config = _config(
+        proxy_url,
+        api_key,
+        max_connections=concurrency,
+        max_retries=max_retries,
+        rpm=rpm,
+        tpm=tpm,
+        record_last=record_last if record_to is not None else 0,
+        record_body_limit=record_body_limit,
+    )
+    recorder: DebugRecorder | None = None
+    try:
+        async with open_client(config) as client:
+            recorder = client.recorder
+            health = await client.health()
+            if not health.healthy:
+                raise _Exit(
+                    EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
+                )
+            await client.list_models()  # a refused key stops here, not as one failure per line
+            summary = await run_batch(
+                client,
+                input,
+                output,
+                model=model,
+                shard=shard_pair,
+                retry_failed=retry_failed,
+                skip_invalid=skip_invalid,
+                console=err,
+                progress=progress,
+            )
+    finally:
+        # After the client closed, so the requests it cancelled are recorded too.
+        if recorder is not None and record_to is not None:
+            _write_dump(recorder, record_to)
     render_summary(summary, err)
     if summary_json is not None:
         write_summary_json(summary, summary_json)
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+
+
+def _write_dump(recorder: DebugRecorder, path: Path) -> None:
+    """Write the recorder's dump; a failure is reported, never raised over the run's outcome."""
+    try:
+        written = recorder.dump(path)
+    except OSError as exc:
+        err.print("[yellow]could not write the recording:[/] ", end="")
+        err.print(str(exc), markup=False, highlight=False)
+        return
+    err.print(f"recorded the last {written:,} requests to ", end="")
+    err.print(str(path), markup=False, highlight=False)
+
+
+@app.command
+def usage(
+    output: Annotated[Path, Parameter(help="A batch output file (`batch -o FILE`).")],
+    /,
+    *,
+    input: Annotated[
+        Path | None,
+        Parameter(
+            help="The run's input file: count every line, failures too, under the model "
+            "its request asked for (default: the model the answer names)."
+        ),
+    ] = None,
+    json: Annotated[bool, Parameter(help="Print the totals as JSON instead of tables.")] = False,
+    recorded: Annotated[
+        Path | None,
+        Parameter(help="Also show this recorder dump (written by `batch --record-to`)."),
+    ] = None,
+    failed_only: Annotated[
+        bool, Parameter(help="With --recorded: show only the failed requests.")
+    ] = False,
+) -> int:
+    """Show what a batch output file holds: requests, outcomes, tokens and cost, per model.
+
+    Read from the file alone (latencies are not in it). A torn or invalid line is an error
+    naming the line (exit code 2).
+    """
+    try:
+        totals = read_output_usage(output, input_path=input)
+    except OutputCorruptError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"cannot read {exc.filename}: {exc.strerror}") from None
+    entries = _read_recorded(recorded, failed_only=failed_only) if recorded is not None else None
+    if json:
+        sys.stdout.buffer.write(usage_to_json(totals) + b"\n")
+        sys.stdout.flush()
+    else:
+        render_output_usage(totals, out)
+    if entries is not None:
+        out.print()
+        render_dump(entries, out)
+    return EXIT_OK
+
+
+@app.command
+def recorded(
+    dump: Annotated[Path, Parameter(help="A recorder dump (JSON Lines).")],
+    /,
+    *,
+    failed_only: Annotated[bool, Parameter(help="Show only the failed requests.")] = False,
+    last: Annotated[int | None, Parameter(help="Show only the last N requests.")] = None,
+    full: Annotated[
+        bool, Parameter(help="Show every field of each request: headers, whole kept bodies.")
+    ] = False,
+) -> int:
+    """Show a recorder dump (`batch --record-to`, or DebugRecorder.dump): one line per request
+    with its time, model, outcome, status, latency, tokens, request and answer."""
+    entries = _read_recorded(dump, failed_only=failed_only)
+    if last is not None:
+        if last < 1:
+            raise _Exit(EXIT_USAGE, f"--last must be at least 1, got {last}")
+        entries = entries[-last:]
+    render_dump(entries, out, full=full)
+    return EXIT_OK
+
+
+def _read_recorded(path: Path, *, failed_only: bool) -> list[RecordedExchange]:
+    try:
+        entries = read_dump(path)
+    except DumpFileError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"cannot read {exc.filename}: {exc.strerror}") from None
+    return [entry for entry in entries if not entry.ok] if failed_only else entries
 
 
 def _print_plan(plan: BatchPlan, *, rpm: int | None, tpm: int | None) -> None:

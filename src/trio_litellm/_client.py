@@ -49,6 +49,7 @@ from ._meta import ResponseMeta, meta_from_headers
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
+from ._recorder import DebugRecorder, Trace
 from ._throttle import Throttle, ThrottleStatistics
 from ._transport import Transport
 from ._usage import RequestRecord, UsageLedger, UsageStats, cost_of
@@ -120,7 +121,12 @@ async def _open_client(
             failure_threshold=config.health_failure_threshold,
         )
     events = EventBus()
-    observer = _Observer(transport, events, price_lookup=config.price_lookup)
+    recorder = None
+    if config.record_last:
+        recorder = DebugRecorder(
+            config.record_last, body_limit=config.record_body_limit, secret=config.api_key
+        )
+    observer = _Observer(transport, events, price_lookup=config.price_lookup, recorder=recorder)
     dispatcher = Dispatcher(
         transport,
         throttle,
@@ -154,7 +160,8 @@ async def _open_client(
 
 
 class _Observer:
-    """Turns every finished request into a :class:`RequestRecord`: the usage ledger, the log.
+    """Turns every finished request into a :class:`RequestRecord`: the usage ledger, the log,
+    and, when ``record_last`` is set, the debug recorder (with the request's :class:`Trace`).
 
     Costs come from the proxy's header, else the usage's ``cost``, else the model's per-token
     prices from ``/v1/model/info``, fetched in the background when first needed and again at
@@ -163,17 +170,27 @@ class _Observer:
 
     PRICE_RETRY = 60.0
 
-    def __init__(self, transport: Transport, events: EventBus, *, price_lookup: bool) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        events: EventBus,
+        *,
+        price_lookup: bool,
+        recorder: DebugRecorder | None = None,
+    ) -> None:
         self._transport = transport
         self._events = events
         self._price_lookup = price_lookup
         self.ledger = UsageLedger()
+        self.recorder = recorder
         self.nursery: trio.Nursery | None = None
         self._prices: dict[str, tuple[float | None, float | None]] = {}
         self._price_attempt = -math.inf
         self._fetching = False
 
     def finished(self, work: Work, result: Any, error: BaseException | None) -> None:
+        if error is None and work.stream:
+            error = getattr(result, "error", None)  # interrupted after content: not a success
         meta = getattr(result, "meta", None)
         meta = meta if isinstance(meta, ResponseMeta) else None
         usage = getattr(result, "usage", None)
@@ -228,6 +245,8 @@ class _Observer:
                 record.completion_tokens,
                 record.cost,
             )
+        if work.trace is not None and self.recorder is not None:
+            self.recorder.add(record, work.trace, error)
 
     def _price_of(self, model: str) -> tuple[float | None, float | None] | None:
         prices = self._prices.get(model)
@@ -349,6 +368,7 @@ class Client:
         events: EventBus,
     ) -> None:
         self._observer = observer
+        self._recorder = observer.recorder
         self._events = events
         self._config = config
         self._transport = transport
@@ -430,6 +450,12 @@ class Client:
         """
         return self._observer.ledger.usage(since=since, until=until, model=model)
 
+    @property
+    def recorder(self) -> DebugRecorder | None:
+        """The debug recorder: the last ``record_last`` requests with their bodies and answers,
+        cut to ``record_body_limit`` bytes, the key masked. None when ``record_last`` is 0."""
+        return self._recorder
+
     # --- chat and embeddings --------------------------------------------------------------------
 
     async def complete(
@@ -481,14 +507,16 @@ class Client:
 
     async def _call(self, call: Call, *, max_retries: int | None, timeout: float | None) -> Any:
         reply = _Reply()
+        trace = Trace("POST", call.path, call.body) if self._recorder is not None else None
         work = Work(
-            self._operation(call),
+            self._operation(call, trace),
             reply.deliver,
             tokens=call.tokens,
             max_retries=max_retries,
             timeout=timeout,
             kind=call.kind,
             model=call.model,
+            trace=trace,
         )
         await self._dispatcher.submit(work)
         try:
@@ -502,7 +530,9 @@ class Client:
             raise reply.error
         return reply.result
 
-    def _operation(self, call: Call) -> Callable[[Runner], Awaitable[Any]]:
+    def _operation(
+        self, call: Call, trace: Trace | None = None
+    ) -> Callable[[Runner], Awaitable[Any]]:
         """The work of a request answered in one JSON body: run its attempts, decode the answer."""
         decoder = completion_decoder if call.kind == "chat" else embedding_decoder
         transport = self._transport
@@ -511,6 +541,8 @@ class Client:
             answer = await transport.request(
                 "POST", call.path, body=call.body, headers=call.headers, model=call.model
             )
+            if trace is not None:
+                trace.answered(number, answer.status, answer.headers, answer.content)
             response = _decode(decoder, answer.content, call.model)
             if not (response.choices if call.kind == "chat" else response.data):
                 raise _empty_answer(answer.status, answer.content, call.model)
@@ -579,6 +611,11 @@ class Client:
             kind="chat",
             model=call.model,
             stream=True,
+            trace=(
+                Trace("POST", call.path, call.body, reader=reader)
+                if self._recorder is not None
+                else None
+            ),
         )
 
         if self._events.active:
@@ -653,12 +690,14 @@ class Client:
                     await results.send(JobResult(id=getattr(job, "id", None), error=exc))
                     continue
                 delivery = _JobDelivery(job.id, results.clone(), active)
+                trace = Trace("POST", call.path, call.body) if self._recorder is not None else None
                 work = Work(
-                    self._operation(call),
+                    self._operation(call, trace),
                     delivery.deliver,
                     tokens=call.tokens,
                     kind=call.kind,
                     model=call.model,
+                    trace=trace,
                 )
                 active.add(work)
                 try:

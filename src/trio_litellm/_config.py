@@ -113,6 +113,13 @@ class ClientConfig:
     from the per-token prices in ``/v1/model/info``: one background call when first needed,
     repeated at most once a minute while a model has no price."""
 
+    record_last: int = 0
+    """Keep the last this many requests with their bodies and answers in ``client.recorder``
+    (a :class:`DebugRecorder`) for debugging; 0 (the default) records nothing and costs nothing."""
+
+    record_body_limit: int = 4096
+    """Bytes kept of each recorded request and response body; the rest is cut off (and counted)."""
+
     def __post_init__(self) -> None:
         url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
         object.__setattr__(self, "proxy_url", _check_url(url))
@@ -151,6 +158,8 @@ class ClientConfig:
             raise ConfigError(
                 "http_backend", f'must be "fast" or "httpcore", got {self.http_backend!r}'
             )
+        _check_int("record_last", self.record_last, minimum=0)
+        _check_int("record_body_limit", self.record_body_limit, minimum=0)
         _check_headers(self.headers)
         object.__setattr__(self, "headers", dict(self.headers))
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
@@ -39,6 +39,9 @@ from ._meta import ResponseMeta
 from ._monitor import HealthMonitor
 from ._throttle import Throttle
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._recorder import Trace
 
 __all__ = ["Dispatcher", "DispatcherStatistics", "Runner", "Work"]
 
@@ -86,6 +89,7 @@ class Work:
         "submitted_at",
         "timeout",
         "tokens",
+        "trace",
     )
 
     def __init__(
@@ -99,6 +103,7 @@ class Work:
         kind: str = "chat",
         model: str = "",
         stream: bool = False,
+        trace: Trace | None = None,
     ) -> None:
         self.operation = operation
         self.deliver = deliver
@@ -108,6 +113,7 @@ class Work:
         self.kind = kind
         self.model = model
         self.stream = stream
+        self.trace = trace  # only when the debug recorder is on: what the request sent and got
         self.scope = trio.CancelScope()
         self.attempts = 0
         self.delivered = False

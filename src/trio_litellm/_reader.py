@@ -70,6 +70,7 @@ class StreamReader:
         self.error: LiteLLMError | None = None
         self.finished = False
         self.first_content_at: float | None = None
+        self.headers: Mapping[str, str] | None = None  # the answer's, for the debug recorder
 
     async def run(
         self,
@@ -129,6 +130,7 @@ class StreamReader:
                 self.meta = meta_from_headers(
                     body.status, body.headers, attempts=number, latency=trio.current_time() - start
                 )
+                self.headers = body.headers
                 await self._read(body, accumulator, send, task_status, scope)
         if scope.cancelled_caught:
             if self._started:

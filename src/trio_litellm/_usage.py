@@ -4,9 +4,10 @@ The client builds a :class:`RequestRecord` when a request ends and hands it to
 :meth:`UsageLedger.add`. ``add`` runs for every request, for days, so the ledger keeps no list of
 records: it folds each one into a bucket keyed by (``bucket_seconds`` window of its wall-clock start
 time, requested model) that holds counters and two :class:`LatencyHistogram` (a few hundred
-log-spaced counters at most). Buckets that fall out of ``retention`` are dropped as time moves on
-and distinct models are capped, so memory is bounded by
-``(retention / bucket_seconds + 1) * (max_models + 1)`` buckets whatever the request rate.
+log-spaced counters at most). Buckets that fall out of ``retention`` are merged into one running
+total per model (for :meth:`UsageLedger.lifetime`, what monotonic counters need) and dropped as
+time moves on, and distinct models are capped, so memory is bounded by
+``(retention / bucket_seconds + 2) * (max_models + 1)`` buckets whatever the request rate.
 :meth:`UsageLedger.usage` merges the buckets of a window into a :class:`UsageStats`.
 
 No trio, no IO: times are plain floats (``time.time()`` seconds) passed in by the caller.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from heapq import heappop, heappush
 from typing import Literal
@@ -132,11 +134,12 @@ class LatencyHistogram:
     0.1 ms, and from 1 hour up it is the maximum.
     """
 
-    __slots__ = ("_count", "_counts", "_max", "_min")
+    __slots__ = ("_count", "_counts", "_max", "_min", "_sum")
 
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
         self._count = 0
+        self._sum = 0.0
         self._min = math.inf
         self._max = -1.0
 
@@ -144,6 +147,11 @@ class LatencyHistogram:
     def count(self) -> int:
         """How many durations were added."""
         return self._count
+
+    @property
+    def sum(self) -> float:
+        """The total of every duration added (exact, up to float rounding)."""
+        return self._sum
 
     @property
     def max(self) -> float | None:
@@ -173,6 +181,7 @@ class LatencyHistogram:
         counts = self._counts
         counts[index] = counts.get(index, 0) + 1
         self._count += 1
+        self._sum += seconds
         if seconds > self._max:
             self._max = seconds
         if seconds < self._min:
@@ -184,6 +193,7 @@ class LatencyHistogram:
         for index, count in other._counts.items():
             counts[index] = counts.get(index, 0) + count
         self._count += other._count
+        self._sum += other._sum
         self._max = max(self._max, other._max)
         self._min = min(self._min, other._min)
 
@@ -197,6 +207,40 @@ class LatencyHistogram:
         if not self._count:
             return None
         return self._value_at(p)
+
+    def count_at_or_below(self, bounds: Sequence[float]) -> list[int]:
+        """For each bound (seconds, ascending), how many durations are at most it: what a
+        Prometheus histogram's ``le`` buckets count.
+
+        Exact for a bound below the minimum or from the maximum up; otherwise a bucket that
+        straddles the bound counts below it when its estimate (as :meth:`percentile` reports it)
+        does, so only durations within about 5% of a bound may be counted on the wrong side.
+        """
+        answer: list[int] = []
+        ordered = sorted(self._counts.items())
+        position = 0
+        below = 0
+        for bound in bounds:
+            if not self._count or bound < self._min:
+                answer.append(0)
+                continue
+            if bound >= self._max:
+                answer.append(self._count)
+                continue
+            while position < len(ordered):
+                index, count = ordered[position]
+                if index == _UNDERFLOW:
+                    estimate = self._min
+                elif index == _OVERFLOW:
+                    estimate = self._max
+                else:
+                    estimate = _LOWEST * _GAMMA**index * _MIDPOINT
+                if estimate > bound:
+                    break
+                below += count
+                position += 1
+            answer.append(below)
+        return answer
 
     def _value_at(self, p: float) -> float:
         """:meth:`percentile` of a non-empty histogram."""
@@ -424,6 +468,7 @@ class UsageLedger:
         "_max_models",
         "_newest",
         "_retention_slots",
+        "_retired",
         "_slot_heap",
         "_slots",
         "_width",
@@ -448,6 +493,7 @@ class UsageLedger:
         self._slots: dict[int, dict[str, _Bucket]] = {}
         self._slot_heap: list[int] = []  # the keys of _slots, oldest first to drop
         self._live: dict[str, int] = {}  # model -> how many slots hold a bucket for it
+        self._retired: dict[str, _Bucket] = {}  # model -> every expired bucket, merged
         self._newest = _NEVER
         self._keep_from = _NEVER
         self._dropped = 0
@@ -474,12 +520,38 @@ class UsageLedger:
         keep_from = self._keep_from = slot - self._retention_slots
         heap = self._slot_heap
         while heap and heap[0] < keep_from:
-            for model in self._slots.pop(heappop(heap)):
+            for model, bucket in self._slots.pop(heappop(heap)).items():
+                self._retire(model, bucket)
                 remaining = self._live[model] - 1
                 if remaining:
                     self._live[model] = remaining
                 else:
                     del self._live[model]
+
+    def _retire(self, model: str, bucket: _Bucket) -> None:
+        """Fold an expiring bucket into its model's running total (at most once a slot)."""
+        retired = self._retired
+        total = retired.get(model)
+        if total is None:
+            if len(retired) - (OTHER_MODELS in retired) >= self._max_models:
+                model = OTHER_MODELS
+                total = retired.get(model)
+            if total is None:
+                total = retired[model] = _Bucket()
+        total.merge(bucket)
+
+    def lifetime(self) -> dict[str, _Bucket]:
+        """Per requested model, everything counted since the ledger was made, sorted by model:
+        the retained buckets and the running totals of the expired ones, merged (fresh buckets,
+        O(slots x models)). Never decreases, so it can feed monotonic counters (Prometheus)."""
+        totals: dict[str, _Bucket] = {}
+        for models in (self._retired, *self._slots.values()):
+            for name, bucket in models.items():
+                total = totals.get(name)
+                if total is None:
+                    total = totals[name] = _Bucket()
+                total.merge(bucket)
+        return {name: totals[name] for name in sorted(totals)}
 
     def _new_bucket(self, models: dict[str, _Bucket], model: str) -> _Bucket:
         live = self._live

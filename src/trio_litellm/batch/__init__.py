@@ -6,6 +6,7 @@ the ``trio-litellm batch`` command wraps it with a progress bar and a summary ta
 
 from ._input import BatchInputError, BatchLine, InputProblem, InputScan, scan_input, shard_of
 from ._output import OutputCorruptError, OutputState, recover_output
+from ._report import ModelTotals, OutputUsage, read_output_usage, render_output_usage
 from ._runner import BatchPlan, plan_batch, run_batch
 from ._summary import BatchSummary, render_summary, write_summary_json
 
@@ -16,10 +17,14 @@ __all__ = [
     "BatchSummary",
     "InputProblem",
     "InputScan",
+    "ModelTotals",
     "OutputCorruptError",
     "OutputState",
+    "OutputUsage",
     "plan_batch",
+    "read_output_usage",
     "recover_output",
+    "render_output_usage",
     "render_summary",
     "run_batch",
     "scan_input",
