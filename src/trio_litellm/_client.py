@@ -678,38 +678,53 @@ class Client:
     ) -> None:
         async with jobs, results:
             async for job in jobs:
-                try:
-                    if not isinstance(job, Job):
-                        raise InvalidRequestError(
-                            f"send Job(id=..., request=...), not {type(job).__name__}"
-                        )
-                    call = prepare(job.request, estimate=self._estimate)
-                    if job.keep_body:
-                        call = msgspec.structs.replace(call, keep_body=True)
-                except InvalidRequestError as exc:
-                    await results.send(JobResult(id=getattr(job, "id", None), error=exc))
-                    continue
-                delivery = _JobDelivery(job.id, results.clone(), active)
-                trace = Trace("POST", call.path, call.body) if self._recorder is not None else None
-                work = Work(
-                    self._operation(call, trace),
-                    delivery.deliver,
-                    tokens=call.tokens,
-                    kind=call.kind,
-                    model=call.model,
-                    trace=trace,
-                )
-                active.add(work)
-                try:
-                    await self._dispatcher.submit(work)
-                except BaseException as exc:
-                    # Not handed over (a cancelled send delivers nothing): it will never deliver.
-                    active.discard(work)
-                    delivery.send.close()
-                    if not isinstance(exc, ClientClosedError):
-                        raise
-                    await results.send(JobResult(id=job.id, error=exc))
+                # Then whatever else is buffered, without a scheduler pass per job: when many
+                # requests finished in one pass, as many new ones start in the next.
+                while await self._submit_job(job, results, active):
+                    try:
+                        job = jobs.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                else:
                     return
+
+    async def _submit_job(
+        self, job: Job, results: trio.MemorySendChannel[JobResult], active: _ActiveWork
+    ) -> bool:
+        """Hand one job to the dispatcher (or answer it with its error); False once closed."""
+        try:
+            if not isinstance(job, Job):
+                raise InvalidRequestError(
+                    f"send Job(id=..., request=...), not {type(job).__name__}"
+                )
+            call = prepare(job.request, estimate=self._estimate)
+            if job.keep_body:
+                call = msgspec.structs.replace(call, keep_body=True)
+        except InvalidRequestError as exc:
+            await results.send(JobResult(id=getattr(job, "id", None), error=exc))
+            return True
+        delivery = _JobDelivery(job.id, results.clone(), active)
+        trace = Trace("POST", call.path, call.body) if self._recorder is not None else None
+        work = Work(
+            self._operation(call, trace),
+            delivery.deliver,
+            tokens=call.tokens,
+            kind=call.kind,
+            model=call.model,
+            trace=trace,
+        )
+        active.add(work)
+        try:
+            await self._dispatcher.submit(work)
+        except BaseException as exc:
+            # Not handed over (a cancelled send delivers nothing): it will never deliver.
+            active.discard(work)
+            delivery.send.close()
+            if not isinstance(exc, ClientClosedError):
+                raise
+            await results.send(JobResult(id=job.id, error=exc))
+            return False
+        return True
 
     # --- models -------------------------------------------------------------------------------
 
