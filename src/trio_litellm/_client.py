@@ -134,6 +134,7 @@ async def _open_client(
         max_in_flight=config.in_flight_limit,
         max_retries=config.max_retries,
         backoff_initial=config.backoff_initial,
+        total_timeout=config.total_timeout,
         on_finished=observer.finished,
         events=events,
     )
@@ -518,6 +519,11 @@ class Client:
             model=call.model,
             trace=trace,
         )
+        outcome = await self._dispatcher.perform(work)
+        if outcome is not None:
+            if outcome[1] is not None:
+                raise outcome[1]
+            return outcome[0]
         await self._dispatcher.submit(work)
         try:
             await reply.done.wait()

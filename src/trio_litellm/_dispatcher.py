@@ -21,6 +21,7 @@ Every work item gets exactly one delivery: its result, its typed error, or
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,7 @@ from ._errors import (
     ClientClosedError,
     ProxyConnectionError,
     RateLimitError,
+    RequestTimeoutError,
 )
 from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
 from ._meta import ResponseMeta
@@ -134,6 +136,7 @@ class Dispatcher:
         max_in_flight: int,
         max_retries: int,
         backoff_initial: float,
+        total_timeout: float | None = None,
         on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
         events: EventBus | None = None,
     ) -> None:
@@ -145,9 +148,13 @@ class Dispatcher:
         self._limiter = trio.CapacityLimiter(max_in_flight)
         self._max_retries = max_retries
         self._backoff_initial = backoff_initial
+        self._total_timeout = total_timeout
         self._send, self._receive = trio.open_memory_channel[Work](SUBMIT_BUFFER)
         self._nursery: trio.Nursery | None = None
         self._idle = False  # run() waits in receive with nothing handed over since
+        self._closing = False
+        self._inline: set[Work] = set()  # work running in its caller's task (perform)
+        self._inline_done = trio.Event()
         self._submitted = self._succeeded = self._failed = self._retries = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -169,6 +176,13 @@ class Dispatcher:
                 finally:
                     self._idle = False
                     self._nursery = None
+                    self._closing = True
+                    for work in self._inline:
+                        work.scope.cancel()
+                    with trio.CancelScope(shield=True):  # they end at their next checkpoint
+                        while self._inline:
+                            self._inline_done = trio.Event()
+                            await self._inline_done.wait()
 
     async def submit(self, work: Work) -> None:
         """Hand ``work`` over; waits while every in-flight slot is taken.
@@ -191,6 +205,29 @@ class Dispatcher:
                 raise ClientClosedError("the client is closed") from None
         self._submitted += 1
 
+    async def perform(self, work: Work) -> tuple[Any, BaseException | None] | None:
+        """Run ``work`` in the calling task, if a slot is free and nobody is queued; else None
+        (then :meth:`submit` it). Returns its result and its error, one of them None.
+
+        A method call waits for its answer anyway, so running it here saves a task, a hand-over
+        and a wake-up per request; it takes a slot, the gate, the throttle and the retries like
+        any other work, and closing the client cancels it like any other.
+        """
+        if not (self._idle and self._nursery is not None and self._limiter.available_tokens >= 1):
+            return None
+        await trio.lowlevel.checkpoint_if_cancelled()
+        work.submitted_at = trio.current_time()
+        self._limiter.acquire_on_behalf_of_nowait(work)
+        self._submitted += 1
+        self._inline.add(work)
+        try:
+            return await self._perform(work)
+        finally:
+            self._inline.discard(work)
+            self._limiter.release_on_behalf_of(work)
+            if not self._inline:
+                self._inline_done.set()
+
     def statistics(self) -> DispatcherStatistics:
         limiter = self._limiter.statistics()
         return DispatcherStatistics(
@@ -206,28 +243,51 @@ class Dispatcher:
     # --- one work item --------------------------------------------------------------------------
 
     async def _execute(self, work: Work) -> None:
-        result: Any = None
-        error: BaseException | None = None
-        work.started_at = trio.current_time()
-        work.started_wall = time.time()  # records are windowed by wall-clock time
         try:
-            with work.scope:
-                try:
-                    result = await work.operation(lambda attempt: self._run(work, attempt))
-                except Exception as exc:  # a failed request is a delivery, not a crash
-                    error = exc
-            if work.scope.cancelled_caught:
-                error = ClientClosedError("the request was cancelled before it finished")
-            if error is None:
-                self._succeeded += 1
-            else:
-                self._failed += 1
-            self._finished(work, result, error)
+            result, error = await self._perform(work)
             await self._deliver(work, result, error)
         finally:
             if not work.delivered:
                 await self._deliver_closed(work)
             self._limiter.release_on_behalf_of(work)
+
+    async def _perform(self, work: Work) -> tuple[Any, BaseException | None]:
+        """Run ``work`` to its outcome and record it; a cancellation from outside is recorded,
+        then propagates."""
+        result: Any = None
+        error: BaseException | None = None
+        work.started_at = trio.current_time()
+        work.started_wall = time.time()  # records are windowed by wall-clock time
+        # The total deadline (retries and waits included) is the work's own scope's: one cancel
+        # scope less per request than a move_on_after of its own.
+        total = self._total_timeout if work.timeout is None else work.timeout
+        if total is not None:
+            work.scope.deadline = work.started_at + total
+        try:
+            with work.scope:
+                try:
+                    result = await work.operation(lambda attempt: self._run(work, attempt))
+                except Exception as exc:  # a failed request is an outcome, not a crash
+                    error = exc
+        except BaseException:
+            self._failed += 1
+            self._finished(work, None, ClientClosedError("the request was cancelled"))
+            raise
+        if work.scope.cancelled_caught:
+            if trio.current_time() >= work.scope.deadline:
+                error = RequestTimeoutError(
+                    f"no answer within the total timeout of {total} s", model=work.model
+                )
+            elif self._closing:
+                error = ClientClosedError("the client closed before the request finished")
+            else:
+                error = ClientClosedError("the request was cancelled before it finished")
+        if error is None:
+            self._succeeded += 1
+        else:
+            self._failed += 1
+        self._finished(work, result, error)
+        return result, error
 
     def _finished(self, work: Work, result: Any, error: BaseException | None) -> None:
         """Tell the observer (usage records, logs); its failure never reaches the request."""
@@ -311,5 +371,5 @@ class Dispatcher:
             return outcome
 
         return await self._transport.call(
-            admitted, max_retries=retries, timeout=work.timeout, hook=hook
+            admitted, max_retries=retries, timeout=math.inf, hook=hook
         )

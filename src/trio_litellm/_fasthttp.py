@@ -25,6 +25,7 @@ import select
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable
+from typing import Any
 
 import httptools
 import httpx2
@@ -35,6 +36,10 @@ __all__ = ["FastTransport"]
 _RECEIVE_SIZE = 65536
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
+
+_DETACHED: Any = None
+"""An exchange's parser once it is done with: the parser points back at its exchange, and keeping
+that cycle would leave every response to the cyclic garbage collector."""
 
 _Key = tuple[bytes, bytes, int]
 """A pool key: scheme, host, port."""
@@ -596,6 +601,7 @@ class _Exchange(httpx2.AsyncByteStream):
     def finish(self) -> None:
         """The whole response is parsed: the connection goes back to the pool, or is closed."""
         conn, self._conn = self._conn, None
+        self._parser = _DETACHED
         if conn is not None:
             if self._keep_alive:
                 self._pool._release(conn)
@@ -604,6 +610,7 @@ class _Exchange(httpx2.AsyncByteStream):
 
     def _abandon(self) -> None:
         conn, self._conn = self._conn, None
+        self._parser = _DETACHED
         if conn is not None:
             self._pool._drop(conn)
 

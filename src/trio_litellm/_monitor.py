@@ -69,10 +69,15 @@ class Gate:
         return self._opened.is_set()
 
     async def wait_open(self) -> None:
-        """Return when the gate is open: at once (after a checkpoint) if it is, else when opened.
+        """Return when the gate is open: at once if it is, else when opened.
 
-        Cancellable; a waiter woken by an opening returns only if the gate is still open then.
+        Cancellable; an open gate checks for cancellation without a trip through the scheduler
+        (every attempt of every request passes here). A waiter woken by an opening returns only
+        if the gate is still open then.
         """
+        if self._opened.is_set():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
         while True:
             opened = self._opened
             await opened.wait()

@@ -9,6 +9,7 @@ pure classifier in ``_errors``. Retries are a stamina policy: the hook retries w
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -321,30 +322,42 @@ class Transport:
         config = self._config
         retries = config.max_retries if max_retries is None else max_retries
         total = config.total_timeout if timeout is None else timeout
-        with trio.move_on_after(total if total is not None else float("inf")) as scope:
-            if retries == 0:
-                return await attempt(1)
-            # The first attempt runs outside stamina: entering its retry context costs more than
-            # the rest of a request's client-side work, and most requests need no second try.
-            try:
-                return await attempt(1)
-            except Exception as exc:
-                first: Exception | None = exc
-            async for try_ in stamina.retry_context(
-                on=hook or self.retry_decision,
-                attempts=None if hook else retries + 1,
-                timeout=None,
-                wait_initial=config.backoff_initial,
-                wait_max=config.backoff_max,
-                wait_jitter=config.backoff_jitter,
-            ):
-                with try_:
-                    if first is not None:  # stamina's first try is the one that already failed
-                        failed, first = first, None
-                        raise failed
-                    return await attempt(try_.num)
+        if total is None or total == math.inf:
+            return await self._attempts(attempt, retries, hook)
+        with trio.move_on_after(total) as scope:
+            return await self._attempts(attempt, retries, hook)
         assert scope.cancelled_caught
         raise RequestTimeoutError(f"no answer within the total timeout of {total} s")
+
+    async def _attempts(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        retries: int,
+        hook: Callable[[Exception], bool | float] | None,
+    ) -> T:
+        if retries == 0:
+            return await attempt(1)
+        # The first attempt runs outside stamina: entering its retry context costs more than
+        # the rest of a request's client-side work, and most requests need no second try.
+        try:
+            return await attempt(1)
+        except Exception as exc:
+            first: Exception | None = exc
+        config = self._config
+        async for try_ in stamina.retry_context(
+            on=hook or self.retry_decision,
+            attempts=None if hook else retries + 1,
+            timeout=None,
+            wait_initial=config.backoff_initial,
+            wait_max=config.backoff_max,
+            wait_jitter=config.backoff_jitter,
+        ):
+            with try_:
+                if first is not None:  # stamina's first try is the one that already failed
+                    failed, first = first, None
+                    raise failed
+                return await attempt(try_.num)
+        raise AssertionError("unreachable: stamina raises the last error")  # pragma: no cover
 
 
 def _header_dict(response: httpx2.Response) -> dict[str, str]:

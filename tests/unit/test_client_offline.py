@@ -631,3 +631,54 @@ async def test_submitted_work_holds_its_slot_at_once_and_queued_work_starts_in_o
         await trio.testing.wait_all_tasks_blocked()
     assert started[3:] == [3, 4, 5]  # the queued ones, first come first served
     assert sorted(delivered) == [0, 1, 2, 3, 4, 5]
+
+
+class Stall(Script):
+    """Takes every request and never answers it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = trio.Event()
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        self.entered.set()
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_closing_the_client_ends_a_call_in_flight_with_client_closed_error() -> None:
+    from trio_litellm import ClientClosedError
+
+    stall = Stall()
+    errors: list[BaseException] = []
+
+    async def call(client: Client) -> None:
+        try:
+            await complete(client)
+        except ClientClosedError as exc:
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:  # the caller outlives the client
+        async with open_test_client(stall) as client:
+            nursery.start_soon(call, client)
+            await stall.entered.wait()
+    assert len(errors) == 1
+    assert "client closed" in str(errors[0])
+
+
+async def test_a_cancelled_call_frees_its_slot_and_is_recorded_as_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stall = Stall()
+    async with open_test_client(stall, max_in_flight=1) as client:
+        with trio.move_on_after(3.0) as scope:
+            await complete(client)
+        assert scope.cancelled_caught
+        assert client.statistics().dispatcher.in_flight == 0
+        usage = client.usage()
+        assert usage.requests == 1
+        assert usage.errors == {"ClientClosedError": 1}
+        with trio.move_on_after(1.0):  # the one slot is free again: this call is sent at once
+            await complete(client)
+        assert len(stall.requests) == 2
