@@ -44,3 +44,11 @@ bench *args:
 # Soak trio-litellm's memory over 200k requests (e.g. `just bench-soak --api jobs`).
 bench-soak *args:
     python bench/soak.py {{args}}
+
+# What the actors cost over the bare transport, CPU per request (e.g. `just bench-overhead --rounds 7`).
+bench-overhead *args:
+    python bench/overhead.py {{args}}
+
+# Profile the client's chat, stream or embedding path under cProfile (e.g. `just bench-profile --kind stream`).
+bench-profile *args:
+    python bench/profile.py {{args}}
