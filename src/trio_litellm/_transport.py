@@ -9,6 +9,7 @@ pure classifier in ``_errors``. Retries are a stamina policy: the hook retries w
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +32,12 @@ from ._fasthttp import FastTransport
 __all__ = ["Answer", "BodyStream", "Transport"]
 
 T = TypeVar("T")
+
+# stamina logs a WARNING per retry and installs no handler: in an application that never set up
+# logging, Python's last-resort handler would print a bare "stamina.retry_scheduled" line on
+# stderr for each of our retries. A NullHandler stops only that fallback; an application that
+# configured logging still gets the records through its own handlers.
+logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 _VERSION = "0.1.0"
 

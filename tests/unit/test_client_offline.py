@@ -682,3 +682,40 @@ async def test_a_cancelled_call_frees_its_slot_and_is_recorded_as_cancelled(
         with trio.move_on_after(1.0):  # the one slot is free again: this call is sent at once
             await complete(client)
         assert len(stall.requests) == 2
+
+
+def test_retries_print_nothing_in_an_application_without_logging_set_up() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    program = textwrap.dedent(
+        """
+        import httpx2, trio
+        from trio_litellm import ClientConfig
+        from trio_litellm._client import _open_client
+
+        BODY = (b'{"id": "c", "model": "m", "choices": [{"index": 0, "message":'
+                b' {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}')
+        answers = [503, 503, 200]
+
+        async def handler(request):
+            return httpx2.Response(answers.pop(0), content=BODY)
+
+        async def main():
+            config = ClientConfig(proxy_url="http://proxy.test", api_key="sk-x",
+                                  health_check_interval=None, price_lookup=False,
+                                  backoff_initial=0.001, backoff_jitter=0.0)
+            async with _open_client(config, http_transport=httpx2.MockTransport(handler)) as c:
+                answer = await c.complete(model="m", messages=[{"role": "user", "content": "x"}])
+                print(answer.text, c.statistics().dispatcher.retries)
+
+        trio.run(main)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok 2"
+    assert done.stderr == ""
