@@ -544,9 +544,16 @@ class Client:
         transport = self._transport
 
         async def attempt(number: int) -> Any:
-            answer = await transport.request(
-                "POST", call.path, body=call.body, headers=call.headers, model=call.model
-            )
+            try:
+                answer = await transport.request(
+                    "POST", call.path, body=call.body, headers=call.headers, model=call.model
+                )
+            except LiteLLMError as exc:
+                if trace is not None and exc.response_body is not None and exc.status is not None:
+                    trace.answered(
+                        number, exc.status, exc.response_headers or {}, exc.response_body
+                    )
+                raise
             if trace is not None:
                 trace.answered(number, answer.status, answer.headers, answer.content)
             response = _decode(decoder, answer.content, call.model)

@@ -219,9 +219,7 @@ class Transport:
         finally:
             await response.aclose()
         if response.status_code >= 400:
-            raise self.scrub(
-                error_from_response(response.status_code, answer_headers, content, model=model)
-            )
+            raise self._answered_error(response.status_code, answer_headers, content, model)
         return Answer(response.status_code, answer_headers, content, trio.current_time() - start)
 
     @asynccontextmanager
@@ -243,10 +241,8 @@ class Transport:
                     content = await response.aread()
                 except httpx2.HTTPError as exc:
                     raise self.map_error(exc, model) from exc
-                raise self.scrub(
-                    error_from_response(
-                        response.status_code, _header_dict(response), content, model=model
-                    )
+                raise self._answered_error(
+                    response.status_code, _header_dict(response), content, model
                 )
             yield BodyStream(self, response)
         finally:
@@ -295,6 +291,16 @@ class Transport:
                 detail = str(exc) or type(exc).__name__
                 return self.scrub(ours(f"{text}: {detail}", model=model))
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
+
+    def _answered_error(
+        self, status: int, headers: Mapping[str, str], content: bytes, model: str | None
+    ) -> LiteLLMError:
+        """The typed error for an error answer, carrying the answer (for the debug recorder)."""
+        error = self.scrub(error_from_response(status, headers, content, model=model))
+        secret = self._secret.encode() if self._secret else b""
+        error.response_body = content.replace(secret, b"***") if secret else content
+        error.response_headers = headers
+        return error
 
     def scrub(self, exc: LiteLLMError) -> LiteLLMError:
         """Remove the API key from an error's text, should the proxy ever echo it."""

@@ -75,6 +75,9 @@ async def test_recorded_entries_hold_what_the_proxy_served(stack: Stack, tmp_pat
     assert failure.record.outcome == "InternalServerError" and not failure.ok
     assert failure.status == 500 and failure.error_type == "InternalServerError"
     assert failure.error_message is not None and "fake upstream error 500" in failure.error_message
+    proxy_said = msgspec.json.decode(failure.response_body or "")  # the proxy's own error body
+    assert "fake upstream error 500" in proxy_said["error"]["message"]
+    assert failure.response_headers.get("x-litellm-call-id") == failure.record.call_id
 
     assert "my key is ***" in echo.request_body
     assert "***" in (echo.response_body or "")

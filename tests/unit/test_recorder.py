@@ -24,6 +24,7 @@ from trio_litellm import (
     DumpFileError,
     InternalServerError,
     Job,
+    LiteLLMError,
     ProxyConnectionError,
     RecordedExchange,
     StreamInterruptedError,
@@ -201,8 +202,8 @@ async def test_a_completion_is_recorded_with_its_bodies_status_and_safe_headers(
     assert entry.error_type is None and entry.error_message is None
 
 
-async def test_an_error_answer_is_recorded_with_its_type_status_and_message() -> None:
-    script = Script(answer(500, error_body(500, "upstream broke")))
+async def test_an_error_answer_is_recorded_with_its_body_type_status_and_message() -> None:
+    script = Script(answer(500, error_body(500, "upstream broke"), {"x-litellm-call-id": "c-9"}))
     async with open_test_client(script, max_retries=0) as client:
         with pytest.raises(InternalServerError):
             await client.complete(model="m", messages=MESSAGES)
@@ -211,8 +212,20 @@ async def test_an_error_answer_is_recorded_with_its_type_status_and_message() ->
     assert entry.status == 500
     assert entry.error_type == "InternalServerError"
     assert entry.error_message is not None and "upstream broke" in entry.error_message
-    assert entry.response_body is None  # the error's text is in error_message
+    assert entry.response_body == error_body(500, "upstream broke").decode()
+    assert entry.response_headers["x-litellm-call-id"] == "c-9"
     assert msgspec.json.decode(entry.request_body)["model"] == "m"
+
+
+async def test_an_error_answer_echoing_the_key_is_recorded_masked() -> None:
+    script = Script(answer(401, error_body(401, f"Authentication Error, bad key {SECRET}")))
+    async with open_test_client(script, max_retries=0) as client:
+        with pytest.raises(LiteLLMError) as caught:
+            await client.complete(model="m", messages=MESSAGES)
+        (entry,) = client.recorder.entries()
+    assert SECRET.encode() not in (caught.value.response_body or b"")
+    assert entry.response_body is not None and "***" in entry.response_body
+    assert SECRET not in msgspec.json.encode(entry).decode()
 
 
 async def test_a_request_that_never_got_an_answer_has_no_status_and_no_body() -> None:
