@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 import msgspec
 
 from ._errors import LiteLLMError
+from ._files import write_atomically
 from ._usage import RequestRecord
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class DebugRecorder:
         entries = self.entries()
         data = b"".join(_encoder.encode(entry) + b"\n" for entry in entries)
         if isinstance(target, str | os.PathLike):
-            _write_atomically(Path(target), data)
+            write_atomically(Path(target), data)
         else:
             target.write(data)
             target.flush()
@@ -320,16 +320,3 @@ def read_dump(path: str | os.PathLike[str]) -> list[RecordedExchange]:
             except msgspec.DecodeError as exc:
                 raise DumpFileError(name, line_no, f"not a recorded exchange: {exc}") from None
     return entries
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temp.open("xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

@@ -14,7 +14,6 @@ a latency that some request really had.
 from __future__ import annotations
 
 import os
-import secrets
 from array import array
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .._files import write_atomically
 from .._usage import Percentiles
 
 __all__ = [
@@ -272,16 +272,7 @@ def write_summary_json(summary: BatchSummary, path: str | os.PathLike[str]) -> N
     """
     path = Path(path)
     data = msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n"
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temp.open("xb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
 
 
 # ---- rendering -------------------------------------------------------------------------------
