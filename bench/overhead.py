@@ -196,9 +196,21 @@ def client_pool(client: Client, upstream: Upstream, concurrency: int) -> Pool:
     return lambda n: workers(request, n, concurrency)
 
 
-def jobs_pool(client: Client, upstream: Upstream, concurrency: int) -> Pool:
-    """``n`` jobs through one ``open_jobs`` block, never more than ``concurrency`` outstanding."""
-    request = chat_params(upstream)
+def jobs_pool(
+    client: Client,
+    upstream: Upstream,
+    concurrency: int,
+    *,
+    request: dict[str, Any] | None = None,
+    check: Callable[[Any], None] | None = None,
+) -> Pool:
+    """``n`` jobs through one ``open_jobs`` block, never more than ``concurrency`` outstanding.
+
+    Chat completions unless ``request`` (an OpenAI-shaped dict) and ``check`` (of each response)
+    say otherwise.
+    """
+    request = chat_params(upstream) if request is None else request
+    checked: Callable[[Any], None] = _check if check is None else check
 
     async def run(n: int) -> None:
         outstanding = trio.Semaphore(concurrency)
@@ -218,7 +230,7 @@ def jobs_pool(client: Client, upstream: Upstream, concurrency: int) -> Pool:
                     received += 1
                     if result.error is not None:
                         raise BenchError(f"job {result.id} failed: {result.error!r}")
-                    _check(result.response)  # type: ignore[arg-type]
+                    checked(result.response)
         if received != n:
             raise BenchError(f"{received} of {n} jobs answered")
 

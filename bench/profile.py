@@ -173,34 +173,6 @@ def bare_embed_pool(transport: Transport, upstream: Upstream, concurrency: int) 
     return _counting(lambda n: workers(request, n, concurrency))
 
 
-def jobs_embed_pool(client: Client, upstream: Upstream, concurrency: int) -> Pool:
-    """``open_jobs`` with embedding requests (``overhead.jobs_pool`` checks completions)."""
-    from trio_litellm import Job
-
-    request = embed_params(upstream)
-
-    async def run(n: int) -> int:
-        outstanding = trio.Semaphore(concurrency)
-        async with client.open_jobs() as (send_jobs, receive_results):
-
-            async def produce() -> None:
-                async with send_jobs:
-                    for number in range(n):
-                        await outstanding.acquire()
-                        await send_jobs.send(Job(id=number, request=request))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(produce)
-                async for result in receive_results:
-                    outstanding.release()
-                    if result.error is not None:
-                        raise BenchError(f"job {result.id} failed: {result.error!r}")
-                    check_embedding(len(result.response.data[0].embedding))  # type: ignore[union-attr]
-        return 0
-
-    return run
-
-
 async def run_once(upstream: Upstream, args: argparse.Namespace) -> tuple[int, int]:
     """One client (or bare transport), a warm-up, ``args.requests`` requests; (requests, chunks)."""
     options = client_options(upstream, args)
@@ -224,7 +196,15 @@ async def run_once(upstream: Upstream, args: argparse.Namespace) -> tuple[int, i
             if args.kind == "chat":
                 pool = _counting(jobs_pool(client, upstream, args.concurrency))
             else:
-                pool = jobs_embed_pool(client, upstream, args.concurrency)
+                pool = _counting(
+                    jobs_pool(
+                        client,
+                        upstream,
+                        args.concurrency,
+                        request=embed_params(upstream),
+                        check=lambda reply: check_embedding(len(reply.data[0].embedding)),
+                    )
+                )
         elif args.kind == "chat":
             pool = _counting(client_pool(client, upstream, args.concurrency))
         elif args.kind == "stream":
