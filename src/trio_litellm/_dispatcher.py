@@ -192,10 +192,9 @@ class Dispatcher:
         in a row fills every free slot in one go instead of one per scheduler pass.
         """
         work.submitted_at = trio.current_time()
-        nursery = self._nursery
-        if self._idle and nursery is not None and self._limiter.available_tokens >= 1:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._limiter.acquire_on_behalf_of_nowait(work)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        nursery = self._claim_free_slot(work)
+        if nursery is not None:
             nursery.start_soon(self._execute, work)
         else:
             self._idle = False  # a hand-over is under way: later submitters queue behind it
@@ -213,11 +212,10 @@ class Dispatcher:
         and a wake-up per request; it takes a slot, the gate, the throttle and the retries like
         any other work, and closing the client cancels it like any other.
         """
-        if not (self._idle and self._nursery is not None and self._limiter.available_tokens >= 1):
-            return None
-        await trio.lowlevel.checkpoint_if_cancelled()
         work.submitted_at = trio.current_time()
-        self._limiter.acquire_on_behalf_of_nowait(work)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._claim_free_slot(work) is None:
+            return None
         self._submitted += 1
         self._inline.add(work)
         try:
@@ -227,6 +225,15 @@ class Dispatcher:
             self._limiter.release_on_behalf_of(work)
             if not self._inline:
                 self._inline_done.set()
+
+    def _claim_free_slot(self, work: Work) -> trio.Nursery | None:
+        """Take a slot for ``work`` now if one is free and nobody is queued before it; then the
+        nursery to run it in, else None (it must queue)."""
+        nursery = self._nursery
+        if not self._idle or nursery is None or self._limiter.available_tokens < 1:
+            return None
+        self._limiter.acquire_on_behalf_of_nowait(work)
+        return nursery
 
     def statistics(self) -> DispatcherStatistics:
         limiter = self._limiter.statistics()
