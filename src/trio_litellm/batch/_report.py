@@ -44,8 +44,9 @@ class ModelTotals(msgspec.Struct, frozen=True, kw_only=True):
     cost: float | None
 
 
-class OutputUsage(msgspec.Struct, frozen=True, kw_only=True):
-    """The totals of one batch output file, in all and per model.
+class OutputUsage(ModelTotals, frozen=True, kw_only=True):
+    """The totals of one batch output file, in all (the fields of :class:`ModelTotals`) and per
+    model.
 
     ``model`` is the one the input asked for when the input file was given, else the one the
     answer names (a failure without an answer counts under ``"-"``). ``cost`` is the sum of the
@@ -54,13 +55,6 @@ class OutputUsage(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     path: str
-    requests: int
-    succeeded: int
-    failed: int
-    outcomes: dict[str, int]
-    tokens_in: int
-    tokens_out: int
-    cost: float | None
     cost_complete: bool
     per_model: dict[str, ModelTotals]
 
