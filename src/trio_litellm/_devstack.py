@@ -225,16 +225,23 @@ class DevStack:
         proxy_port: int = 0,
         fake_provider_port: int = 0,
         startup_timeout: float = STARTUP_TIMEOUT,
+        config_path: Path | str | None = None,
     ) -> None:
         """Prepare, without starting anything.
 
         ``log_dir`` defaults to ``run/devstack-logs`` under the project root (the directory
-        holding ``litellm_config.yaml``). A port of 0 picks a free one.
+        holding ``litellm_config.yaml``). A port of 0 picks a free one. ``config_path`` starts
+        the proxy from another config than the project's ``litellm_config.yaml`` (tests that
+        need caching or other limits); it may use ``os.environ/FAKE_PROVIDER_API_BASE`` too.
         """
         self.project_root = (
             Path(project_root).resolve() if project_root is not None else find_project_root()
         )
-        self.config_path = self.project_root / CONFIG_NAME
+        self.config_path = (
+            Path(config_path).resolve()
+            if config_path is not None
+            else self.project_root / CONFIG_NAME
+        )
         if not self.config_path.is_file():
             raise DevStackError(f"{self.config_path} does not exist")
         self.log_dir = (
