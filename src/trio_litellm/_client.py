@@ -863,11 +863,12 @@ class _JobDelivery:
         )
         with self.send:
             try:
-                self.send.send_nowait(outcome)
-            except trio.WouldBlock:
-                await self.send.send(outcome)
+                try:
+                    self.send.send_nowait(outcome)
+                except trio.WouldBlock:
+                    await self.send.send(outcome)  # the consumer is behind: wait for it
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the consumer is gone: nobody is left to tell
+                pass  # the consumer left the block (whether or not it was waited for)
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], content: bytes, model: str | None) -> Any:
