@@ -189,7 +189,11 @@ class ContentPolicyViolationError(BadRequestError):
 
 
 class AuthenticationError(APIStatusError):
-    """401, or LiteLLM's key errors: the API key is missing, malformed, unknown or expired."""
+    """401, or LiteLLM's key errors: the API key is missing, malformed, unknown or expired.
+
+    The message says so first, then gives the proxy's words, which alone can mislead: a proxy
+    without a database answers any key but its master key with "No connected db.".
+    """
 
 
 class PermissionDeniedError(APIStatusError):
@@ -300,6 +304,14 @@ _BY_MESSAGE: tuple[tuple[re.Pattern[str], type[LiteLLMError]], ...] = (
     (re.compile(r"budget has been exceeded|BudgetExceeded", re.I), BudgetExceededError),
 )
 
+# An AuthenticationError's message begins with one of these, then gives the proxy's words.
+_KEY_REFUSED: dict[str | None, str] = {
+    None: "the proxy refused the API key",
+    "no_db_connection": (
+        "the proxy refused the API key (without a database it accepts only its master key)"
+    ),
+}
+
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", re.I)
 
 
@@ -380,6 +392,8 @@ def error_from_body(
     if not message:
         message = f"HTTP {status}" if status is not None else "error event without a message"
     cls = _classify(status, etype, message)
+    if cls is AuthenticationError:
+        message = f"{_KEY_REFUSED.get(etype, _KEY_REFUSED[None])}: {message}"
     retry_after = parse_retry_after(headers, message)
     return cls(
         message,

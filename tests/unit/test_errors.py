@@ -58,7 +58,7 @@ def test_no_key_is_authentication_error_401() -> None:
     error = error_from_body(401, NO_KEY)
     assert type(error) is AuthenticationError
     assert (error.status, error.type, error.param, error.code) == (401, "auth_error", None, "401")
-    assert error.message == "Authentication Error, No api key passed in."
+    assert error.message.endswith("Authentication Error, No api key passed in.")
     assert error.retryable is False
 
 
@@ -66,6 +66,20 @@ def test_wrong_key_without_db_is_authentication_error_despite_400() -> None:
     error = error_from_body(400, WRONG_KEY_NO_DB)
     assert type(error) is AuthenticationError
     assert (error.status, error.type) == (400, "no_db_connection")
+
+
+def test_wrong_key_without_db_says_the_key_was_refused_then_the_proxys_words() -> None:
+    message = error_from_body(400, WRONG_KEY_NO_DB).message
+    assert message.startswith("the proxy refused the API key")
+    assert "master key" in message  # why a proxy without a database refuses every other key
+    assert message.endswith(": No connected db.")
+
+
+def test_every_authentication_error_says_the_key_was_refused() -> None:
+    error = error_from_body(401, NO_KEY)
+    assert str(error).startswith(
+        "the proxy refused the API key: Authentication Error, No api key passed in. | status=401"
+    )
 
 
 def test_malformed_key_is_authentication_error() -> None:
@@ -438,7 +452,8 @@ def test_str_leaves_out_what_is_unknown() -> None:
 def test_repr_names_the_class_message_status_and_type() -> None:
     error = error_from_body(401, NO_KEY)
     assert repr(error) == (
-        "AuthenticationError('Authentication Error, No api key passed in.', status=401, type='auth_error')"
+        "AuthenticationError('the proxy refused the API key: Authentication Error, "
+        "No api key passed in.', status=401, type='auth_error')"
     )
 
 
