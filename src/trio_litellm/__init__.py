@@ -20,6 +20,7 @@ from ._errors import (
     ContentPolicyViolationError,
     ContextWindowExceededError,
     InternalServerError,
+    InvalidRequestError,
     LiteLLMError,
     ModelNotFoundError,
     NotFoundError,
@@ -43,7 +44,7 @@ from ._events import (
     ThrottlePaused,
 )
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
-from ._jobs import InvalidRequestError, Job, JobResult
+from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
 from ._prometheus import prometheus_text

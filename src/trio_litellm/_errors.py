@@ -4,6 +4,8 @@
 
     LiteLLMError                      every error this package raises
     ├── ConfigError                   you misused the API: a bad option or value (also a ValueError)
+    ├── InvalidRequestError           you misused the API: a request that cannot be sent, ``field``
+    │                                 names what is wrong (also a ValueError and a TypeError)
     ├── ProxyConnectionError          the proxy could not be reached, or dropped the connection
     ├── RequestTimeoutError           our own deadline passed, or the proxy answered 408
     ├── ResponseDecodeError           the proxy answered with something we cannot decode
@@ -51,6 +53,7 @@ __all__ = [
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "InternalServerError",
+    "InvalidRequestError",
     "LiteLLMError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -128,6 +131,21 @@ class ConfigError(LiteLLMError, ValueError):
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class InvalidRequestError(LiteLLMError, ValueError, TypeError):
+    """You misused the API: a request that cannot be sent, refused before anything is sent.
+
+    A misspelt or missing keyword, no model, no or empty messages, a message that is neither a
+    dict nor a :class:`Message`, a bad per-call option, a job that is not a :class:`Job`...
+    ``field`` (also ``param``, as the proxy names a bad parameter) names what is wrong. It is
+    also a ValueError and a TypeError: Python raises those for such mistakes, and code that
+    catches them keeps working.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **fields: Any) -> None:
+        super().__init__(message, param=field, **fields)
         self.field = field
 
 
