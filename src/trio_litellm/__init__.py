@@ -10,7 +10,10 @@ from ._client import Client, ClientStatistics, open_client
 from ._config import ClientConfig
 from ._dispatcher import DispatcherStatistics
 from ._errors import (
+    APIConnectionError,
+    APIError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
@@ -76,7 +79,10 @@ from ._wire import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
     "APIStatusError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
