@@ -666,7 +666,7 @@ class Client:
         """
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 0:
             raise InvalidRequestError(
-                f"open_jobs(): max_buffer: must be an integer >= 0, got {max_buffer!r}",
+                f"open_jobs(): max_buffer must be an integer >= 0, got {max_buffer!r}",
                 field="max_buffer",
             )
         job_send, job_receive = trio.open_memory_channel[Job](max_buffer)

@@ -184,6 +184,7 @@ async def test_open_jobs_refuses_a_bad_max_buffer(client: Client, max_buffer: An
         async with client.open_jobs(max_buffer=max_buffer):
             pass
     assert caught.value.field == "max_buffer"
+    assert str(caught.value).startswith("open_jobs(): max_buffer must be an integer >= 0")
     assert isinstance(caught.value, ValueError)
 
 
