@@ -10,7 +10,10 @@ from ._client import Client, ClientStatistics, open_client
 from ._config import ClientConfig
 from ._dispatcher import DispatcherStatistics
 from ._errors import (
+    APIConnectionError,
+    APIError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
@@ -20,6 +23,7 @@ from ._errors import (
     ContentPolicyViolationError,
     ContextWindowExceededError,
     InternalServerError,
+    InvalidRequestError,
     LiteLLMError,
     ModelNotFoundError,
     NotFoundError,
@@ -43,7 +47,7 @@ from ._events import (
     ThrottlePaused,
 )
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
-from ._jobs import InvalidRequestError, Job, JobResult
+from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
 from ._prometheus import prometheus_text
@@ -75,7 +79,10 @@ from ._wire import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
     "APIStatusError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",

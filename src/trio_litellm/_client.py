@@ -41,9 +41,10 @@ from ._jobs import (
     InvalidRequestError,
     Job,
     JobResult,
-    build_request,
     chat_request,
+    embedding_request,
     prepare,
+    prepare_job,
 )
 from ._meta import ResponseMeta, meta_from_headers
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
@@ -476,7 +477,7 @@ class Client:
         ``routing_hints``; ``extra_body`` / ``extra_headers`` reach the proxy as given.
         ``timeout`` bounds the whole call, retries and waits for admission included.
         """
-        chat = chat_request(request, params, stream=False)
+        chat = chat_request(request, params, stream=False, timeout=timeout, max_retries=max_retries)
         call = prepare(
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
@@ -495,11 +496,7 @@ class Client:
         **params: Any,
     ) -> EmbeddingResponse:
         """Embeddings: ``embed(model=..., input=["a", "b"])``; vectors in ``.data[i].embedding``."""
-        embedding: EmbeddingRequest
-        if request is None:
-            embedding = build_request(EmbeddingRequest, params, "embed")
-        else:
-            embedding = msgspec.structs.replace(request, **params) if params else request
+        embedding = embedding_request(request, params, timeout=timeout, max_retries=max_retries)
         call = prepare(
             embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
@@ -591,7 +588,7 @@ class Client:
         failures until then; leaving early closes the response and its connection, and returns
         only once the stream's reader task has ended.
         """
-        chat = chat_request(request, params, stream=True)
+        chat = chat_request(request, params, stream=True, max_retries=max_retries)
         if chat.stream_options is None:
             chat.stream_options = {"include_usage": True}
         call = prepare(
@@ -668,7 +665,10 @@ class Client:
         is still running.
         """
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 0:
-            raise ValueError(f"max_buffer must be an integer >= 0, got {max_buffer!r}")
+            raise InvalidRequestError(
+                f"open_jobs(): max_buffer must be an integer >= 0, got {max_buffer!r}",
+                field="max_buffer",
+            )
         job_send, job_receive = trio.open_memory_channel[Job](max_buffer)
         result_send, result_receive = trio.open_memory_channel[JobResult](max_buffer)
         active = _ActiveWork()
@@ -706,13 +706,7 @@ class Client:
     ) -> bool:
         """Hand one job to the dispatcher (or answer it with its error); False once closed."""
         try:
-            if not isinstance(job, Job):
-                raise InvalidRequestError(
-                    f"send Job(id=..., request=...), not {type(job).__name__}"
-                )
-            call = prepare(job.request, estimate=self._estimate)
-            if job.keep_body:
-                call = msgspec.structs.replace(call, keep_body=True)
+            call = prepare_job(job, estimate=self._estimate)
         except InvalidRequestError as exc:
             await results.send(JobResult(id=getattr(job, "id", None), error=exc))
             return True

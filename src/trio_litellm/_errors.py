@@ -2,28 +2,38 @@
 
 ::
 
-    LiteLLMError                      every error this package raises
+    LiteLLMError                      every error this package raises; ``status_code`` is ``status``
     ├── ConfigError                   you misused the API: a bad option or value (also a ValueError)
-    ├── ProxyConnectionError          the proxy could not be reached, or dropped the connection
-    ├── RequestTimeoutError           our own deadline passed, or the proxy answered 408
-    ├── ResponseDecodeError           the proxy answered with something we cannot decode
-    ├── StreamInterruptedError        a stream ended abnormally after content reached you
+    ├── InvalidRequestError           you misused the API: a request that cannot be sent, ``field``
+    │                                 names what is wrong (also a ValueError and a TypeError)
     ├── ClientClosedError             the client closed (or the caller left) before the end
-    └── APIStatusError                the proxy answered with an error status or an in-band error
-        ├── SpendUnavailableError     a spend report needs a proxy database, and it has none
-        ├── BadRequestError           400
-        │   ├── ModelNotFoundError    400 "Invalid model name", or a model info lookup that found none
-        │   ├── ContextWindowExceededError
-        │   └── ContentPolicyViolationError
-        ├── AuthenticationError       401, and LiteLLM's key errors (which it may send as 400)
-        ├── PermissionDeniedError     403, and LiteLLM's model-access errors
-        ├── NotFoundError             404
-        ├── ConflictError             409
-        ├── UnprocessableEntityError  422
-        ├── RateLimitError            429 (``retry_after`` in seconds when the proxy said)
-        │   └── BudgetExceededError   429/400 with type ``budget_exceeded``: never retried
-        ├── InternalServerError       500 and any other 5xx
-        └── ServiceUnavailableError   502, 503, 504
+    └── APIError                      the request was made and failed on the way or at the proxy
+        ├── APIConnectionError        no answer came
+        │   ├── ProxyConnectionError  the proxy could not be reached, or dropped the connection
+        │   └── RequestTimeoutError   our own deadline passed, or the proxy answered 408
+        │                             (also named APITimeoutError)
+        ├── ResponseDecodeError       the proxy answered with something we cannot decode
+        ├── StreamInterruptedError    a stream ended abnormally after content reached you
+        └── APIStatusError            the proxy answered with an error status or an in-band error
+            ├── SpendUnavailableError a spend report needs a proxy database, and it has none
+            ├── BadRequestError       400
+            │   ├── ModelNotFoundError  400 "Invalid model name", or a model info lookup that found none
+            │   ├── ContextWindowExceededError
+            │   └── ContentPolicyViolationError
+            ├── AuthenticationError   401, and LiteLLM's key errors (which it may send as 400)
+            ├── PermissionDeniedError 403, and LiteLLM's model-access errors
+            ├── NotFoundError         404
+            ├── ConflictError         409
+            ├── UnprocessableEntityError  422
+            ├── RateLimitError        429 (``retry_after`` in seconds when the proxy said)
+            │   └── BudgetExceededError   429/400 with type ``budget_exceeded``: never retried
+            ├── InternalServerError   500 and any other 5xx
+            └── ServiceUnavailableError   502, 503, 504
+
+``APIError``, ``APIConnectionError``, ``APITimeoutError``, ``APIStatusError`` and the status
+classes carry the openai SDK's names, so code ported from it keeps its ``except`` clauses: as
+there, a timeout is a kind of connection error (``except APIConnectionError`` catches both),
+while ``except ProxyConnectionError`` still means only that the proxy could not be reached.
 
 LiteLLM's error JSON carries ``code`` as a *string* of the status and ``type``/``param`` that are
 often the literal string ``"None"``; its ``type`` does not follow the status (a 408 comes typed
@@ -41,7 +51,10 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
     "APIStatusError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
@@ -51,6 +64,7 @@ __all__ = [
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "InternalServerError",
+    "InvalidRequestError",
     "LiteLLMError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -105,6 +119,11 @@ class LiteLLMError(Exception):
         self.model = model
         self.retry_after = retry_after
 
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status (``status``), under the openai SDK's name; None when there was none."""
+        return self.status
+
     def __str__(self) -> str:
         parts = [self.message]
         if self.status is not None:
@@ -131,24 +150,54 @@ class ConfigError(LiteLLMError, ValueError):
         self.field = field
 
 
-class ProxyConnectionError(LiteLLMError):
+class InvalidRequestError(LiteLLMError, ValueError, TypeError):
+    """You misused the API: a request that cannot be sent, refused before anything is sent.
+
+    A misspelt or missing keyword, no model, no or empty messages, a message that is neither a
+    dict nor a :class:`Message`, a bad per-call option, a job that is not a :class:`Job`...
+    ``field`` (also ``param``, as the proxy names a bad parameter) names what is wrong. It is
+    also a ValueError and a TypeError: Python raises those for such mistakes, and code that
+    catches them keeps working.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **fields: Any) -> None:
+        super().__init__(message, param=field, **fields)
+        self.field = field
+
+
+class APIError(LiteLLMError):
+    """The request was made and failed: no answer came, the answer was broken, or the proxy
+    answered with an error. Misuse (ConfigError, InvalidRequestError) and cancellation
+    (ClientClosedError) are not API errors, as in the openai SDK."""
+
+
+class APIConnectionError(APIError):
+    """No answer came: the proxy could not be reached, the connection broke, or a deadline
+    passed. As in the openai SDK, timeouts are connection errors too."""
+
+
+class ProxyConnectionError(APIConnectionError):
     """The proxy could not be reached, or the connection broke before a complete answer."""
 
     retryable = True
 
 
-class RequestTimeoutError(LiteLLMError):
+class RequestTimeoutError(APIConnectionError):
     """A deadline passed: one of ours (connect, read, total, first token, stream idle) or the
-    proxy's own (HTTP 408)."""
+    proxy's own (HTTP 408). Also named ``APITimeoutError``, as in the openai SDK."""
 
     retryable = True
 
 
-class ResponseDecodeError(LiteLLMError):
+APITimeoutError = RequestTimeoutError
+"""The openai SDK's name for :class:`RequestTimeoutError`."""
+
+
+class ResponseDecodeError(APIError):
     """The proxy answered, but the body is not what the OpenAI wire format says it should be."""
 
 
-class StreamInterruptedError(LiteLLMError):
+class StreamInterruptedError(APIError):
     """A stream ended abnormally after content had reached the caller.
 
     ``partial`` is the completion aggregated from the chunks received so far; ``__cause__`` is
@@ -164,7 +213,7 @@ class ClientClosedError(LiteLLMError):
     """The request was cancelled before it finished: the client closed, or its caller left."""
 
 
-class APIStatusError(LiteLLMError):
+class APIStatusError(APIError):
     """The proxy answered with an error: an HTTP error status, or an error event in a stream."""
 
 
@@ -189,7 +238,11 @@ class ContentPolicyViolationError(BadRequestError):
 
 
 class AuthenticationError(APIStatusError):
-    """401, or LiteLLM's key errors: the API key is missing, malformed, unknown or expired."""
+    """401, or LiteLLM's key errors: the API key is missing, malformed, unknown or expired.
+
+    The message says so first, then gives the proxy's words, which alone can mislead: a proxy
+    without a database answers any key but its master key with "No connected db.".
+    """
 
 
 class PermissionDeniedError(APIStatusError):
@@ -300,6 +353,14 @@ _BY_MESSAGE: tuple[tuple[re.Pattern[str], type[LiteLLMError]], ...] = (
     (re.compile(r"budget has been exceeded|BudgetExceeded", re.I), BudgetExceededError),
 )
 
+# An AuthenticationError's message begins with one of these, then gives the proxy's words.
+_KEY_REFUSED: dict[str | None, str] = {
+    None: "the proxy refused the API key",
+    "no_db_connection": (
+        "the proxy refused the API key (without a database it accepts only its master key)"
+    ),
+}
+
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", re.I)
 
 
@@ -380,6 +441,8 @@ def error_from_body(
     if not message:
         message = f"HTTP {status}" if status is not None else "error event without a message"
     cls = _classify(status, etype, message)
+    if cls is AuthenticationError:
+        message = f"{_KEY_REFUSED.get(etype, _KEY_REFUSED[None])}: {message}"
     retry_after = parse_retry_after(headers, message)
     return cls(
         message,

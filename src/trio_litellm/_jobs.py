@@ -4,18 +4,21 @@ A request arrives as a :class:`ChatRequest`, an :class:`EmbeddingRequest` or a p
 OpenAI request shape (a dict keeps every key it has, known to us or not). ``prepare`` turns it
 into a :class:`Call`: the route, the JSON body encoded once, the model, and the tokens it is
 expected to cost, which the throttle counts against ``tpm`` before the answer says the real
-figure. ``chat_request`` builds and checks the request of a ``complete``/``stream`` call. This
-module does no IO.
+figure. ``chat_request`` / ``embedding_request`` build and check the request of a method call,
+``prepare_job`` checks and prepares a job's: one rule for both, a request that cannot be sent is
+an :class:`InvalidRequestError` naming the field. This module does no IO.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
 
-from ._errors import LiteLLMError
+from ._errors import InvalidRequestError
 from ._wire import (
     ChatCompletion,
     ChatRequest,
@@ -38,7 +41,10 @@ __all__ = [
     "JobResult",
     "build_request",
     "chat_request",
+    "check_call_options",
+    "embedding_request",
     "prepare",
+    "prepare_job",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -48,10 +54,6 @@ DEFAULT_COMPLETION_ESTIMATE = 256
 """Completion tokens assumed for a chat request that sets no ``max_tokens``."""
 
 _CHARS_PER_TOKEN = 4
-
-
-class InvalidRequestError(LiteLLMError, ValueError):
-    """A request is malformed before it is sent: no model, no messages, an unknown shape."""
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,9 +131,26 @@ def prepare(
         )
     if isinstance(request, Mapping):
         return _prepare_dict(request, extra, extra_headers, estimate)
-    raise InvalidRequestError(
-        f"a request must be a ChatRequest, an EmbeddingRequest or a dict, not {type(request).__name__}"
+    raise _invalid(
+        "",
+        "request",
+        f"must be a ChatRequest, an EmbeddingRequest or a dict, not {type(request).__name__}",
     )
+
+
+def prepare_job(job: object, *, estimate: bool = True) -> Call:
+    """Check and prepare a :class:`Job`'s request, by the same rules as a method call's."""
+    if not isinstance(job, Job):
+        raise _invalid("", "job", f"must be a Job(id=..., request=...), not {_kind(job)}")
+    request = job.request
+    if isinstance(request, ChatRequest):
+        if request.stream:
+            raise _invalid("", "stream", "cannot be set in a job; use client.stream()")
+        _check_chat(request, "")
+    elif isinstance(request, EmbeddingRequest):
+        _check_embedding(request, "")
+    call = prepare(request, estimate=estimate)
+    return msgspec.structs.replace(call, keep_body=True) if job.keep_body else call
 
 
 def _prepare_dict(
@@ -140,26 +159,22 @@ def _prepare_dict(
     headers: Mapping[str, str] | None,
     estimate: bool,
 ) -> Call:
-    model = request.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequestError(f"the request has no model (a non-empty string), got {model!r}")
+    model = _check_model(request.get("model"), "")
     body = dict(request)
     if extra:
         body.update(extra)
     if body.get("stream"):
-        raise InvalidRequestError("stream requests cannot be jobs; use client.stream()")
+        raise _invalid("", "stream", "cannot be set in a job; use client.stream()")
     if "messages" in body:
         messages = body["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequestError("messages must be a non-empty list")
-        for index, message in enumerate(messages):
-            if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-                raise InvalidRequestError(f"messages[{index}] must be an object with a 'role'")
+        if not isinstance(messages, list):
+            raise _invalid("", "messages", f"must be a non-empty list, got {_kind(messages)}")
+        _check_messages(messages, "")
         hints = body.pop("routing_hints", None)
         if hints is not None:
             metadata = body.get("metadata") or {}
             if not isinstance(metadata, Mapping):
-                raise InvalidRequestError("metadata must be an object to carry routing_hints")
+                raise _invalid("", "metadata", "must be an object to carry routing_hints")
             body["metadata"] = {**metadata, "routing_hints": hints}
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         tokens = (
@@ -176,6 +191,8 @@ def _prepare_dict(
             headers=headers,
         )
     if "input" in body:
+        _check_input(body["input"], "")
+        _check_encoding_format(body.get("encoding_format"), "")
         tokens = _text_tokens(body["input"]) if estimate else 0
         return Call(
             kind="embedding",
@@ -185,14 +202,23 @@ def _prepare_dict(
             tokens=tokens,
             headers=headers,
         )
-    raise InvalidRequestError("the request has neither 'messages' (chat) nor 'input' (embeddings)")
+    raise _invalid("", "request", "has neither 'messages' (chat) nor 'input' (embeddings)")
 
 
 def _encode(body: dict[str, Any]) -> bytes:
     try:
         return encoder.encode(body)
     except (TypeError, msgspec.EncodeError) as exc:
-        raise InvalidRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
+        field = next((key for key, value in body.items() if not _encodable(value)), "request")
+        raise _invalid("", str(field), f"cannot be encoded as JSON: {exc}") from exc
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        encoder.encode(value)
+    except (TypeError, msgspec.EncodeError):
+        return False
+    return True
 
 
 def _chat_tokens(messages: Any, max_tokens: int | None, n: Any) -> int:
@@ -232,58 +258,177 @@ def _chars(content: Any) -> int:
 
 
 def build_request(cls: type[Any], params: dict[str, Any], method: str) -> Any:
-    """``cls(**params)``, a wrong keyword named with the method it was given to."""
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise TypeError(f"{method}(): {exc}") from None
+    """``cls(**params)``; a misspelt or missing keyword is an :class:`InvalidRequestError`."""
+    where = f"{method}()"
+    _check_keywords(cls, params, where)
+    for field in _required(cls):
+        if field not in params:
+            raise _invalid(where, field, "is missing (a required argument)")
+    return cls(**params)
 
 
 def chat_request(
-    request: ChatRequest | None, params: dict[str, Any], *, stream: bool
+    request: ChatRequest | None,
+    params: dict[str, Any],
+    *,
+    stream: bool,
+    timeout: float | None = None,
+    max_retries: int | None = None,
 ) -> ChatRequest:
     """The ChatRequest of a ``complete``/``stream`` call: a struct, keywords, or both; checked."""
     method = "stream" if stream else "complete"
+    where = f"{method}()"
+    check_call_options(where, timeout=timeout, max_retries=max_retries)
     if "stream" in params:
-        raise ValueError(
-            f"{method}(): do not pass stream=; use client.{'stream' if params['stream'] else 'complete'}()"
+        raise _invalid(
+            where,
+            "stream",
+            f"must not be passed; use client.{'stream' if params['stream'] else 'complete'}()",
         )
     hints = params.get("routing_hints")
     if isinstance(hints, Mapping):
         try:
             params["routing_hints"] = msgspec.convert(hints, RoutingHints)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"{method}(): routing_hints: {exc}") from None
+            raise _invalid(where, "routing_hints", f"is invalid: {exc}") from None
+    chat: ChatRequest
     if request is None:
-        chat: ChatRequest = build_request(ChatRequest, params, method)
+        chat = build_request(ChatRequest, params, method)
+    elif isinstance(request, ChatRequest):
+        _check_keywords(ChatRequest, params, where)
+        chat = msgspec.structs.replace(request, **params)
     else:
-        chat = (
-            msgspec.structs.replace(request, **params)
-            if params
-            else msgspec.structs.replace(request)
-        )
-    _check_chat(chat, method)
+        raise _invalid(where, "request", _not_a_struct(request, "ChatRequest"))
+    _check_chat(chat, where)
+    if not isinstance(chat.messages, list):
+        chat.messages = list(chat.messages)
     chat.stream = True if stream else None
     return chat
 
 
-def _check_chat(chat: ChatRequest, method: str) -> None:
-    if not isinstance(chat.model, str) or not chat.model:
-        raise ValueError(f"{method}(): model must be a non-empty string, got {chat.model!r}")
+def embedding_request(
+    request: EmbeddingRequest | None,
+    params: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+) -> EmbeddingRequest:
+    """The EmbeddingRequest of an ``embed`` call: a struct, keywords, or both; checked."""
+    where = "embed()"
+    check_call_options(where, timeout=timeout, max_retries=max_retries)
+    embedding: EmbeddingRequest
+    if request is None:
+        embedding = build_request(EmbeddingRequest, params, "embed")
+    elif isinstance(request, EmbeddingRequest):
+        _check_keywords(EmbeddingRequest, params, where)
+        embedding = msgspec.structs.replace(request, **params) if params else request
+    else:
+        raise _invalid(where, "request", _not_a_struct(request, "EmbeddingRequest"))
+    _check_embedding(embedding, where)
+    return embedding
+
+
+def check_call_options(
+    where: str, *, timeout: float | None = None, max_retries: int | None = None
+) -> None:
+    """A call's ``timeout`` is None or seconds > 0; its ``max_retries`` None or an int >= 0."""
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or timeout <= 0
+    ):
+        raise _invalid(where, "timeout", f"must be a number of seconds > 0, got {timeout!r}")
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
+        raise _invalid(where, "max_retries", f"must be an integer >= 0, got {max_retries!r}")
+
+
+# --- the checks, shared by method calls and jobs ----------------------------------------------
+
+
+def _invalid(where: str, field: str, problem: str) -> InvalidRequestError:
+    """The error for a bad ``field``; ``where`` names the method ("complete()"), "" for a job."""
+    prefix = f"{where}: " if where else ""
+    return InvalidRequestError(f"{prefix}{field} {problem}", field=field)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _not_a_struct(request: object, name: str) -> str:
+    return f"must be a {name} (or pass its fields as keywords), not {_kind(request)}"
+
+
+_REQUIRED: dict[type[Any], tuple[str, ...]] = {}
+_FIELDS: dict[type[Any], frozenset[str]] = {}
+
+
+def _required(cls: type[Any]) -> tuple[str, ...]:
+    if cls not in _REQUIRED:
+        _REQUIRED[cls] = tuple(f.name for f in msgspec.structs.fields(cls) if f.required)
+    return _REQUIRED[cls]
+
+
+def _check_keywords(cls: type[Any], params: Mapping[str, Any], where: str) -> None:
+    """Every keyword must be a field of ``cls``; a misspelt one names its likely intent."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = frozenset(f.name for f in msgspec.structs.fields(cls))
+    for name in params:
+        if name not in fields:
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else " (extra_body= sends any field)"
+            raise _invalid(where, name, f"is not a parameter{hint}")
+
+
+def _check_model(model: Any, where: str) -> str:
+    if not isinstance(model, str) or not model:
+        raise _invalid(where, "model", f"must be a non-empty string, got {model!r}")
+    return model
+
+
+def _check_chat(chat: ChatRequest, where: str) -> None:
+    _check_model(chat.model, where)
     messages = chat.messages
     if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise TypeError(
-            f"{method}(): messages must be a list of messages, got {type(messages).__name__}"
-        )
+        raise _invalid(where, "messages", f"must be a list of messages, got {_kind(messages)}")
+    _check_messages(messages, where)
+
+
+def _check_messages(messages: Sequence[Any], where: str) -> None:
     if not messages:
-        raise ValueError(f"{method}(): messages must not be empty")
+        raise _invalid(where, "messages", "must not be empty")
     for index, message in enumerate(messages):
         if isinstance(message, Message):
             continue
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise TypeError(
-                f"{method}(): messages[{index}] must be a Message or a dict with a 'role', "
-                f"got {type(message).__name__}"
+            raise _invalid(
+                where,
+                f"messages[{index}]",
+                f"must be a Message or an object with a string 'role', got {_kind(message)}",
             )
-    if not isinstance(messages, list):
-        chat.messages = list(messages)
+
+
+def _check_embedding(embedding: EmbeddingRequest, where: str) -> None:
+    _check_model(embedding.model, where)
+    _check_input(embedding.input, where)
+    _check_encoding_format(embedding.encoding_format, where)
+
+
+def _check_input(value: Any, where: str) -> None:
+    if isinstance(value, str | list) and not value:
+        raise _invalid(where, "input", "must not be empty")
+    if not isinstance(value, str | list):
+        raise _invalid(
+            where,
+            "input",
+            f"must be a string or a list of strings or token ids, got {_kind(value)}",
+        )
+
+
+def _check_encoding_format(value: Any, where: str) -> None:
+    if value is not None and value not in ("float", "base64"):
+        raise _invalid(where, "encoding_format", f'must be "float" or "base64", got {value!r}')

@@ -30,6 +30,11 @@ class ResponseMeta(msgspec.Struct, frozen=True, kw_only=True):
 
     ``response_cost`` is absent on streams (the proxy sends headers before the cost is known) and
     for upstream models it has no price for. ``attempts`` counts the client's own tries.
+
+    ``cache_hit`` says the proxy served the answer from its response cache (``litellm_settings:
+    cache: true``), and ``cache_key`` is the key it was found under (``x-litellm-cache-key``,
+    which the proxy sends only on a hit). LiteLLM 1.110.2 sends it for chat completions and
+    streams, not for embeddings: a cached embedding reads as a miss (with a cost of 0).
     """
 
     status: int
@@ -46,6 +51,8 @@ class ResponseMeta(msgspec.Struct, frozen=True, kw_only=True):
     overhead_duration_ms: float | None = None
     attempted_retries: int | None = None
     attempted_fallbacks: int | None = None
+    cache_hit: bool = False
+    cache_key: str | None = None
     ratelimit: RateLimitInfo = RateLimitInfo()
     attempts: int = 1
     latency: float | None = None
@@ -116,6 +123,7 @@ def meta_from_headers(
         remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
         reset_tokens=parse_duration(get("x-ratelimit-reset-tokens")),
     )
+    cache_key = get("x-litellm-cache-key") or None
     return ResponseMeta(
         status=status,
         call_id=get("x-litellm-call-id"),
@@ -131,6 +139,8 @@ def meta_from_headers(
         overhead_duration_ms=_float(get("x-litellm-overhead-duration-ms")),
         attempted_retries=_int(get("x-litellm-attempted-retries")),
         attempted_fallbacks=_int(get("x-litellm-attempted-fallbacks")),
+        cache_hit=cache_key is not None,
+        cache_key=cache_key,
         ratelimit=ratelimit,
         attempts=attempts,
         latency=latency,

@@ -7,7 +7,10 @@ unset parameter is never sent. This module does no IO.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import array
+import binascii
+import sys
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -222,11 +225,23 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
 
 
 class Embedding(msgspec.Struct, kw_only=True):
-    """One input's vector."""
+    """One input's vector, a list of floats whichever ``encoding_format`` was asked for.
+
+    With ``encoding_format: "base64"`` (the openai SDK's default) the proxy sends the vector as
+    base64 of little-endian float32; it is decoded here, as the openai SDK does. A float list
+    decodes straight into the list, with no step of ours.
+    """
 
     index: int = 0
-    embedding: list[float] = msgspec.field(default_factory=list)
+    if TYPE_CHECKING:
+        embedding: list[float] = msgspec.field(default_factory=list)
+    else:  # what the wire may carry; __post_init__ leaves only the list
+        embedding: list[float] | str = msgspec.field(default_factory=list)
     object: str = "embedding"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.embedding, str):
+            self.embedding = floats_from_base64(self.embedding)
 
 
 class EmbeddingResponse(msgspec.Struct, kw_only=True):
@@ -300,6 +315,24 @@ class _ModelInfoEntry(msgspec.Struct):
 
 class _ModelInfoList(msgspec.Struct):
     data: list[_ModelInfoEntry] = msgspec.field(default_factory=list)
+
+
+def floats_from_base64(text: str) -> list[float]:
+    """The floats of an OpenAI base64 embedding: little-endian float32, 4 bytes each.
+
+    Raises ValueError for text that is not base64 of a whole number of float32s (inside a
+    decoder, msgspec turns that into a ValidationError naming the field).
+    """
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    if len(raw) % 4:
+        raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+    values = array.array("f", raw)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values.tolist()
 
 
 # --- codecs, built once -----------------------------------------------------------------------

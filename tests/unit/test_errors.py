@@ -12,21 +12,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_litellm._errors import (
+    APIConnectionError,
+    APIError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     BudgetExceededError,
+    ClientClosedError,
     ConfigError,
     ConflictError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
     InternalServerError,
+    InvalidRequestError,
     LiteLLMError,
     ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
+    ProxyConnectionError,
     RateLimitError,
     RequestTimeoutError,
+    ResponseDecodeError,
     ServiceUnavailableError,
     StreamInterruptedError,
     UnprocessableEntityError,
@@ -58,7 +65,7 @@ def test_no_key_is_authentication_error_401() -> None:
     error = error_from_body(401, NO_KEY)
     assert type(error) is AuthenticationError
     assert (error.status, error.type, error.param, error.code) == (401, "auth_error", None, "401")
-    assert error.message == "Authentication Error, No api key passed in."
+    assert error.message.endswith("Authentication Error, No api key passed in.")
     assert error.retryable is False
 
 
@@ -66,6 +73,20 @@ def test_wrong_key_without_db_is_authentication_error_despite_400() -> None:
     error = error_from_body(400, WRONG_KEY_NO_DB)
     assert type(error) is AuthenticationError
     assert (error.status, error.type) == (400, "no_db_connection")
+
+
+def test_wrong_key_without_db_says_the_key_was_refused_then_the_proxys_words() -> None:
+    message = error_from_body(400, WRONG_KEY_NO_DB).message
+    assert message.startswith("the proxy refused the API key")
+    assert "master key" in message  # why a proxy without a database refuses every other key
+    assert message.endswith(": No connected db.")
+
+
+def test_every_authentication_error_says_the_key_was_refused() -> None:
+    error = error_from_body(401, NO_KEY)
+    assert str(error).startswith(
+        "the proxy refused the API key: Authentication Error, No api key passed in. | status=401"
+    )
 
 
 def test_malformed_key_is_authentication_error() -> None:
@@ -438,7 +459,8 @@ def test_str_leaves_out_what_is_unknown() -> None:
 def test_repr_names_the_class_message_status_and_type() -> None:
     error = error_from_body(401, NO_KEY)
     assert repr(error) == (
-        "AuthenticationError('Authentication Error, No api key passed in.', status=401, type='auth_error')"
+        "AuthenticationError('the proxy refused the API key: Authentication Error, "
+        "No api key passed in.', status=401, type='auth_error')"
     )
 
 
@@ -504,3 +526,66 @@ def test_error_from_body_never_raises_for_in_band_errors(raw: bytes) -> None:
     error = error_from_body(None, raw)
     assert isinstance(error, LiteLLMError)
     assert error.status is None or 100 <= error.status <= 999
+
+
+# --- the names the openai SDK uses ------------------------------------------------------------
+
+
+def test_openai_connection_and_timeout_names_catch_ours() -> None:
+    assert APITimeoutError is RequestTimeoutError
+    # As in the openai SDK, a timeout is a kind of connection error ...
+    assert issubclass(APITimeoutError, APIConnectionError)
+    assert issubclass(ProxyConnectionError, APIConnectionError)
+    # ... but ours stay apart: a timeout is not a failed connection (the health gate relies on it).
+    assert not issubclass(RequestTimeoutError, ProxyConnectionError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProxyConnectionError("refused"),
+        RequestTimeoutError("slow"),
+        ResponseDecodeError("not JSON"),
+        StreamInterruptedError("broke", partial=None),
+        error_from_body(429, UPSTREAM_THROTTLE, UPSTREAM_THROTTLE_HEADERS),
+        error_from_body(500, b""),
+    ],
+    ids=repr,
+)
+def test_openai_api_error_catches_what_the_request_met(error: LiteLLMError) -> None:
+    assert isinstance(error, APIError)
+
+
+def test_openai_api_error_leaves_out_misuse_and_cancellation() -> None:
+    for error in (ConfigError("rpm", "bad"), InvalidRequestError("x"), ClientClosedError("closed")):
+        assert not isinstance(error, APIError)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 599])
+def test_every_status_error_has_status_code(status: int) -> None:
+    error = error_from_body(status, b"")
+    assert error.status_code == error.status == status
+
+
+def test_status_code_is_none_without_a_status() -> None:
+    assert ProxyConnectionError("refused").status_code is None
+    assert LiteLLMError("x").status_code is None
+
+
+def test_an_openai_style_except_chain_sorts_our_errors() -> None:
+    def handled(error: Exception) -> str:
+        try:
+            raise error
+        except APITimeoutError:
+            return "timeout"
+        except APIConnectionError:
+            return "connection"
+        except RateLimitError as exc:
+            return f"rate limit {exc.status_code}"
+        except APIStatusError as exc:
+            return f"status {exc.status_code}"
+
+    assert handled(RequestTimeoutError("slow")) == "timeout"
+    assert handled(ProxyConnectionError("refused")) == "connection"
+    assert handled(error_from_body(429, UPSTREAM_THROTTLE)) == "rate limit 429"
+    assert handled(error_from_body(404, b"")) == "status 404"

@@ -42,20 +42,24 @@ def test_a_dict_with_input_is_an_embedding() -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_", "problem"),
+    ("request_", "field", "problem"),
     [
-        ({"messages": [{"role": "user", "content": "x"}]}, "no model"),
-        ({"model": "m"}, "neither 'messages'"),
-        ({"model": "m", "messages": []}, "non-empty list"),
-        ({"model": "m", "messages": ["hi"]}, r"messages\[0\]"),
-        ({"model": "m", "messages": [{"role": "user"}], "stream": True}, "client.stream"),
-        ({"model": "m", "messages": [{"role": "user"}], "x": object()}, "JSON"),
-        ("not a request", "ChatRequest"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model", "non-empty string"),
+        ({"model": "m"}, "request", "neither 'messages'"),
+        ({"model": "m", "messages": []}, "messages", "must not be empty"),
+        ({"model": "m", "messages": ["hi"]}, "messages[0]", "'role'"),
+        ({"model": "m", "messages": [{"role": "user"}], "stream": True}, "stream", "client.stream"),
+        ({"model": "m", "messages": [{"role": "user"}], "x": object()}, "x", "JSON"),
+        ("not a request", "request", "ChatRequest"),
     ],
 )
-def test_an_unusable_request_is_an_invalid_request_error(request_: object, problem: str) -> None:
-    with pytest.raises(InvalidRequestError, match=problem):
+def test_an_unusable_request_is_an_invalid_request_error_naming_the_field(
+    request_: object, field: str, problem: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match=problem) as caught:
         prepare(request_)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field} ")
 
 
 def test_the_token_estimate_counts_prompt_characters_and_the_completion_budget() -> None:

@@ -207,3 +207,23 @@ def test_error_answer_headers_keep_status_and_zero_cost() -> None:
     meta = meta_from_headers(429, headers)
     assert (meta.status, meta.call_id, meta.response_cost, meta.key_spend) == (429, "c0ffee", 0, 0)
     assert (meta.ratelimit.remaining_requests, meta.ratelimit.limit_requests) == (0, 10)
+
+
+# --- the proxy's response cache -------------------------------------------------------------------
+
+CACHE_KEY = "d32111f5f20c2d416783c550b4f612c51de5edb25a5083b8078b8c6684f19e9c"
+
+
+def test_a_cache_key_header_marks_an_answer_from_the_proxys_cache() -> None:
+    meta = meta_from_headers(200, {**MOCK_ANSWER_HEADERS, "x-litellm-cache-key": CACHE_KEY})
+    assert (meta.cache_hit, meta.cache_key) == (True, CACHE_KEY)
+
+
+def test_an_answer_without_a_cache_key_was_not_from_the_cache() -> None:
+    meta = meta_from_headers(200, MOCK_ANSWER_HEADERS)
+    assert (meta.cache_hit, meta.cache_key) == (False, None)
+
+
+def test_an_empty_cache_key_is_no_hit() -> None:
+    meta = meta_from_headers(200, {"x-litellm-cache-key": ""})
+    assert (meta.cache_hit, meta.cache_key) == (False, None)

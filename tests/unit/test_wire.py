@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +21,7 @@ from trio_litellm import (
 from trio_litellm._wire import (
     chunk_decoder,
     completion_decoder,
+    embedding_decoder,
     encode_chat_request,
     encode_embedding_request,
     model_infos,
@@ -158,3 +162,37 @@ def test_model_info_entries_are_flattened_and_named_by_their_group() -> None:
         "chat",
     )
     assert info.litellm_params["model"] == "openai/gpt-4o-mini"
+
+
+# --- embeddings -------------------------------------------------------------------------------
+
+
+def base64_floats(values: list[float]) -> str:
+    """What OpenAI sends for ``encoding_format: "base64"``: little-endian float32, base64."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+
+
+def embeddings_body(*vectors: Any) -> bytes:
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    return msgspec.json.encode({"object": "list", "data": data, "model": "e"})
+
+
+def test_base64_embeddings_decode_to_the_same_floats_as_float_lists() -> None:
+    vector = [0.25, -1.5, 3.0, 0.0]  # exact in float32
+    from_base64 = embedding_decoder.decode(embeddings_body(base64_floats(vector)))
+    from_floats = embedding_decoder.decode(embeddings_body(vector))
+    assert from_base64.data[0].embedding == vector
+    assert from_floats.data[0].embedding == vector
+
+
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=64))
+def test_any_float32_vector_survives_base64(vector: list[float]) -> None:
+    decoded = embedding_decoder.decode(embeddings_body(base64_floats(vector), vector))
+    assert decoded.data[0].embedding == decoded.data[1].embedding == vector
+    assert all(type(x) is float for x in decoded.data[0].embedding)
+
+
+@pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"12345").decode()])
+def test_base64_that_is_not_float32_is_a_decode_error(bad: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.data\[0\]"):
+        embedding_decoder.decode(embeddings_body(bad))
