@@ -3,6 +3,14 @@
 ``/health/liveliness`` and ``/health/readiness`` need no key and cost nothing; they say whether
 the proxy process is up and ready. ``/health`` makes a real (billed) call to every deployment and
 can take many seconds, so it is a separate call, never a probe.
+
+Behind an ingress or API gateway that passes only ``/v1/*``, the health routes get the gateway's
+own answer (404, 401, 405...): the server is up, but that says nothing of the proxy. The
+monitor's probe then asks ``GET /v1/models`` with the key, the cheapest route such a gateway
+passes (no model call): any answer means calls get through, while 502, 503
+or 504 (the gateway cannot reach the proxy) or no answer means the proxy is down. A 503 from the
+health route itself (``{"status":"shutting_down"}``, or a gateway that cannot reach the proxy)
+still means down, as do 502 and 504.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import msgspec
 import trio
 
 from ._errors import LiteLLMError, ResponseDecodeError
+from ._monitor import ProbeResult
 from ._transport import Transport
 
 __all__ = [
@@ -21,8 +30,16 @@ __all__ = [
     "DeploymentStatus",
     "ProxyHealth",
     "check_deployments",
+    "liveness_probe",
     "probe_proxy",
 ]
+
+LIVENESS = "/health/liveliness"
+FALLBACK = "/v1/models"
+"""Asked when the health routes get something else's answer: keyed, cheap, and under ``/v1``."""
+
+_UNAVAILABLE = frozenset({502, 503, 504})
+"""Answers that mean the proxy cannot serve: its own 503, or a gateway's when it cannot reach it."""
 
 
 class ProxyHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +84,26 @@ class DeploymentHealth(msgspec.Struct, frozen=True, kw_only=True):
 
 _readiness_decoder = msgspec.json.Decoder(dict[str, Any])
 _deployments_decoder = msgspec.json.Decoder(DeploymentHealth)
+
+
+async def liveness_probe(transport: Transport, *, timeout: float) -> ProbeResult:
+    """The health monitor's probe: ``/health/liveliness``, or ``/v1/models`` when a gateway
+    answers that instead of the proxy (each request bounded by ``timeout``)."""
+    try:
+        status = await transport.liveness(LIVENESS, timeout=timeout)
+    except LiteLLMError as exc:
+        return ProbeResult(failure=str(exc), health_route="unknown")
+    if status == 200:
+        return ProbeResult()
+    if status in _UNAVAILABLE:
+        return ProbeResult(failure=f"{LIVENESS} answered {status}")
+    detail = f"{LIVENESS} answered {status}, so GET {FALLBACK} decides"
+    try:
+        status = await transport.liveness(FALLBACK, timeout=timeout, keyed=True)
+    except LiteLLMError as exc:
+        return ProbeResult(failure=f"GET {FALLBACK}: {exc}", health_route="missing", detail=detail)
+    failure = f"GET {FALLBACK} answered {status}" if status in _UNAVAILABLE else None
+    return ProbeResult(failure=failure, health_route="missing", detail=detail)
 
 
 async def probe_proxy(transport: Transport, *, timeout: float) -> ProxyHealth:
