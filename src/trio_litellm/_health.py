@@ -5,9 +5,9 @@ the proxy process is up and ready. ``/health`` makes a real (billed) call to eve
 can take many seconds, so it is a separate call, never a probe.
 
 Behind an ingress or API gateway that passes only ``/v1/*``, the health routes get the gateway's
-own answer (404, 401, 405...): the server is up, but that says nothing of the proxy. The
-monitor's probe then asks ``GET /v1/models`` with the key, the cheapest route such a gateway
-passes (no model call): any answer means calls get through, while 502, 503
+own answer (404, 401, 405...): the server is up, but that says nothing of the proxy. Both the
+monitor's probe and :func:`probe_proxy` then ask ``GET /v1/models`` with the key, the cheapest
+route such a gateway passes (no model call): any answer means calls get through, while 502, 503
 or 504 (the gateway cannot reach the proxy) or no answer means the proxy is down. A 503 from the
 health route itself (``{"status":"shutting_down"}``, or a gateway that cannot reach the proxy)
 still means down, as do 502 and 504.
@@ -21,7 +21,7 @@ from urllib.parse import quote
 import msgspec
 import trio
 
-from ._errors import LiteLLMError, ResponseDecodeError
+from ._errors import APIStatusError, LiteLLMError, ResponseDecodeError
 from ._monitor import ProbeResult
 from ._transport import Transport
 
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 LIVENESS = "/health/liveliness"
+READINESS = "/health/readiness"
 FALLBACK = "/v1/models"
 """Asked when the health routes get something else's answer: keyed, cheap, and under ``/v1``."""
 
@@ -47,7 +48,10 @@ class ProxyHealth(msgspec.Struct, frozen=True, kw_only=True):
 
     ``status`` is "healthy" only when both hold. ``latency`` is the seconds the probe took;
     ``details`` is the readiness body (``db``, ``cache``, ``litellm_version``...); ``error`` says
-    why it is unhealthy.
+    why it is unhealthy. ``via`` is the route that decided: ``/health/readiness``, or
+    ``/v1/models`` when the health routes are not reachable (a gateway that passes only
+    ``/v1/*``); then ``live`` means the proxy answered and ``ready`` that it served the model list
+    to this key, and there are no details.
     """
 
     status: Literal["healthy", "unhealthy"]
@@ -57,6 +61,7 @@ class ProxyHealth(msgspec.Struct, frozen=True, kw_only=True):
     version: str | None = None
     details: dict[str, Any] = msgspec.field(default_factory=dict)
     error: str | None = None
+    via: str = READINESS
 
     @property
     def healthy(self) -> bool:
@@ -107,19 +112,27 @@ async def liveness_probe(transport: Transport, *, timeout: float) -> ProbeResult
 
 
 async def probe_proxy(transport: Transport, *, timeout: float) -> ProxyHealth:
-    """Ask ``/health/liveliness`` then ``/health/readiness``; never raises for an unhealthy proxy."""
+    """Ask ``/health/liveliness`` then ``/health/readiness`` (or ``/v1/models`` when a gateway
+    answers those instead of the proxy); never raises for an unhealthy proxy."""
     start = trio.current_time()
     live = ready = False
     details: dict[str, Any] = {}
     error: str | None = None
+    via = READINESS
     try:
-        await transport.request("GET", "/health/liveliness", timeout=timeout)
+        await transport.request("GET", LIVENESS, timeout=timeout)
         live = True
-        answer = await transport.request("GET", "/health/readiness", timeout=timeout)
+        answer = await transport.request("GET", READINESS, timeout=timeout)
         details = _readiness_decoder.decode(answer.content)
         ready = details.get("status") in ("healthy", "connected", None)
         if not ready:
             error = f"readiness status is {details.get('status')!r}"
+    except APIStatusError as exc:
+        if exc.status in _UNAVAILABLE:
+            error = str(exc)
+        else:
+            via = FALLBACK
+            live, ready, error = await _calls_get_through(transport, timeout=timeout)
     except LiteLLMError as exc:
         error = str(exc)
     except msgspec.DecodeError as exc:
@@ -133,7 +146,21 @@ async def probe_proxy(transport: Transport, *, timeout: float) -> ProxyHealth:
         version=version if isinstance(version, str) else None,
         details=details,
         error=error,
+        via=via,
     )
+
+
+async def _calls_get_through(
+    transport: Transport, *, timeout: float
+) -> tuple[bool, bool, str | None]:
+    """(live, ready, error) from ``GET /v1/models`` with the key, for a proxy behind a gateway."""
+    try:
+        await transport.request("GET", FALLBACK, timeout=timeout)
+    except APIStatusError as exc:
+        return exc.status not in _UNAVAILABLE, False, f"GET {FALLBACK}: {exc}"
+    except LiteLLMError as exc:
+        return False, False, f"GET {FALLBACK}: {exc}"
+    return True, True, None
 
 
 async def check_deployments(

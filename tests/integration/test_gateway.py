@@ -99,3 +99,21 @@ async def test_behind_the_gateway_the_monitor_sees_the_proxy_go_down_and_come_ba
         assert (came_back.state, came_back.previous) == ("up", "down")
         assert replies == ["Hello"]
         assert gateway.answered["/v1/chat/completions", 502] == calls_before
+
+
+async def test_health_reports_a_proxy_behind_the_gateway_healthy_when_calls_get_through(
+    stack: Stack,
+) -> None:
+    async with client_behind_gateway(stack, health_check_interval=None) as (gateway, client):
+        report = await client.health()
+        gateway.cut()
+        cut_off = await client.health()
+    assert (report.status, report.live, report.ready, report.error) == (
+        "healthy",
+        True,
+        True,
+        None,
+    )
+    assert report.via == "/v1/models"
+    assert (cut_off.status, cut_off.live) == ("unhealthy", False)
+    assert cut_off.error is not None and "502" in cut_off.error

@@ -15,7 +15,7 @@ import trio.testing
 
 from trio_litellm import ClientConfig
 from trio_litellm._client import _open_client
-from trio_litellm._health import liveness_probe
+from trio_litellm._health import liveness_probe, probe_proxy
 from trio_litellm._monitor import ProbeResult
 from trio_litellm._transport import Transport
 
@@ -173,3 +173,54 @@ async def test_a_client_behind_a_gateway_keeps_its_gate_open_and_its_calls_going
     assert health is not None
     assert (health.state, health.gate_open, health.transitions) == ("up", True, 0)
     assert (health.probes, health.failed_probes, health.health_route) == (60, 0, "missing")
+
+
+# --- client.health() ------------------------------------------------------------------------------
+
+
+async def health_of(server: Server) -> tuple[object, ...]:
+    transport = transport_for(server)
+    try:
+        report = await probe_proxy(transport, timeout=5)
+    finally:
+        await transport.aclose()
+    return report.status, report.live, report.ready, report.via, report.error, report.version
+
+
+async def test_health_of_a_proxy_in_plain_view_comes_from_its_readiness() -> None:
+    server = Server({"/health/liveliness": 200, "/health/readiness": 200})
+    report = await health_of(server)
+    assert report == ("healthy", True, True, "/health/readiness", None, "1.110.2")
+    assert server.paths == ["/health/liveliness", "/health/readiness"]
+
+
+async def test_health_of_a_proxy_shutting_down_is_unhealthy_without_asking_further() -> None:
+    server = Server({"/health/liveliness": 503})
+    status, live, _, via, error, _ = await health_of(server)
+    assert (status, live, via) == ("unhealthy", False, "/health/readiness")
+    assert isinstance(error, str) and "503" in error
+    assert server.paths == ["/health/liveliness"]
+
+
+async def test_health_behind_a_gateway_is_healthy_when_v1_models_answers() -> None:
+    server = gateway()
+    report = await health_of(server)
+    assert report == ("healthy", True, True, "/v1/models", None, None)
+    assert server.paths == ["/health/liveliness", "/v1/models"]
+
+
+@pytest.mark.parametrize(
+    ("models", "live"), [(502, False), (504, False), (REFUSED, False), (401, True)]
+)
+async def test_health_behind_a_gateway_is_unhealthy_when_v1_models_fails(
+    models: Answer, live: bool
+) -> None:
+    status, got_live, ready, via, error, _ = await health_of(gateway(models=models))
+    assert (status, got_live, ready, via) == ("unhealthy", live, False, "/v1/models")
+    assert isinstance(error, str) and error.startswith("GET /v1/models: ")
+
+
+async def test_health_behind_a_gateway_that_passes_liveliness_only_asks_v1_models() -> None:
+    server = Server({"/health/liveliness": 200, "/v1/models": 200}, other=404)
+    report = await health_of(server)
+    assert report == ("healthy", True, True, "/v1/models", None, None)
