@@ -35,7 +35,13 @@ from ._errors import (
     error_from_body,
 )
 from ._events import Event, EventBus, FirstToken, HealthChanged, Hook, RequestFinished
-from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
+from ._health import (
+    DeploymentHealth,
+    ProxyHealth,
+    check_deployments,
+    liveness_probe,
+    probe_proxy,
+)
 from ._jobs import (
     Call,
     InvalidRequestError,
@@ -116,7 +122,7 @@ async def _open_client(
     monitor = None
     if config.health_check_interval is not None:
         monitor = HealthMonitor(
-            lambda: transport.liveness(timeout=_LIVENESS_TIMEOUT),
+            lambda: liveness_probe(transport, timeout=_LIVENESS_TIMEOUT),
             interval=config.health_check_interval,
             down_interval=config.health_down_interval,
             failure_threshold=config.health_failure_threshold,

@@ -17,10 +17,24 @@ talks to it without waiting on it:
 The monitor starts optimistic (up, gate open) so an application is never held back before the
 first probe, and leaves the gate open when it stops so nothing waits forever on a dead monitor.
 All times come from trio's clock.
+
+A proxy behind an ingress or API gateway that passes only ``/v1/*`` cannot be asked about its
+health: ``/health/liveliness`` gets the gateway's 404 (or 401, 403, 405...) while every call
+works. Such an answer proves the gateway up but says nothing of the proxy, so it must neither
+close the gate (every request would wait for ever) nor open it. The probe
+(``_health.liveness_probe``) then asks a cheap keyed route the gateway does pass, ``GET
+/v1/models``, and decides from that: any answer means calls get through, 502/503/504 (the
+gateway cannot reach the proxy) or no answer means down. Request outcomes alone could close the
+gate (connection failures) but never open it again, since nothing is sent while it is closed;
+a probe down the same road the calls take can do both. Each probe still asks the health route
+first, so a gateway that starts passing it is noticed. The monitor keeps what the health route
+last showed (``health_route`` in its statistics: present, missing, or unknown before anything
+answered) and says at DEBUG when it goes missing or comes back: once per change, not per probe.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeAlias
 
@@ -35,9 +49,13 @@ __all__ = [
     "HealthState",
     "HealthTransition",
     "MonitorStatistics",
+    "ProbeResult",
 ]
 
+logger = logging.getLogger("trio_litellm")
+
 HealthState: TypeAlias = Literal["up", "down"]
+HealthRoute: TypeAlias = Literal["present", "missing", "unknown"]
 
 REPORT_BUFFER = 1
 """Pending connection-failure reports: one already triggers a probe, more would add nothing."""
@@ -99,6 +117,19 @@ class Gate:
             self._opened = trio.Event()
 
 
+class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one probe found: ``failure`` is None when the proxy is up, else why it is not.
+
+    ``health_route`` says what the health route showed: "present" (the proxy answered it),
+    "missing" (something in front of the proxy answered instead and the probe decided from another
+    route; ``detail`` says so in a sentence) or "unknown" (nothing answered).
+    """
+
+    failure: str | None = None
+    health_route: HealthRoute = "present"
+    detail: str | None = None
+
+
 class HealthTransition(msgspec.Struct, frozen=True, kw_only=True):
     """The proxy went ``previous`` → ``state`` at trio time ``at``, because of ``reason``."""
 
@@ -117,7 +148,9 @@ class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     monitor took in (``last_report`` the latest one's reason), ``reports_dropped`` those dropped
     because a probe was already coming. ``last_failure`` is the latest failed probe's reason.
     ``events_dropped`` counts transitions a full subscriber missed; ``subscribers`` is how many
-    still listen.
+    still listen. ``health_route`` is what the proxy's health route last showed: "present",
+    "missing" (behind a gateway that does not pass it; probes then ask ``/v1/models``) or
+    "unknown" (nothing answered yet).
     """
 
     state: HealthState
@@ -134,6 +167,7 @@ class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     reports_dropped: int
     subscribers: int
     events_dropped: int
+    health_route: HealthRoute
 
 
 class ConnectionFailed(msgspec.Struct, frozen=True, kw_only=True, tag="connection_failed"):
@@ -150,8 +184,8 @@ _Report: TypeAlias = ConnectionFailed
 class HealthMonitor:
     """Probes the proxy, keeps its up/down state and opens or closes :attr:`gate` accordingly.
 
-    ``probe()`` returns ``None`` for a healthy proxy, else a short reason; it should bound its own
-    time (``probe_proxy`` takes a timeout). An exception it raises counts as a failed probe.
+    ``probe()`` returns a :class:`ProbeResult`; it should bound its own time
+    (``liveness_probe`` takes a timeout). An exception it raises counts as a failed probe.
     Up, it probes every ``interval`` seconds (start to start) and goes down after
     ``failure_threshold`` consecutive failures, or after one failed probe answering a reported
     connection failure. Down, it probes every ``down_interval`` seconds; the first success brings
@@ -160,7 +194,7 @@ class HealthMonitor:
 
     def __init__(
         self,
-        probe: Callable[[], Awaitable[str | None]],
+        probe: Callable[[], Awaitable[ProbeResult]],
         *,
         interval: float,
         down_interval: float,
@@ -193,6 +227,7 @@ class HealthMonitor:
         self._reports_dropped = 0
         self._last_report: str | None = None
         self._events_dropped = 0
+        self._health_route: HealthRoute = "unknown"
 
     @property
     def state(self) -> HealthState:
@@ -265,6 +300,7 @@ class HealthMonitor:
                 1 for send in self._subscribers if send.statistics().open_receive_channels
             ),
             events_dropped=self._events_dropped,
+            health_route=self._health_route,
         )
 
     # --- the actor's own work ---------------------------------------------------------------
@@ -273,11 +309,12 @@ class HealthMonitor:
         reported = False
         while True:
             started = trio.current_time()
-            reason = await self._safe_probe()
+            result = await self._safe_probe()
             # Reports that came in while the probe ran are answered by it, as is the one (if
             # any) that triggered it.
             reported = self._drain_reports() or reported
-            self._record(reason, started=started, reported=reported)
+            self._note_health_route(result)
+            self._record(result.failure, started=started, reported=reported)
             reported = False
             if self._state == "up":
                 with trio.move_on_at(started + self._interval):
@@ -286,11 +323,26 @@ class HealthMonitor:
             else:
                 await trio.sleep_until(started + self._down_interval)
 
-    async def _safe_probe(self) -> str | None:
+    async def _safe_probe(self) -> ProbeResult:
         try:
             return await self._probe()
         except Exception as exc:
-            return f"probe raised {type(exc).__name__}: {exc}"
+            return ProbeResult(
+                failure=f"probe raised {type(exc).__name__}: {exc}", health_route="unknown"
+            )
+
+    def _note_health_route(self, result: ProbeResult) -> None:
+        """Keep what the health route showed, and say so at DEBUG when it changes."""
+        if result.health_route == "unknown" or result.health_route == self._health_route:
+            return  # no answer tells nothing about the route; the same news is said once
+        if result.health_route == "missing":
+            logger.debug(
+                "the proxy's health route is not reachable (a gateway that passes only /v1/*?): %s",
+                result.detail,
+            )
+        elif self._health_route == "missing":
+            logger.debug("the proxy's health route answers again; health is decided from it")
+        self._health_route = result.health_route
 
     def _take(self, report: _Report) -> None:
         self._reports += 1

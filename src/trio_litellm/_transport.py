@@ -163,17 +163,17 @@ class Transport:
         await self._http.aclose()
         await self._probe_http.aclose()
 
-    async def liveness(self, *, timeout: float) -> str | None:
-        """Probe ``/health/liveliness`` (no key needed): None if the proxy is alive, else why not."""
+    async def liveness(self, path: str, *, timeout: float, keyed: bool = False) -> int:
+        """The status a health probe of ``path`` gets, on the probes' own pool; raises ours if
+        nothing answers. ``keyed`` sends the API key (the health routes need none)."""
+        headers = {"authorization": f"Bearer {self._secret}"} if keyed and self._secret else None
         try:
             response = await self._probe_http.get(
-                "/health/liveliness", extensions={"timeout": _timeout_ext(timeout)}
+                path, headers=headers, extensions={"timeout": _timeout_ext(timeout)}
             )
         except httpx2.HTTPError as exc:
-            return str(self.map_error(exc))
-        if response.status_code != 200:
-            return f"/health/liveliness answered {response.status_code}"
-        return None
+            raise self.map_error(exc) from exc
+        return response.status_code
 
     @property
     def open_connections(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,23 +10,30 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm._monitor import Gate, HealthMonitor, HealthTransition, MonitorStatistics
+from trio_litellm._monitor import (
+    Gate,
+    HealthMonitor,
+    HealthTransition,
+    MonitorStatistics,
+    ProbeResult,
+)
 
-ProbeResult = str | None | Exception
+Scripted = str | None | ProbeResult | Exception
+"""A probe's answer in a script: a reason (down), None (up), a whole result, or an exception."""
 
 
 class ScriptedProbe:
     """Answers from a script (then ``default``), taking ``latency`` seconds; records call times."""
 
     def __init__(
-        self, script: list[ProbeResult], *, latency: float = 0.0, default: ProbeResult = None
+        self, script: list[Scripted], *, latency: float = 0.0, default: Scripted = None
     ) -> None:
         self.script = list(script)
         self.latency = latency
         self.default = default
         self.calls: list[float] = []
 
-    async def __call__(self) -> str | None:
+    async def __call__(self) -> ProbeResult:
         self.calls.append(trio.current_time())
         if self.latency:
             await trio.sleep(self.latency)
@@ -34,7 +42,7 @@ class ScriptedProbe:
         result = self.script.pop(0) if self.script else self.default
         if isinstance(result, Exception):
             raise result
-        return result
+        return result if isinstance(result, ProbeResult) else ProbeResult(failure=result)
 
 
 def make_monitor(
@@ -307,6 +315,82 @@ async def test_a_probe_that_raises_counts_as_a_failure_with_its_text(
     assert monitor.statistics().last_failure == reason
 
 
+# --- a health route something in front of the proxy answers ------------------------------------
+
+GATEWAY_404 = "/health/liveliness answered 404, so GET /v1/models decides"
+
+
+def via_models(failure: str | None = None) -> ProbeResult:
+    """A probe behind a gateway that passes only /v1/*: decided by GET /v1/models."""
+    return ProbeResult(failure=failure, health_route="missing", detail=GATEWAY_404)
+
+
+async def test_probes_decided_without_the_health_route_keep_it_up_through_every_interval(
+    autojump_clock: object,
+) -> None:
+    probe = ScriptedProbe([], default=via_models())
+    monitor = make_monitor(probe, interval=5, failure_threshold=2)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(99)
+        assert monitor.gate.is_open
+    assert probe.calls == [5.0 * n for n in range(20)]
+    stats = monitor.statistics()
+    assert (stats.state, stats.failed_probes, stats.transitions) == ("up", 0, 0)
+    assert stats.health_route == "missing"
+    assert drain(events) == []
+
+
+async def test_without_the_health_route_a_failed_fallback_still_brings_it_down_and_back_up(
+    autojump_clock: object,
+) -> None:
+    bad_gateway = "GET /v1/models answered 502"
+    probe = ScriptedProbe([via_models(), via_models(bad_gateway), via_models(bad_gateway)])
+    probe.default = via_models()
+    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=2)
+    events = monitor.subscribe()
+    async with running(monitor):
+        await trio.sleep_until(11)
+        assert not monitor.gate.is_open
+        await trio.sleep_until(13)
+        assert monitor.gate.is_open
+    assert probe.calls == [0, 5, 10, 12]
+    assert drain(events) == [down(10, bad_gateway), up(12)]
+
+
+async def test_a_missing_health_route_is_said_once_at_debug_and_so_is_its_return(
+    autojump_clock: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_litellm")
+    no_answer = ProbeResult(failure="cannot connect to the proxy", health_route="unknown")
+    script: list[Scripted] = [via_models()] * 5 + [no_answer, OSError("reset")] + [via_models()] * 3
+    probe = ScriptedProbe(script, default=ProbeResult())
+    monitor = make_monitor(probe, interval=1, down_interval=1, failure_threshold=5)
+    assert monitor.statistics().health_route == "unknown"
+    async with running(monitor):
+        await trio.sleep_until(9.5)
+        # five probes via /v1/models, two with no answer at all, three via /v1/models again
+        assert monitor.statistics().health_route == "missing"
+        await trio.sleep_until(15)
+    assert monitor.statistics().health_route == "present"
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "health route" in r.getMessage()]
+    assert said == [
+        (
+            logging.DEBUG,
+            "the proxy's health route is not reachable (a gateway that passes only /v1/*?): "
+            + GATEWAY_404,
+        ),
+        (logging.DEBUG, "the proxy's health route answers again; health is decided from it"),
+    ]
+
+
+async def test_a_probe_that_raises_leaves_the_health_route_unknown(autojump_clock: object) -> None:
+    monitor = make_monitor(ScriptedProbe([OSError("refused")]))
+    async with running(monitor):
+        await trio.sleep_until(1)
+    assert monitor.statistics().health_route == "unknown"
+
+
 # --- the gate ---------------------------------------------------------------------------------
 
 
@@ -440,6 +524,7 @@ async def test_statistics_is_a_frozen_snapshot_of_the_monitor(autojump_clock: ob
         reports_dropped=0,
         subscribers=1,
         events_dropped=0,
+        health_route="present",
     )
     with pytest.raises(AttributeError):
         stats.probes = 0  # type: ignore[misc]
