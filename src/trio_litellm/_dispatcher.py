@@ -37,6 +37,7 @@ from ._errors import (
     RequestTimeoutError,
 )
 from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
+from ._limit_scope import rate_limit_model
 from ._meta import ResponseMeta
 from ._monitor import HealthMonitor
 from ._throttle import Throttle
@@ -346,7 +347,7 @@ class Dispatcher:
             work.attempts = number
             if self._monitor is not None:
                 await self._monitor.gate.wait_open()
-            permit = await self._throttle.acquire(work.tokens)
+            permit = await self._throttle.acquire(work.tokens, work.model)
             if self._events is not None and self._events.active:
                 self._events.emit(
                     RequestSent(
@@ -357,7 +358,9 @@ class Dispatcher:
                 outcome = await attempt(number)
             except RateLimitError as exc:
                 if not isinstance(exc, BudgetExceededError):
-                    await self._throttle.rate_limited(exc.retry_after)
+                    await self._throttle.rate_limited(
+                        exc.retry_after, model=rate_limit_model(exc.message, work.model)
+                    )
                     if self._events is not None and self._events.active:
                         self._events.emit(
                             ThrottlePaused(
@@ -371,7 +374,7 @@ class Dispatcher:
                 raise
             meta = getattr(outcome, "meta", None)
             if isinstance(meta, ResponseMeta):
-                await self._throttle.observe(meta.ratelimit)
+                await self._throttle.observe(meta.ratelimit, model=work.model)
             usage = getattr(outcome, "usage", None)
             if usage is not None and work.tokens:
                 await self._throttle.reconcile(permit, usage.total_tokens)

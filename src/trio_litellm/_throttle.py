@@ -10,11 +10,19 @@ An acquirer cancelled while queued marks its ticket abandoned and cancels that w
 scope may be cancelled from any task; it is the only actor object a caller touches), so the actor
 skips it at once and those behind it are not held up by its deadline.
 
-The arithmetic is :class:`RateWindow`, a pure class beside the actor (no trio, no await, no IO).
+What the proxy says has a scope: a 429 or an ``x-ratelimit-remaining-*`` at 0 for one model group
+pauses only the requests for that model (see :mod:`._limit_scope` for which 429s are whose); a
+key's, team's or the proxy's own limit pauses everyone. A waiter held only by its model's pause
+is parked aside, so those queued behind it for other models are not held up by it; the FIFO
+order holds for what everyone shares (the rpm and tpm windows, a pause for everyone).
 
-With no rpm, no tpm, no pause and no header cap in force, :meth:`Throttle.acquire` admits on a
-fast path that only reads the actor's state and sends it nothing: the dispatcher acquires for every
-request, and an unlimited client should pay close to nothing for it. All times are trio's clock.
+The arithmetic is :class:`RateWindow` and :class:`Restrictions`, pure classes beside the actor (no
+trio, no await, no IO).
+
+With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model,
+:meth:`Throttle.acquire` admits on a fast path that only reads the actor's state and sends it
+nothing: the dispatcher acquires for every request, and an unlimited client should pay close to
+nothing for it. All times are trio's clock.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ __all__ = [
     "PERIOD",
     "Permit",
     "RateWindow",
+    "Restrictions",
     "Throttle",
     "ThrottleStatistics",
     "WindowEntry",
@@ -179,6 +188,122 @@ def _check_amount(amount: float) -> None:
         raise ValueError(f"an amount must be a finite number >= 0, not {amount!r}")
 
 
+class _Cap:
+    """What the proxy said is left (``remaining`` units) until ``until``; we count it down."""
+
+    __slots__ = ("remaining", "until")
+
+    def __init__(self, remaining: int, until: float) -> None:
+        self.remaining = remaining
+        self.until = until
+
+
+def _horizon(at: float, reset: float | None) -> float:
+    return at + (reset if reset is not None and reset > 0 else DEFAULT_PAUSE)
+
+
+class Restrictions:
+    """What the proxy said about one scope (one model group, or everyone): a pause, and what its
+    ``x-ratelimit-remaining-*`` headers said is left. Times are passed in; nothing here waits.
+
+    Each method that restricts returns the time until which it restricts (``-inf`` for nothing),
+    so the owner can keep the latest such time as a cheap "anything in force?" test.
+    """
+
+    __slots__ = ("pause_until", "request_cap", "token_cap")
+
+    def __init__(self) -> None:
+        self.pause_until = -math.inf
+        self.request_cap: _Cap | None = None
+        self.token_cap: _Cap | None = None
+
+    def pause(self, until: float) -> float:
+        """Pause admission until ``until``; a pause in force is extended, never shortened."""
+        self.pause_until = max(self.pause_until, until)
+        return self.pause_until
+
+    def observe(self, info: RateLimitInfo, at: float) -> float:
+        """Zero left pauses until the reset; a positive count caps admissions until then.
+
+        The cap counts down with each admission and only ever tightens while in force: an answer
+        saying more is left than the cap allows was counted before our later admissions (answers
+        arrive out of order), so it is ignored until the cap's horizon passes. Requests we admitted
+        that the proxy has not yet counted can still overshoot it; a 429 then corrects that.
+        """
+        until = -math.inf
+        if info.remaining_requests is not None:
+            horizon = _horizon(at, info.reset_requests)
+            if info.remaining_requests <= 0:
+                until = max(until, self.pause(horizon))
+            else:
+                self.request_cap = _tighten(self.request_cap, info.remaining_requests, horizon, at)
+                until = max(until, self.request_cap.until)
+        if info.remaining_tokens is not None:
+            horizon = _horizon(at, info.reset_tokens)
+            if info.remaining_tokens <= 0:
+                until = max(until, self.pause(horizon))
+            else:
+                self.token_cap = _tighten(self.token_cap, info.remaining_tokens, horizon, at)
+                until = max(until, self.token_cap.until)
+        return until
+
+    def ready_at(self, tokens: int, now: float) -> float:
+        """The earliest time, ``now`` or later, at which a request of ``tokens`` may start."""
+        ready = max(now, self.pause_until)
+        cap = self.request_cap
+        if cap is not None:
+            if cap.until <= now:
+                self.request_cap = None
+            elif cap.remaining < 1:
+                ready = max(ready, cap.until)
+        cap = self.token_cap
+        if cap is not None:
+            if cap.until <= now:
+                self.token_cap = None
+            elif cap.remaining < tokens:
+                ready = max(ready, cap.until)
+        return ready
+
+    def grant(self, tokens: int) -> None:
+        """Count an admission of ``tokens`` against the caps in force."""
+        if self.request_cap is not None:
+            self.request_cap.remaining -= 1
+        if self.token_cap is not None:
+            self.token_cap.remaining -= tokens
+
+    def paused(self, now: float) -> bool:
+        return self.pause_until > now
+
+    def request_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
+        """Requests that could start now under ``window`` (the rpm window, or None) and this."""
+        return _room(window, used, self.request_cap, now, self.paused(now))
+
+    def token_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
+        """Tokens that could start now under ``window`` (the tpm window, or None) and this."""
+        return _room(window, used, self.token_cap, now, self.paused(now))
+
+
+def _tighten(cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
+    if cap is None or cap.until <= at:
+        return _Cap(remaining, until)
+    if remaining <= cap.remaining:
+        cap.remaining = remaining
+        cap.until = max(cap.until, until)
+    return cap
+
+
+def _room(
+    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
+) -> int | None:
+    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
+    if paused:
+        return 0
+    room = None if window is None or used is None else max(int(window.limit) - used, 0)
+    if cap is not None and cap.until > now:
+        room = cap.remaining if room is None else min(room, cap.remaining)
+    return room
+
+
 # --- what the actor hands out and reports ------------------------------------------------------
 
 
@@ -196,13 +321,16 @@ class Permit(msgspec.Struct, frozen=True, kw_only=True):
 class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of the throttle.
 
-    ``queued`` counts acquirers inside the actor not yet admitted; ``admitted`` counts all
-    admissions, ``fast_admitted`` those that took the fast path; ``abandoned`` counts acquirers
-    cancelled while queued; ``messages`` counts messages the actor has received. The window
-    fields are None for a limit that is not configured. ``requests_available`` and
-    ``tokens_available`` are what could be admitted now: 0 while paused, else the window's room
-    further capped by what the proxy's headers said is left; None when neither applies. ``paused_until`` is trio time, None when no pause is in
-    force; ``pauses`` counts pause requests (429s, and answers saying nothing is left).
+    ``queued`` counts acquirers inside the actor not yet admitted, ``parked`` those of them held
+    only by their model's pause or cap; ``admitted`` counts all admissions, ``fast_admitted``
+    those that took the fast path; ``abandoned`` counts acquirers cancelled while queued;
+    ``messages`` counts messages the actor has received. The window fields are None for a limit
+    that is not configured. ``requests_available`` and ``tokens_available`` are what could be
+    admitted now for any model: 0 while everyone is paused, else the window's room further capped
+    by what the proxy's key-wide headers said is left; None when neither applies.
+    ``paused_until`` is trio time of the pause for everyone, None when none is in force;
+    ``paused_models`` maps each model group paused on its own to the trio time its pause ends.
+    ``pauses`` counts pause requests (429s, and answers saying nothing is left), for any scope.
     """
 
     queued: int
@@ -216,6 +344,8 @@ class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
     tokens_available: int | None
     paused_until: float | None
     pauses: int
+    paused_models: dict[str, float] = msgspec.field(default_factory=dict)
+    parked: int = 0
 
 
 # --- the actor's messages and private state ------------------------------------------------------
@@ -225,10 +355,11 @@ class _Ticket:
     """An acquirer's reply slot: the actor fills ``permit`` and sets ``event``; the acquirer sets
     ``abandoned`` if it is cancelled first. ``permit`` stays None if the throttle stops."""
 
-    __slots__ = ("abandoned", "event", "permit", "tokens")
+    __slots__ = ("abandoned", "event", "model", "permit", "tokens")
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, model: str | None) -> None:
         self.tokens = tokens
+        self.model = model
         self.event = trio.Event()
         self.permit: Permit | None = None
         self.abandoned = False
@@ -245,28 +376,16 @@ class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
 
 class _RateLimited(msgspec.Struct, frozen=True, kw_only=True, tag="rate_limited"):
     until: float
+    model: str | None
 
 
 class _Observe(msgspec.Struct, frozen=True, kw_only=True, tag="observe"):
     ratelimit: RateLimitInfo
     at: float
+    model: str | None
 
 
 _Message: TypeAlias = _Acquire | _Reconcile | _RateLimited | _Observe
-
-
-class _Cap:
-    """What the proxy said is left (``remaining`` units) until ``until``; we count it down."""
-
-    __slots__ = ("remaining", "until")
-
-    def __init__(self, remaining: int, until: float) -> None:
-        self.remaining = remaining
-        self.until = until
-
-
-def _horizon(at: float, reset: float | None) -> float:
-    return at + (reset if reset is not None and reset > 0 else DEFAULT_PAUSE)
 
 
 def _closed_error() -> LiteLLMError:
@@ -274,7 +393,8 @@ def _closed_error() -> LiteLLMError:
 
 
 class Throttle:
-    """Admits requests FIFO under ``rpm`` / ``tpm`` (None: no limit), 429 pauses and header caps.
+    """Admits requests FIFO under ``rpm`` / ``tpm`` (None: no limit), 429 pauses and header caps,
+    each pause and cap for one model group or for everyone.
 
     ``run`` is the actor; it runs until cancelled (the client cancels its nursery on exit), and
     there is no ``close()``. When it stops, acquirers still queued (or whose message is still in
@@ -295,10 +415,11 @@ class Throttle:
         self._send, self._receive = trio.open_memory_channel[_Message](MESSAGE_BUFFER)
         # Written by the actor only:
         self._queue: deque[_Ticket] = deque()
-        self._pause_until = -math.inf
-        self._request_cap: _Cap | None = None
-        self._token_cap: _Cap | None = None
-        self._restricted_until = -math.inf  # latest of the pause and the caps: the fast path's test
+        self._parked: dict[str, deque[_Ticket]] = {}  # held only by their model's restrictions
+        self._everyone = Restrictions()
+        self._models: dict[str, Restrictions] = {}
+        self._restricted_until = -math.inf  # latest restriction for everyone: the fast path's test
+        self._model_restricted_until: dict[str, float] = {}  # the same, per model
         self._wake_scope: trio.CancelScope | None = None  # cancelled to re-examine a blocked head
         self._received = 0
         self._admitted = 0
@@ -328,6 +449,7 @@ class Throttle:
                         self._wake_scope = scope
                         message = await self._receive.receive()
                     if scope.cancelled_caught:
+                        self._drop_abandoned_parked()
                         continue
                 self._received += 1
                 self._apply(message)
@@ -350,6 +472,9 @@ class Throttle:
     def _stop(self) -> None:
         self._restricted_until = math.inf  # no fast path once stopped
         self._wake_scope = None
+        for parked in self._parked.values():
+            self._queue.extend(parked)
+        self._parked.clear()
         for ticket in self._queue:
             ticket.event.set()  # permit None: acquire raises
         self._queue.clear()
@@ -369,12 +494,39 @@ class Throttle:
             if self._tokens is not None:
                 self._tokens.adjust(message.entry, max(message.tokens, 0))
         elif isinstance(message, _RateLimited):
-            self._pause(message.until)
+            self._pauses += 1
+            self._restrict(message.model, self._scope(message.model).pause(message.until))
         else:
-            self._observe(message.ratelimit, message.at)
+            info = message.ratelimit
+            if (info.remaining_requests is not None and info.remaining_requests <= 0) or (
+                info.remaining_tokens is not None and info.remaining_tokens <= 0
+            ):
+                self._pauses += 1
+            until = self._scope(message.model).observe(info, message.at)
+            self._restrict(message.model, until)
+
+    def _scope(self, model: str | None) -> Restrictions:
+        if model is None:
+            return self._everyone
+        restrictions = self._models.get(model)
+        if restrictions is None:
+            restrictions = self._models[model] = Restrictions()
+        return restrictions
+
+    def _restrict(self, model: str | None, until: float) -> None:
+        if model is None:
+            self._restricted_until = max(self._restricted_until, until)
+        else:
+            previous = self._model_restricted_until.get(model, -math.inf)
+            self._model_restricted_until[model] = max(previous, until)
 
     def _admit(self, now: float) -> float:
-        """Admit queued acquirers in order while they fit; the head's deadline, or inf if none."""
+        """Admit queued acquirers in order while they fit; the next deadline, or inf if none.
+
+        A ticket held only by its model's restrictions is parked; one held by what everyone
+        shares stops the pass (FIFO). Parked tickets return to the front once their model may go.
+        """
+        deadline = self._unpark(now) if self._parked else math.inf
         queue = self._queue
         while queue:
             ticket = queue[0]
@@ -382,97 +534,84 @@ class Throttle:
                 queue.popleft()
                 self._abandoned += 1
                 continue
-            ready = self._ready_at(ticket.tokens, now)
+            model = ticket.model
+            restrictions = None
+            if model is not None and (restrictions := self._models.get(model)) is not None:
+                ready = restrictions.ready_at(ticket.tokens, now)
+                if ready > now:
+                    queue.popleft()
+                    self._parked.setdefault(model, deque()).append(ticket)
+                    deadline = min(deadline, ready)
+                    continue
+            ready = self._shared_ready_at(ticket.tokens, now)
             if ready > now:
-                return ready
+                return min(deadline, ready)
             queue.popleft()
-            self._grant(ticket, now)
-        return math.inf
+            self._grant(ticket, restrictions, now)
+        return deadline
 
-    def _ready_at(self, tokens: int, now: float) -> float:
-        ready = self._pause_until
+    def _unpark(self, now: float) -> float:
+        """Put back in front the parked tickets whose model may go; the next model deadline."""
+        deadline = math.inf
+        for model in list(self._parked):
+            parked = self._parked[model]
+            while parked and parked[0].abandoned:
+                parked.popleft()
+                self._abandoned += 1
+            if not parked:
+                del self._parked[model]
+                continue
+            ready = self._models[model].ready_at(parked[0].tokens, now)
+            if ready > now:
+                deadline = min(deadline, ready)
+                continue
+            del self._parked[model]
+            self._queue.extendleft(reversed(parked))
+        return deadline
+
+    def _drop_abandoned_parked(self) -> None:
+        # Woken by a deadline or a cancelled acquirer: forget the parked ones that left, so they
+        # are not counted as queued until their model's pause ends.
+        for model, parked in list(self._parked.items()):
+            live = deque(ticket for ticket in parked if not ticket.abandoned)
+            self._abandoned += len(parked) - len(live)
+            if live:
+                self._parked[model] = live
+            else:
+                del self._parked[model]
+
+    def _shared_ready_at(self, tokens: int, now: float) -> float:
+        ready = self._everyone.ready_at(tokens, now)
         if self._requests is not None:
             ready = max(ready, self._requests.ready_at(1, now))
         if self._tokens is not None:
             ready = max(ready, self._tokens.ready_at(tokens, now))
-        cap = self._request_cap
-        if cap is not None:
-            if cap.until <= now:
-                self._request_cap = None
-            elif cap.remaining < 1:
-                ready = max(ready, cap.until)
-        cap = self._token_cap
-        if cap is not None:
-            if cap.until <= now:
-                self._token_cap = None
-            elif cap.remaining < tokens:
-                ready = max(ready, cap.until)
         return ready
 
-    def _grant(self, ticket: _Ticket, now: float) -> None:
+    def _grant(self, ticket: _Ticket, restrictions: Restrictions | None, now: float) -> None:
         if self._requests is not None:
             self._requests.record(1, now)
         entry = self._tokens.record(ticket.tokens, now) if self._tokens is not None else None
-        if self._request_cap is not None:
-            self._request_cap.remaining -= 1
-        if self._token_cap is not None:
-            self._token_cap.remaining -= ticket.tokens
+        self._everyone.grant(ticket.tokens)
+        if restrictions is not None:
+            restrictions.grant(ticket.tokens)
         ticket.permit = Permit(tokens=ticket.tokens, entry=entry)
         ticket.event.set()
         self._admitted += 1
 
-    def _pause(self, until: float) -> None:
-        self._pauses += 1
-        if until > self._pause_until:
-            self._pause_until = until
-            self._restrict(until)
-
-    def _observe(self, info: RateLimitInfo, at: float) -> None:
-        """Zero left pauses everyone until the reset; a positive count caps admissions until then.
-
-        The cap counts down with each admission and only ever tightens while in force: an answer
-        saying more is left than the cap allows was counted before our later admissions (answers
-        arrive out of order), so it is ignored until the cap's horizon passes. Requests we admitted
-        that the proxy has not yet counted can still overshoot it; a 429 then corrects that.
-        """
-        if info.remaining_requests is not None:
-            horizon = _horizon(at, info.reset_requests)
-            if info.remaining_requests <= 0:
-                self._pause(horizon)
-            else:
-                self._request_cap = self._tighten(
-                    self._request_cap, info.remaining_requests, horizon, at
-                )
-        if info.remaining_tokens is not None:
-            horizon = _horizon(at, info.reset_tokens)
-            if info.remaining_tokens <= 0:
-                self._pause(horizon)
-            else:
-                self._token_cap = self._tighten(self._token_cap, info.remaining_tokens, horizon, at)
-
-    def _tighten(self, cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
-        if cap is None or cap.until <= at:
-            cap = _Cap(remaining, until)
-        elif remaining <= cap.remaining:
-            cap.remaining = remaining
-            cap.until = max(cap.until, until)
-        self._restrict(cap.until)
-        return cap
-
-    def _restrict(self, until: float) -> None:
-        self._restricted_until = max(self._restricted_until, until)
-
     # --- what other tasks call -----------------------------------------------------------------
 
-    async def acquire(self, tokens: int) -> Permit:
-        """Wait for admission of one request estimated at ``tokens``; FIFO with other acquirers.
+    async def acquire(self, tokens: int, model: str | None = None) -> Permit:
+        """Wait for admission of one request for ``model`` estimated at ``tokens``; FIFO with
+        other acquirers, except that one held by its own model's pause lets others pass.
 
         Cancelled while queued, the caller gives up its place: the actor skips it and records
         nothing for it. If the permit was granted just as the caller was cancelled, its units stay
         recorded (conservative) and age out of the windows; nothing else is held.
 
-        On the fast path (nothing limits admission, nobody is queued, no message is pending)
-        this returns at once, sends nothing and is not a checkpoint.
+        On the fast path (nothing limits admission for everyone or for ``model``, nobody is
+        queued, no message is pending) this returns at once, sends nothing and is not a
+        checkpoint. An empty ``model`` is None: only what limits everyone applies.
         """
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, not {tokens!r}")
@@ -483,10 +622,15 @@ class Throttle:
             and (
                 self._restricted_until == -math.inf or self._restricted_until <= trio.current_time()
             )
+            and (
+                not self._model_restricted_until
+                or not model
+                or self._model_restricted_until.get(model, -math.inf) <= trio.current_time()
+            )
         ):
             self._fast_admitted += 1
             return Permit(tokens=tokens)
-        ticket = _Ticket(tokens)
+        ticket = _Ticket(tokens, model or None)
         if not await self._post(_Acquire(ticket=ticket)):
             raise _closed_error()
         try:
@@ -505,29 +649,37 @@ class Throttle:
         if permit.entry is not None and permit.entry.live:
             await self._post(_Reconcile(entry=permit.entry, tokens=actual_tokens))
 
-    async def rate_limited(self, retry_after: float | None) -> None:
-        """The proxy answered 429: pause all admission for ``retry_after`` seconds from now.
+    async def rate_limited(self, retry_after: float | None, *, model: str | None = None) -> None:
+        """The proxy answered 429: pause admission for ``retry_after`` seconds from now, of the
+        requests for ``model`` only, or (None or empty) of everyone's.
 
-        None (or a value that is not a finite number) means :data:`DEFAULT_PAUSE`. A longer pause
-        extends one in force; a shorter one never shortens it.
+        :func:`._limit_scope.rate_limit_model` tells from the 429's message which it is. None
+        (or a value that is not a finite number) means :data:`DEFAULT_PAUSE`. A longer pause
+        extends one in force for the same scope; a shorter one never shortens it.
         """
         if retry_after is None or not math.isfinite(retry_after):
             retry_after = DEFAULT_PAUSE
-        await self._post(_RateLimited(until=trio.current_time() + max(retry_after, 0.0)))
+        until = trio.current_time() + max(retry_after, 0.0)
+        await self._post(_RateLimited(until=until, model=model or None))
 
-    async def observe(self, ratelimit: RateLimitInfo) -> None:
+    async def observe(self, ratelimit: RateLimitInfo, *, model: str | None = None) -> None:
         """Adapt to an answer's ``x-ratelimit-*`` headers; None fields are ignored.
 
-        ``remaining_requests == 0`` (or ``remaining_tokens == 0``) pauses all admission until its
+        The plain ``x-ratelimit-remaining-*`` headers describe the limits of the deployment that
+        served the request (its router ``rpm``/``tpm``, or the upstream provider's), so pass its
+        ``model``: the pause or cap then applies to that model group only. None (or empty)
+        applies it to everyone (a key-wide limit).
+
+        ``remaining_requests == 0`` (or ``remaining_tokens == 0``) pauses admission until its
         reset (``reset_requests`` / ``reset_tokens``; :data:`DEFAULT_PAUSE` when unknown or not
         positive). A positive remaining R with reset T caps admissions: at most R more requests
-        (or tokens, counted by estimate) before now + T; the cap then lapses. See ``_observe``.
-        ``limit_*`` fields are not adopted as limits. Answers without remaining counts send
-        nothing to the actor.
+        (or tokens, counted by estimate) before now + T; the cap then lapses. See
+        :meth:`Restrictions.observe`. ``limit_*`` fields are not adopted as limits. Answers
+        without remaining counts send nothing to the actor.
         """
         if ratelimit.remaining_requests is None and ratelimit.remaining_tokens is None:
             return
-        await self._post(_Observe(ratelimit=ratelimit, at=trio.current_time()))
+        await self._post(_Observe(ratelimit=ratelimit, at=trio.current_time(), model=model or None))
 
     async def _post(self, message: _Message) -> bool:
         """Send to the actor; False if it has stopped."""
@@ -548,36 +700,29 @@ class Throttle:
     def statistics(self) -> ThrottleStatistics:
         """A frozen snapshot; reading it changes nothing the actor would decide."""
         now = trio.current_time()
-        paused = self._pause_until > now
         requests_used = tokens_used = None
         if self._requests is not None:
             requests_used = round(self._requests.used(now))
         if self._tokens is not None:
             tokens_used = round(self._tokens.used(now))
+        everyone = self._everyone
+        parked = sum(len(tickets) for tickets in self._parked.values())
         return ThrottleStatistics(
-            queued=len(self._queue),
+            queued=len(self._queue) + parked,
             admitted=self._admitted + self._fast_admitted,
             fast_admitted=self._fast_admitted,
             abandoned=self._abandoned,
             messages=self._received,
             requests_in_window=requests_used,
             tokens_in_window=tokens_used,
-            requests_available=_available(
-                self._requests, requests_used, self._request_cap, now, paused
-            ),
-            tokens_available=_available(self._tokens, tokens_used, self._token_cap, now, paused),
-            paused_until=self._pause_until if paused else None,
+            requests_available=everyone.request_room(self._requests, requests_used, now),
+            tokens_available=everyone.token_room(self._tokens, tokens_used, now),
+            paused_until=everyone.pause_until if everyone.paused(now) else None,
             pauses=self._pauses,
+            paused_models={
+                model: restrictions.pause_until
+                for model, restrictions in self._models.items()
+                if restrictions.paused(now)
+            },
+            parked=parked,
         )
-
-
-def _available(
-    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
-) -> int | None:
-    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
-    if paused:
-        return 0
-    available = None if window is None or used is None else max(int(window.limit) - used, 0)
-    if cap is not None and cap.until > now:
-        available = cap.remaining if available is None else min(available, cap.remaining)
-    return available

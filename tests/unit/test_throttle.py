@@ -20,7 +20,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trio_litellm._errors import ConfigError, LiteLLMError
 from trio_litellm._meta import RateLimitInfo
-from trio_litellm._throttle import Permit, RateWindow, Throttle
+from trio_litellm._throttle import Permit, RateWindow, Restrictions, Throttle
 
 Log = list[tuple[str, float]]
 
@@ -545,3 +545,217 @@ def test_a_limit_must_be_a_positive_integer(bad: object) -> None:
 async def test_acquire_rejects_negative_tokens(autojump_clock: MockClock) -> None:
     with pytest.raises(ValueError, match="tokens"):
         await Throttle(rpm=None, tpm=None).acquire(-1)
+
+
+# --- the scope of a pause: one model group, or everyone ------------------------------------------
+
+
+async def admit_for(throttle: Throttle, model: str | None, log: Log, name: str) -> None:
+    await throttle.acquire(0, model)
+    log.append((name, trio.current_time()))
+
+
+async def start_for(nursery: trio.Nursery, throttle: Throttle, log: Log, *models: str) -> None:
+    """Start one acquirer per model, each queued before the next starts; named after the model
+    and its place (``a#0``)."""
+    for number, model in enumerate(models):
+        nursery.start_soon(admit_for, throttle, model, log, f"{model}#{number}")
+        await wait_all_tasks_blocked()
+
+
+async def test_a_429_for_one_model_pauses_that_model_only(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(5, model="throttled")
+        await start_for(acquirers, throttle, log, "throttled", "local", "local")
+        statistics = throttle.statistics()
+    assert sorted(log) == [("local#1", 0.0), ("local#2", 0.0), ("throttled#0", 5.0)]
+    assert statistics.paused_models == {"throttled": 5.0}
+    assert statistics.paused_until is None
+    assert (statistics.queued, statistics.parked) == (1, 1)
+
+
+async def test_a_429_for_everyone_pauses_every_model(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(5, model="throttled")
+        await throttle.rate_limited(3)
+        await start_for(acquirers, throttle, log, "throttled", "local")
+        statistics = throttle.statistics()
+    assert sorted(log) == [("local#1", 3.0), ("throttled#0", 5.0)]
+    assert statistics.paused_until == 3.0
+    assert statistics.paused_models == {"throttled": 5.0}
+    assert statistics.pauses == 2
+
+
+async def test_a_waiter_held_by_its_models_pause_does_not_hold_up_the_window_queue(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=2, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(90, model="throttled")
+        await start_for(acquirers, throttle, log, "throttled", "local", "local", "local")
+    # The window's order holds for the rest: two now, the third when the first leaves at 60; the
+    # throttled one, parked, takes its turn in the window once its pause ends at 90.
+    assert sorted(log) == [
+        ("local#1", 0.0),
+        ("local#2", 0.0),
+        ("local#3", 60.0),
+        ("throttled#0", 90.0),
+    ]
+
+
+async def test_a_parked_waiter_goes_back_in_front_of_later_ones_when_its_pause_ends(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=1, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.acquire(0, "local")  # the window is full until 60
+        await throttle.rate_limited(10, model="throttled")
+        await start_for(acquirers, throttle, log, "local", "throttled", "local")
+    # At 60 the first local goes; the throttled one (unparked at 10) is then first in line.
+    assert log == [("local#0", 60.0), ("throttled#1", 120.0), ("local#2", 180.0)]
+
+
+async def test_a_cancelled_parked_waiter_is_forgotten(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle), trio.open_nursery() as nursery:
+        await throttle.rate_limited(30, model="throttled")
+        with trio.move_on_after(2.0):
+            await throttle.acquire(0, "throttled")
+        await wait_all_tasks_blocked()
+        statistics = throttle.statistics()
+        nursery.cancel_scope.cancel()
+    assert (statistics.queued, statistics.parked, statistics.abandoned) == (0, 0, 1)
+
+
+async def test_no_requests_remaining_for_a_model_pauses_that_model_only(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        info = RateLimitInfo(remaining_requests=0, limit_requests=20, reset_requests=7.0)
+        await throttle.observe(info, model="limited")
+        await start_for(acquirers, throttle, log, "limited", "local")
+        assert throttle.statistics().paused_models == {"limited": 7.0}
+    assert sorted(log) == [("limited#0", 7.0), ("local#1", 0.0)]
+
+
+async def test_a_models_header_cap_counts_only_that_models_admissions(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.observe(RateLimitInfo(remaining_requests=1, reset_requests=10.0), model="a")
+        await start_for(acquirers, throttle, log, "b", "a", "b", "a")
+        assert throttle.statistics().requests_available is None  # no cap for everyone
+    assert sorted(log) == [("a#1", 0.0), ("a#3", 10.0), ("b#0", 0.0), ("b#2", 0.0)]
+
+
+async def test_other_models_keep_the_fast_path_while_one_model_is_paused(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await throttle.rate_limited(5, model="throttled")
+        await start_for(acquirers, throttle, log, "throttled")
+        for _ in range(100):
+            await throttle.acquire(10, "local")
+        statistics = throttle.statistics()
+    assert statistics.fast_admitted == 100
+    assert statistics.messages == 2  # the 429 and the throttled acquirer
+    assert log == [("throttled#0", 5.0)]
+
+
+# A 429 is posted at a whole second and lasts a quarter more, an acquire comes at a half second:
+# no two events of the property below fall at the same time.
+pause_strategy = st.tuples(
+    st.integers(0, 20), st.sampled_from(["a", "b", None]), st.integers(1, 10)
+)
+acquire_strategy = st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pauses=st.lists(pause_strategy, max_size=6),
+    acquires=st.lists(acquire_strategy, min_size=1, max_size=6),
+)
+def test_each_request_waits_exactly_for_the_pauses_of_its_model_and_everyone(
+    pauses: list[tuple[int, str | None, int]], acquires: list[tuple[int, str]]
+) -> None:
+    def expected(at: float, model: str) -> float:
+        admitted = at
+        moved = True
+        while moved:  # a pause posted while it waits extends its wait
+            moved = False
+            for start, scope, seconds in pauses:
+                if scope in (model, None) and start <= admitted < start + seconds + 0.25:
+                    admitted = start + seconds + 0.25
+                    moved = True
+        return admitted
+
+    admitted: dict[int, float] = {}
+
+    async def acquirer(number: int, at: float, model: str) -> None:
+        await trio.sleep_until(at)
+        await throttle.acquire(0, model)
+        admitted[number] = trio.current_time()
+
+    async def pauser(at: float, scope: str | None, seconds: int) -> None:
+        await trio.sleep_until(at)
+        await throttle.rate_limited(seconds + 0.25, model=scope)
+
+    async def main() -> None:
+        async with running(throttle), trio.open_nursery() as nursery:
+            for start, scope, seconds in pauses:
+                nursery.start_soon(pauser, float(start), scope, seconds)
+            for number, (start, model) in enumerate(acquires):
+                nursery.start_soon(acquirer, number, start + 0.5, model)
+
+    throttle = Throttle(rpm=None, tpm=None)
+    trio.run(main, clock=MockClock(autojump_threshold=0))
+    assert admitted == {
+        number: expected(start + 0.5, model) for number, (start, model) in enumerate(acquires)
+    }
+
+
+# --- Restrictions: the pure arithmetic of one scope ----------------------------------------------
+
+
+def test_restrictions_pause_extends_and_never_shortens() -> None:
+    restrictions = Restrictions()
+    assert restrictions.ready_at(0, 0.0) == 0.0
+    assert restrictions.pause(10.0) == 10.0
+    assert restrictions.pause(4.0) == 10.0
+    assert restrictions.ready_at(0, 3.0) == 10.0
+    assert restrictions.ready_at(0, 10.0) == 10.0
+    assert not restrictions.paused(10.0)
+
+
+@settings(max_examples=200)
+@given(
+    remaining=st.integers(1, 50),
+    reset=st.floats(0.5, 100.0),
+    asks=st.lists(st.integers(0, 20), max_size=60),
+)
+def test_restrictions_token_cap_admits_at_most_what_is_left_before_the_reset(
+    remaining: int, reset: float, asks: list[int]
+) -> None:
+    restrictions = Restrictions()
+    restrictions.observe(RateLimitInfo(remaining_tokens=remaining, reset_tokens=reset), 0.0)
+    granted = 0
+    for tokens in asks:
+        ready = restrictions.ready_at(tokens, 0.0)
+        assert ready in (0.0, reset)
+        if ready == 0.0:
+            restrictions.grant(tokens)
+            granted += tokens
+    assert granted <= remaining
+    assert all(restrictions.ready_at(tokens, reset) == reset for tokens in asks)
