@@ -5,6 +5,7 @@
     LiteLLMError                      every error this package raises
     ├── ConfigError                   you misused the API: a bad option or value (also a ValueError)
     ├── ProxyConnectionError          the proxy could not be reached, or dropped the connection
+    ├── ProxyCertificateError         TLS failed on a certificate (theirs untrusted, ours refused)
     ├── RequestTimeoutError           our own deadline passed, or the proxy answered 408
     ├── ResponseDecodeError           the proxy answered with something we cannot decode
     ├── StreamInterruptedError        a stream ended abnormally after content reached you
@@ -55,6 +56,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProxyCertificateError",
     "ProxyConnectionError",
     "RateLimitError",
     "RequestTimeoutError",
@@ -135,6 +137,15 @@ class ProxyConnectionError(LiteLLMError):
     """The proxy could not be reached, or the connection broke before a complete answer."""
 
     retryable = True
+
+
+class ProxyCertificateError(LiteLLMError):
+    """The TLS handshake with the proxy failed on a certificate: we do not trust the proxy's
+    (``verify``, ``ssl_context``, ``$SSL_CERT_FILE``), or it refused or wanted ours (``cert``).
+
+    Retrying cannot fix it, so it is never retried; the proxy answered, so it is not counted as
+    the proxy being down either.
+    """
 
 
 class RequestTimeoutError(LiteLLMError):
