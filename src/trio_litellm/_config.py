@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import ssl
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -108,6 +109,28 @@ class ClientConfig:
     parser, one send per request, about a third of the CPU per request); "httpcore" is
     httpx2's own (also HTTP/1.1 here)."""
 
+    # --- TLS and outbound HTTP proxies: the calls, the streams and the health probe alike ---
+
+    verify: bool | str = True
+    """Check the proxy's TLS certificate: True against the system's CAs (or ``$SSL_CERT_FILE`` /
+    ``$SSL_CERT_DIR`` when ``trust_env``), a path to a CA bundle file or directory, or False
+    (no check at all)."""
+
+    ssl_context: ssl.SSLContext | None = None
+    """A ready TLS context, used as given instead of ``verify`` and ``cert``."""
+
+    cert: str | tuple[str, str] | tuple[str, str, str] | None = None
+    """A client certificate for a proxy that asks for one: a PEM file holding certificate and
+    key, or ``(certfile, keyfile)`` or ``(certfile, keyfile, password)``."""
+
+    proxy: str | None = None
+    """An outbound HTTP proxy for every request (``http://[user:password@]host:port``; also
+    ``https://``, ``socks5://``), instead of the environment's."""
+
+    trust_env: bool = True
+    """Honour ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY`` (a loopback proxy URL
+    is always reached directly), ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
+
     price_lookup: bool = True
     """Cost requests the proxy did not price (no ``x-litellm-response-cost``, no ``usage.cost``)
     from the per-token prices in ``/v1/model/info``: one background call when first needed,
@@ -158,14 +181,24 @@ class ClientConfig:
             raise ConfigError(
                 "http_backend", f'must be "fast" or "httpcore", got {self.http_backend!r}'
             )
+        _check_tls(self.verify, self.ssl_context, self.cert)
+        if not isinstance(self.trust_env, bool):
+            raise ConfigError("trust_env", f"must be a bool, not {type(self.trust_env).__name__}")
+        if self.proxy is not None:
+            _check_url(self.proxy, field="proxy", schemes=("http", "https", "socks5", "socks5h"))
         _check_int("record_last", self.record_last, minimum=0)
         _check_int("record_body_limit", self.record_body_limit, minimum=0)
         _check_headers(self.headers)
         object.__setattr__(self, "headers", dict(self.headers))
 
     def __repr__(self) -> str:
+        masked = {
+            "proxy_url": self.display_url,
+            "proxy": None if self.proxy is None else _without_credentials(self.proxy),
+            "cert": self.cert[:2] if isinstance(self.cert, tuple) else self.cert,  # no password
+        }
         shown = ", ".join(
-            f"{f.name}={self.display_url if f.name == 'proxy_url' else getattr(self, f.name)!r}"
+            f"{f.name}={masked.get(f.name, getattr(self, f.name))!r}"
             for f in dataclasses.fields(self)
             if f.repr
         )
@@ -180,8 +213,7 @@ class ClientConfig:
     @property
     def display_url(self) -> str:
         """The proxy URL without any ``user:password@``, for reprs and messages."""
-        parts = urlsplit(self.base_url)
-        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        return _without_credentials(self.base_url)
 
     @property
     def base_url(self) -> str:
@@ -206,20 +238,29 @@ def resolve_config(
     return dataclasses.replace(config, **options) if options else config
 
 
-def _check_url(url: Any) -> str:
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _check_url(
+    url: Any, *, field: str = "proxy_url", schemes: tuple[str, ...] = ("http", "https")
+) -> str:
     if not isinstance(url, str):
-        raise ConfigError("proxy_url", f"must be a string, not {type(url).__name__}")
+        raise ConfigError(field, f"must be a string, not {type(url).__name__}")
     parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError("proxy_url", f"must start with http:// or https://, got {url!r}")
+    shown = _without_credentials(url)
+    if parts.scheme not in schemes:
+        allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ConfigError(field, f"must start with {allowed}, got {shown!r}")
     if not parts.hostname:
-        raise ConfigError("proxy_url", f"has no host: {url!r}")
+        raise ConfigError(field, f"has no host: {shown!r}")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigError("proxy_url", f"has a bad port: {url!r}") from exc
+        raise ConfigError(field, f"has a bad port: {shown!r}") from exc
     if parts.query or parts.fragment:
-        raise ConfigError("proxy_url", f"must not have a query or fragment: {url!r}")
+        raise ConfigError(field, f"must not have a query or fragment: {shown!r}")
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
@@ -256,3 +297,43 @@ def _check_headers(headers: Any) -> None:
             raise ConfigError("headers", f"names and values must be strings: {key!r}")
         if any(c in "\r\n" for c in key + value):
             raise ConfigError("headers", f"header {key!r} contains a line break")
+
+
+def _check_tls(verify: Any, context: Any, cert: Any) -> None:
+    """Types, and that the CA bundle and the client certificate load (into a bare context)."""
+    if context is not None:
+        if not isinstance(context, ssl.SSLContext):
+            raise ConfigError(
+                "ssl_context", f"must be an ssl.SSLContext, not {type(context).__name__}"
+            )
+        if verify is not True or cert is not None:
+            raise ConfigError("ssl_context", "replaces verify and cert: give one or the other")
+    if not isinstance(verify, bool):
+        if not isinstance(verify, str | os.PathLike):
+            raise ConfigError("verify", f"must be a bool or a path, not {type(verify).__name__}")
+        path = os.fspath(verify)
+        if not os.path.exists(path):
+            raise ConfigError("verify", f"no such CA file or directory: {path!r}")
+        try:
+            probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if os.path.isdir(path):
+                probe.load_verify_locations(capath=path)
+            else:
+                probe.load_verify_locations(cafile=path)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError("verify", f"cannot load CA bundle {path!r}: {exc}") from exc
+    if cert is None:
+        return
+    parts = (cert,) if isinstance(cert, str | os.PathLike) else cert
+    if (
+        not isinstance(parts, tuple)
+        or not 1 <= len(parts) <= 3
+        or not all(isinstance(part, str | os.PathLike) for part in parts)
+    ):
+        raise ConfigError(
+            "cert", "must be a path or (certfile, keyfile) or (certfile, keyfile, password)"
+        )
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(*parts)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("cert", f"cannot load the client certificate: {exc}") from exc

@@ -10,6 +10,7 @@
     └── APIError                      the request was made and failed on the way or at the proxy
         ├── APIConnectionError        no answer came
         │   ├── ProxyConnectionError  the proxy could not be reached, or dropped the connection
+        │   ├── ProxyCertificateError TLS failed on a certificate (theirs untrusted, ours refused)
         │   └── RequestTimeoutError   our own deadline passed, or the proxy answered 408
         │                             (also named APITimeoutError)
         ├── ResponseDecodeError       the proxy answered with something we cannot decode
@@ -69,6 +70,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProxyCertificateError",
     "ProxyConnectionError",
     "RateLimitError",
     "RequestTimeoutError",
@@ -180,6 +182,15 @@ class ProxyConnectionError(APIConnectionError):
     """The proxy could not be reached, or the connection broke before a complete answer."""
 
     retryable = True
+
+
+class ProxyCertificateError(APIConnectionError):
+    """The TLS handshake with the proxy failed on a certificate: we do not trust the proxy's
+    (``verify``, ``ssl_context``, ``$SSL_CERT_FILE``), or it refused or wanted ours (``cert``).
+
+    Retrying cannot fix it, so it is never retried; the proxy answered, so it is not counted as
+    the proxy being down either.
+    """
 
 
 class RequestTimeoutError(APIConnectionError):

@@ -14,12 +14,18 @@ callback object for that response, which also yields the body as it is parsed. T
 goes back to the pool the moment the body's last byte is parsed and keep-alive allows it;
 anything else (an error, a cancellation, an early ``aclose``) closes it and frees its slot.
 
-Not supported, on purpose: HTTP/2, proxies, ``Expect: 100-continue`` (the body is sent at
-once), protocol upgrades (a 101 answer is returned and its connection closed), pipelining.
+Outbound proxies: given an ``http://`` proxy, plain-HTTP requests go to it in absolute form
+(``GET http://host:port/path``) with its ``Proxy-Authorization``; connections are pooled by the
+target as ever. CONNECT tunnels (https through a proxy) are not opened here: the transport layer
+gives those to httpx2's own pool.
+
+Not supported, on purpose: HTTP/2, CONNECT tunnels, ``Expect: 100-continue`` (the body is sent
+at once), protocol upgrades (a 101 answer is returned and its connection closed), pipelining.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import select
 import ssl
@@ -62,6 +68,8 @@ def _timeout_error(phase: str, request: httpx2.Request) -> httpx2.TransportError
 def _transport_error(
     phase: str, exc: BaseException, request: httpx2.Request
 ) -> httpx2.TransportError:
+    if isinstance(exc.__cause__, ssl.SSLError):  # trio's BrokenResourceError says no more
+        exc = exc.__cause__
     return _ERRORS[phase][1](str(exc) or type(exc).__name__, request=request)
 
 
@@ -122,6 +130,7 @@ class FastTransport(httpx2.AsyncBaseTransport):
     order, for at most the request's pool timeout); ``max_keepalive_connections`` bounds idle
     ones (None: no bound); an idle connection older than ``keepalive_expiry`` seconds is closed
     rather than reused. ``ssl_context`` serves https (default: ``ssl.create_default_context()``).
+    ``proxy`` (``http://`` only) forwards plain-HTTP requests through an HTTP proxy.
     """
 
     def __init__(
@@ -131,9 +140,21 @@ class FastTransport(httpx2.AsyncBaseTransport):
         max_keepalive_connections: int | None,
         keepalive_expiry: float,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: httpx2.Proxy | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self._proxy_address: tuple[str, int] | None = None
+        self._proxy_head: bytes | None = None
+        if proxy is not None:
+            if proxy.url.scheme != "http":
+                raise ValueError(f"only http:// proxies forward here, not {proxy.url.scheme}://")
+            self._proxy_address = (proxy.url.host, proxy.url.port or 80)
+            lines = [name + b": " + value + b"\r\n" for name, value in proxy.headers.raw]
+            if proxy.raw_auth is not None:
+                token = base64.b64encode(b":".join(proxy.raw_auth))
+                lines.append(b"Proxy-Authorization: Basic " + token + b"\r\n")
+            self._proxy_head = b"".join(lines)
         self._max_connections = max_connections
         self._max_idle = (
             max_connections if max_keepalive_connections is None else max_keepalive_connections
@@ -180,7 +201,7 @@ class FastTransport(httpx2.AsyncBaseTransport):
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         key = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
         timeouts = request.extensions.get("timeout") or {}
-        head, body, close = _encode_head(request)
+        head, body, close = _encode_head(request, self._proxy_head)
         conn = await self._acquire(key, request, timeouts.get("pool"))
         try:
             reused = conn.stream is not None
@@ -339,10 +360,18 @@ class FastTransport(httpx2.AsyncBaseTransport):
     ) -> None:
         scheme, raw_host, port = conn.key
         host = raw_host.decode("ascii")
+        address = (host, port)
+        if self._proxy_address is not None:
+            if scheme == b"https":
+                raise httpx2.UnsupportedProtocol(
+                    "https through a proxy needs a CONNECT tunnel, which this pool does not open",
+                    request=request,
+                )
+            address = self._proxy_address
         tcp: trio.SocketStream | None = None
         try:
             with trio.CancelScope(deadline=_deadline(timeout)) as scope:
-                tcp = await trio.open_tcp_stream(host, port)
+                tcp = await trio.open_tcp_stream(*address)
                 stream: trio.abc.Stream = tcp
                 if scheme == b"https":
                     tls = trio.SSLStream(
@@ -371,15 +400,23 @@ class FastTransport(httpx2.AsyncBaseTransport):
         return self._ssl_context
 
 
-def _encode_head(request: httpx2.Request) -> tuple[bytes, bytes | AsyncIterable[bytes], bool]:
+def _encode_head(
+    request: httpx2.Request, proxy_head: bytes | None = None
+) -> tuple[bytes, bytes | AsyncIterable[bytes], bool]:
     """The bytes to send first, then the body (bytes, already in the first part, or a stream).
 
     Returns (data, body, close): when the body is in memory ``data`` holds the whole request
     and ``body`` is ``b""``; otherwise ``body`` is the request stream, sent chunked unless the
     request says its ``Content-Length``. ``close`` is whether the request asked to close.
+    ``proxy_head`` (header lines for a forward proxy) asks for the absolute-form target.
     """
     url = request.url
-    parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+    target = url.raw_path
+    if proxy_head is not None:
+        target = url.raw_scheme + b"://" + url.netloc + target
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    if proxy_head:
+        parts.append(proxy_head)
     has_host = has_length = chunked = close = False
     for name, value in request.headers.raw:
         parts += (name, b": ", value, b"\r\n")

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import msgspec
 import trio
 
-from ._errors import APIStatusError, LiteLLMError, ResponseDecodeError
+from ._errors import APIStatusError, LiteLLMError, ProxyCertificateError, ResponseDecodeError
 from ._monitor import ProbeResult
 from ._transport import Transport
 
@@ -96,6 +96,9 @@ async def liveness_probe(transport: Transport, *, timeout: float) -> ProbeResult
     answers that instead of the proxy (each request bounded by ``timeout``)."""
     try:
         status = await transport.liveness(LIVENESS, timeout=timeout)
+    except ProxyCertificateError:
+        # The proxy answered but the certificates do not fit: calls fail at once, not wait.
+        return ProbeResult(health_route="unknown")
     except LiteLLMError as exc:
         return ProbeResult(failure=str(exc), health_route="unknown")
     if status == 200:

@@ -9,8 +9,12 @@ pure classifier in ``_errors``. Retries are a stamina policy: the hook retries w
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
+import os
+import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,10 +22,13 @@ from typing import Any, TypeVar
 import httpx2
 import stamina
 import trio
+from httpx2._utils import URLPattern, get_environment_proxies
 
 from ._config import ClientConfig
 from ._errors import (
+    ConfigError,
     LiteLLMError,
+    ProxyCertificateError,
     ProxyConnectionError,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -38,6 +45,7 @@ T = TypeVar("T")
 # stderr for each of our retries. A NullHandler stops only that fallback; an application that
 # configured logging still gets the records through its own handlers.
 logging.getLogger("stamina").addHandler(logging.NullHandler())
+logger = logging.getLogger("trio_litellm")
 
 _VERSION = "0.1.0"
 
@@ -107,12 +115,40 @@ class Transport:
     ) -> None:
         self._config = config
         self._secret = config.api_key
-        probe_transport = http_transport  # tests' in-memory transport, else httpx2's own
-        if http_transport is None and config.http_backend == "fast":
-            http_transport = FastTransport(
+        probe_transport = http_transport  # tests' in-memory transport, else the same as calls
+        if http_transport is None:
+            # One route to the proxy for the calls, the streams and the health probe: the same
+            # outbound proxy (or none) and the same TLS context, each with a pool of its own.
+            proxy = _outbound_proxy(config)
+            tls = _tls_context(config, proxy)
+            limits = httpx2.Limits(
                 max_connections=config.max_connections,
                 max_keepalive_connections=config.max_keepalive_connections,
                 keepalive_expiry=config.keepalive_expiry,
+            )
+            if config.http_backend == "fast" and (
+                proxy is None or (proxy.url.scheme == "http" and config.base_url[:5] == "http:")
+            ):
+                http_transport = FastTransport(
+                    max_connections=config.max_connections,
+                    max_keepalive_connections=config.max_keepalive_connections,
+                    keepalive_expiry=config.keepalive_expiry,
+                    ssl_context=tls,
+                    proxy=proxy,
+                )
+            else:
+                if config.http_backend == "fast":
+                    logger.debug(
+                        "%s is reached through the proxy %s, which our pool does not tunnel "
+                        "through: httpx2's own transport carries the requests",
+                        config.display_url,
+                        proxy,
+                    )
+                http_transport = _httpx2_transport(tls, proxy, limits)
+            probe_transport = _httpx2_transport(
+                tls,
+                proxy,
+                httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
             )
         headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
         headers.update(config.headers)
@@ -134,6 +170,7 @@ class Transport:
             ),
             follow_redirects=False,
             transport=http_transport,
+            trust_env=False,  # what the environment says is in the transport already
         )
         # Requests are built here and handed straight to the client's transport (its own pool,
         # or whatever it mounts for our URL): httpx2's client layer would otherwise parse and
@@ -153,6 +190,7 @@ class Transport:
             limits=httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
             follow_redirects=False,
             transport=probe_transport,
+            trust_env=False,
         )
 
     def __repr__(self) -> str:
@@ -286,6 +324,9 @@ class Transport:
 
     def map_error(self, exc: httpx2.HTTPError, model: str | None = None) -> LiteLLMError:
         """Our error for an httpx2 one (the caller raises it ``from`` the original)."""
+        refused = _certificate_failure(exc)
+        if refused is not None:
+            return self.scrub(ProxyCertificateError(refused, model=model))
         for foreign, ours, text in _ERROR_MAP:
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
@@ -371,6 +412,93 @@ class Transport:
                     raise failed
                 return await attempt(try_.num)
         raise AssertionError("unreachable: stamina raises the last error")  # pragma: no cover
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """Our message when a TLS certificate (theirs or ours) is behind ``exc``, else None."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    reason = str(getattr(cause, "reason", "") or "")
+    # OpenSSL's own words, without the "[SSL: REASON] " prefix and the "(_ssl.c:1006)" suffix.
+    said = re.sub(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$", "", str(cause))
+    if isinstance(cause, ssl.SSLCertVerificationError) or reason == "TLSV1_ALERT_UNKNOWN_CA":
+        return (
+            f"the proxy's TLS certificate is not trusted ({said}); retrying will not help: "
+            "give verify= the CA bundle that signed it, or ssl_context="
+        )
+    if "CERTIFICATE" in reason:
+        return (
+            f"the proxy refused the TLS connection on our client certificate ({said}); "
+            "retrying will not help: give cert= one it accepts"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _outbound_proxy(config: ClientConfig) -> httpx2.Proxy | None:
+    """The HTTP proxy to reach ``config.base_url`` through: ``proxy=``, else the environment's
+    (as httpx reads it: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) unless
+    the address is a loopback one (as Go's net/http does), else None."""
+    if config.proxy is not None:
+        return httpx2.Proxy(config.proxy)
+    url = httpx2.URL(config.base_url)
+    if not config.trust_env or _is_loopback(url.host):
+        return None
+    mounts = {URLPattern(pattern): proxy for pattern, proxy in get_environment_proxies().items()}
+    for pattern in sorted(mounts):
+        if pattern.matches(url):
+            found = mounts[pattern]
+            if found is None:
+                return None
+            try:
+                return httpx2.Proxy(found)
+            except ValueError as exc:
+                shown = re.sub(r"//[^@/]*@", "//", found)
+                raise ConfigError(
+                    "trust_env", f"the environment's proxy {shown!r} is not usable: {exc}"
+                ) from None
+    return None
+
+
+def _tls_context(config: ClientConfig, proxy: httpx2.Proxy | None) -> ssl.SSLContext:
+    """The one TLS context of every pool: ``ssl_context``, else made from ``verify``, ``cert``
+    and (``trust_env``) ``SSL_CERT_FILE``/``SSL_CERT_DIR``. Without https anywhere on the way
+    a bare context stands in: it is never used, and loading the CA store takes a while."""
+    if config.ssl_context is not None:
+        return config.ssl_context
+    if not config.base_url.startswith("https:") and (proxy is None or proxy.url.scheme != "https"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    verify = config.verify
+    if isinstance(verify, bool):
+        context = httpx2.create_ssl_context(verify=verify, trust_env=config.trust_env)
+    elif os.path.isdir(verify):
+        context = ssl.create_default_context(capath=verify)
+    else:
+        context = ssl.create_default_context(cafile=verify)
+    cert = config.cert
+    if cert is not None:
+        context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
+    return context
+
+
+def _httpx2_transport(
+    tls: ssl.SSLContext, proxy: httpx2.Proxy | None, limits: httpx2.Limits
+) -> httpx2.AsyncBaseTransport:
+    try:
+        return httpx2.AsyncHTTPTransport(verify=tls, proxy=proxy, limits=limits, trust_env=False)
+    except ImportError as exc:  # socks5:// needs socksio
+        raise ConfigError("proxy", f"{proxy} needs a package that is not installed: {exc}") from exc
 
 
 def _header_dict(response: httpx2.Response) -> dict[str, str]:

@@ -402,3 +402,70 @@ def test_repr_never_shows_credentials_in_the_proxy_url() -> None:
     assert SECRET not in repr(config)
     assert "proxy_url='http://proxy.example:4000'" in repr(config)
     assert config.base_url == f"http://user:{SECRET}@proxy.example:4000"
+
+
+# --- TLS and outbound proxies -------------------------------------------------------------------
+
+
+def test_tls_and_proxy_defaults() -> None:
+    config = ClientConfig()
+    assert (config.verify, config.ssl_context, config.cert) == (True, None, None)
+    assert (config.proxy, config.trust_env) == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("verify", "/nonexistent/ca.pem", "no such CA file or directory"),
+        ("verify", 3, "must be a bool or a path"),
+        ("ssl_context", "ctx", "must be an ssl.SSLContext"),
+        ("cert", "/nonexistent/client.pem", "cannot load"),
+        ("cert", ("a", "b", "c", "d"), "must be a path or"),
+        ("trust_env", "yes", "must be a bool"),
+        ("proxy", "ftp://proxy:21", "must start with"),
+        ("proxy", "http://", "has no host"),
+        ("proxy", 8080, "must be a string"),
+    ],
+)
+def test_bad_tls_and_proxy_values_name_their_field(field: str, value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        ClientConfig(**{field: value})
+    assert caught.value.field == field
+
+
+def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path: Any) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="verify") as caught:
+        ClientConfig(verify=str(bad))
+    assert caught.value.field == "verify"
+
+
+def test_ssl_context_excludes_verify_and_cert() -> None:
+    import ssl
+
+    context = ssl.create_default_context()
+    assert ClientConfig(ssl_context=context).ssl_context is context
+    with pytest.raises(ConfigError) as caught:
+        ClientConfig(ssl_context=context, verify=False)
+    assert caught.value.field == "ssl_context"
+    with pytest.raises(ConfigError) as caught:
+        ClientConfig(ssl_context=context, cert="/some/cert.pem")
+    assert caught.value.field == "ssl_context"
+
+
+def test_proxy_credentials_and_the_key_password_never_show_in_repr(tmp_path: Any) -> None:
+    import trustme
+
+    issued = trustme.CA().issue_cert("client.test")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(certfile))
+    issued.private_key_pem.write_to_path(str(keyfile))
+    config = ClientConfig(
+        proxy="http://user:pr0xy-Pa55@proxy.corp:3128",
+        cert=(str(certfile), str(keyfile), "key-pa55word"),
+    )
+    assert "pr0xy-Pa55" not in repr(config)
+    assert "key-pa55word" not in repr(config)
+    assert "proxy.corp:3128" in repr(config)
+    assert config.proxy == "http://user:pr0xy-Pa55@proxy.corp:3128"

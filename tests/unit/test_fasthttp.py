@@ -695,3 +695,38 @@ async def test_tls_with_an_untrusted_certificate_is_a_connect_error(
             await http.get("/")
     assert transport.open_connections == 0
     assert protocols == []
+
+
+async def test_an_untrusted_certificate_error_gives_openssl_s_reason(
+    nursery: trio.Nursery, certificate: tuple[Path, Path]
+) -> None:
+    url, _ = await tls_server(nursery, *certificate)
+    async with client(url, pool()) as http:
+        with pytest.raises(httpx2.ConnectError, match="certificate verify failed: self-signed"):
+            await http.get("/")
+
+
+# --- forward proxying --------------------------------------------------------------------------
+
+
+async def test_a_forward_proxy_gets_absolute_targets_and_its_credentials(
+    nursery: trio.Nursery,
+) -> None:
+    proxy_url, peers = await raw_server(nursery, answer_ok_forever)
+    address = proxy_url.split("//", 1)[1]
+    transport = pool(proxy=httpx2.Proxy(f"http://user:pa55@{address}"))
+    async with client("http://upstream.test:8080", transport) as http:
+        for _ in range(2):
+            assert (await http.get("/v1/models?x=1")).text == "ok"
+        assert transport.open_connections == 1  # kept alive, pooled by the target
+    (peer,) = peers
+    for request in peer.requests:
+        assert request.startswith(b"GET http://upstream.test:8080/v1/models?x=1 HTTP/1.1\r\n")
+        assert b"\r\nProxy-Authorization: Basic dXNlcjpwYTU1\r\n" in request
+        assert b"\r\nHost: upstream.test:8080\r\n" in request
+
+
+async def test_https_is_not_tunnelled_by_the_pool() -> None:
+    transport = pool(proxy=httpx2.Proxy("http://127.0.0.1:9"))
+    with pytest.raises(httpx2.UnsupportedProtocol, match="CONNECT"):
+        await transport.handle_async_request(httpx2.Request("GET", "https://upstream.test/"))
