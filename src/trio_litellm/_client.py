@@ -142,6 +142,7 @@ async def _open_client(
         max_retries=config.max_retries,
         backoff_initial=config.backoff_initial,
         total_timeout=config.total_timeout,
+        unavailable_timeout=config.unavailable_timeout,
         on_finished=observer.finished,
         events=events,
     )
@@ -584,6 +585,7 @@ class Client:
         *,
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
         max_retries: int | None = None,
         **params: Any,
     ) -> AsyncIterator[ChatStream]:
@@ -592,15 +594,18 @@ class Client:
         Same parameters as :meth:`complete`. Usage is asked for (``stream_options.include_usage``)
         unless ``stream_options`` is given. Entering waits for the first content, retrying
         failures until then; leaving early closes the response and its connection, and returns
-        only once the stream's reader task has ended.
+        only once the stream's reader task has ended. ``timeout`` (default ``total_timeout``)
+        bounds the whole stream, from the call to its last chunk: before content it raises
+        :class:`RequestTimeoutError`, after it :class:`StreamInterruptedError`.
         """
-        chat = chat_request(request, params, stream=True, max_retries=max_retries)
+        chat = chat_request(request, params, stream=True, timeout=timeout, max_retries=max_retries)
         if chat.stream_options is None:
             chat.stream_options = {"include_usage": True}
         call = prepare(
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
         config = self._config
+        total = config.total_timeout if timeout is None else timeout
         reader = StreamReader(
             self._transport,
             path=call.path,
@@ -609,6 +614,7 @@ class Client:
             model=call.model,
             first_token_timeout=config.first_token_timeout or config.read_timeout,
             idle_timeout=config.stream_idle_timeout,
+            total_timeout=total,
         )
         send, receive = trio.open_memory_channel[list[ChatCompletionChunk]](STREAM_BUFFER)
         start = _StreamStart(send)
@@ -617,13 +623,12 @@ class Client:
             await reader.run(send, run, task_status=start)
             return reader  # its meta, usage and first-content time make the request's record
 
-        # A stream's deadlines are per phase (first token, idle); a long one may outlast any total.
         work = Work(
             operation,
             start.deliver,
             tokens=call.tokens,
             max_retries=max_retries,
-            timeout=math.inf,
+            timeout=math.inf if total is None else total,
             kind="chat",
             model=call.model,
             stream=True,

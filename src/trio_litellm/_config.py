@@ -47,10 +47,19 @@ class ClientConfig:
     """Seconds to wait for a free pooled connection; None waits (bounded by ``total_timeout``)."""
 
     total_timeout: float | None = 900.0
-    """Seconds for a whole call, every retry and its backoff included; None for no limit."""
+    """Seconds for a whole call, every retry and its backoff included (a stream: from the call to
+    its last chunk); None for no limit."""
+
+    unavailable_timeout: float = 30.0
+    """Seconds a request may wait, in all, for a proxy that was reached before and is down now
+    (the health gate holds requests while it restarts: LiteLLM takes 10-20 s); then it raises
+    :class:`ProxyConnectionError` naming the URL, the last connection error as its cause. A
+    proxy never reached since the client opened is not waited for: its requests fail after
+    their retries."""
 
     first_token_timeout: float | None = None
-    """Streams: seconds from sending the request to the first chunk; None uses ``read_timeout``."""
+    """Streams: seconds from sending the request to the first chunk, per attempt; None uses
+    ``read_timeout``."""
 
     stream_idle_timeout: float | None = 120.0
     """Streams: seconds allowed between two chunks once the stream has started; None for none."""
@@ -157,7 +166,13 @@ class ClientConfig:
                     "api_key", "must be non-empty, without spaces or control characters"
                 )
         object.__setattr__(self, "api_key", key)
-        for name in ("connect_timeout", "read_timeout", "write_timeout", "keepalive_expiry"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "write_timeout",
+            "keepalive_expiry",
+            "unavailable_timeout",
+        ):
             _check_positive(name, getattr(self, name))
         for name in ("pool_timeout", "total_timeout", "first_token_timeout", "stream_idle_timeout"):
             if getattr(self, name) is not None:

@@ -30,6 +30,7 @@ import msgspec
 import trio
 
 from ._errors import (
+    APIStatusError,
     BudgetExceededError,
     ClientClosedError,
     ProxyConnectionError,
@@ -81,7 +82,9 @@ class Work:
         "attempts",
         "deliver",
         "delivered",
+        "held",
         "kind",
+        "last_error",
         "max_retries",
         "model",
         "operation",
@@ -119,6 +122,8 @@ class Work:
         self.trace = trace  # only when the debug recorder is on: what the request sent and got
         self.scope = trio.CancelScope()
         self.attempts = 0
+        self.held = 0.0  # seconds spent waiting for a proxy that is down
+        self.last_error: Exception | None = None  # the latest failed attempt's error
         self.delivered = False
         self.submitted_at = 0.0
         self.started_at = 0.0
@@ -138,6 +143,7 @@ class Dispatcher:
         max_retries: int,
         backoff_initial: float,
         total_timeout: float | None = None,
+        unavailable_timeout: float = math.inf,
         on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
         events: EventBus | None = None,
     ) -> None:
@@ -150,6 +156,12 @@ class Dispatcher:
         self._max_retries = max_retries
         self._backoff_initial = backoff_initial
         self._total_timeout = total_timeout
+        self._unavailable_timeout = unavailable_timeout
+        # Whether the proxy ever answered this client (a request or a probe): a proxy never
+        # reached is a wrong URL or a dead one far more often than a restarting one, so its
+        # requests use up their retries instead of waiting at the gate.
+        self._reached = False
+        self._last_connection_error: ProxyConnectionError | None = None
         self._send, self._receive = trio.open_memory_channel[Work](SUBMIT_BUFFER)
         self._nursery: trio.Nursery | None = None
         self._idle = False  # run() waits in receive with nothing handed over since
@@ -286,6 +298,7 @@ class Dispatcher:
                 error = RequestTimeoutError(
                     f"no answer within the total timeout of {total} s", model=work.model
                 )
+                error.__cause__ = work.last_error
             elif self._closing:
                 error = ClientClosedError("the client closed before the request finished")
             else:
@@ -318,16 +331,61 @@ class Dispatcher:
                 work, None, ClientClosedError("the client closed before the request finished")
             )
 
+    def _proxy_reached(self) -> bool:
+        """Whether the proxy ever answered a request or a probe of this client."""
+        if not self._reached and self._monitor is not None:
+            probes = self._monitor.statistics()
+            self._reached = probes.probes > probes.failed_probes
+        return self._reached
+
+    async def _wait_for_proxy(self, work: Work, monitor: HealthMonitor) -> None:
+        """Wait at the health gate while the proxy is down, for ``unavailable_timeout`` at most
+        over the request's life; then raise a :class:`ProxyConnectionError` that is not retried.
+
+        A proxy never reached is not waited for (the request tries, and uses up its retries).
+        """
+        gate = monitor.gate
+        if gate.is_open or not self._proxy_reached():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        start = trio.current_time()
+        with trio.move_on_after(self._unavailable_timeout - work.held):
+            await gate.wait_open()
+        work.held += trio.current_time() - start
+        if gate.is_open:
+            return
+        cause = work.last_error or self._last_connection_error
+        reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
+        error = ProxyConnectionError(
+            f"the proxy at {self._transport.display_url} is unavailable: waited "
+            f"{work.held:.1f} s for it (unavailable_timeout={self._unavailable_timeout:g}); "
+            f"last error: {reason}",
+            model=work.model,
+        )
+        error.retryable = False  # the wait for it is over: no more retries
+        raise error from cause
+
     async def _run(self, work: Work, attempt: Callable[[int], Awaitable[T]]) -> T:
         retries = self._max_retries if work.max_retries is None else work.max_retries
         failures = 0
 
         def hook(exc: Exception) -> bool | float:
             nonlocal failures
+            work.last_error = exc
             decision = self._transport.retry_decision(exc)
             if decision is False:
                 return False
+            waits_at_gate = (
+                isinstance(exc, ProxyConnectionError)
+                and self._monitor is not None
+                and self._proxy_reached()
+            )
+            if not waits_at_gate:
+                failures += 1
+                if failures > retries:
+                    return False
             self._retries += 1
+            self._transport.log_retry(exc, work.attempts, decision, work.model)
             if self._events is not None and self._events.active:
                 self._events.emit(
                     RetryScheduled(
@@ -338,15 +396,14 @@ class Dispatcher:
                         wait=decision if not isinstance(decision, bool) else None,
                     )
                 )
-            if isinstance(exc, ProxyConnectionError) and self._monitor is not None:
+            if waits_at_gate:
                 return self._backoff_initial  # the gate does the waiting while the proxy is down
-            failures += 1
-            return decision if failures <= retries else False
+            return decision
 
         async def admitted(number: int) -> T:
             work.attempts = number
             if self._monitor is not None:
-                await self._monitor.gate.wait_open()
+                await self._wait_for_proxy(work, self._monitor)
             permit = await self._throttle.acquire(work.tokens, work.model)
             if self._events is not None and self._events.active:
                 self._events.emit(
@@ -369,9 +426,14 @@ class Dispatcher:
                         )
                 raise
             except ProxyConnectionError as exc:
+                self._last_connection_error = exc
                 if self._monitor is not None:
                     await self._monitor.report_connection_failure(exc.message)
                 raise
+            except APIStatusError:
+                self._reached = True
+                raise
+            self._reached = True
             meta = getattr(outcome, "meta", None)
             if isinstance(meta, ResponseMeta):
                 await self._throttle.observe(meta.ratelimit, model=work.model)

@@ -15,6 +15,7 @@ a stream never ends short in silence, and is never retried.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ import trio
 
 from ._aggregate import StreamAccumulator
 from ._errors import (
+    ClientClosedError,
     LiteLLMError,
     ProxyConnectionError,
     RequestTimeoutError,
@@ -56,6 +58,7 @@ class StreamReader:
         model: str,
         first_token_timeout: float,
         idle_timeout: float | None,
+        total_timeout: float | None = None,
     ) -> None:
         self._transport = transport
         self._path = path
@@ -64,6 +67,7 @@ class StreamReader:
         self._model = model
         self._first_token_timeout = first_token_timeout
         self._idle_timeout = idle_timeout
+        self._total_timeout = total_timeout
         self._started = False
         self.accumulator = StreamAccumulator()
         self.meta: ResponseMeta | None = None
@@ -82,8 +86,11 @@ class StreamReader:
         """Read the stream into ``send``, then close it.
 
         ``run_attempts(attempt)`` admits and retries each attempt (the dispatcher's policy).
-        Errors before the first content are raised; later ones are kept in ``error``.
+        Errors before the first content are raised; later ones are kept in ``error``, as is a
+        cancellation after it (the stream's total deadline, or the client closing): the consumer
+        never sees such a stream end as if it were complete.
         """
+        deadline = trio.current_time() + (self._total_timeout or math.inf)
         with send:
             try:
                 await run_attempts(lambda number: self._attempt(number, send, task_status))
@@ -91,6 +98,20 @@ class StreamReader:
                 if not self._started:
                     raise
                 self.error = self._interrupted(exc)
+            finally:
+                if self._started and not self.finished and self.error is None:
+                    cause: LiteLLMError = (
+                        RequestTimeoutError(
+                            f"the stream did not finish within its timeout of "
+                            f"{self._total_timeout:g} s",
+                            model=self._model,
+                        )
+                        if trio.current_time() >= deadline
+                        else ClientClosedError(
+                            "the stream was cancelled before it finished", model=self._model
+                        )
+                    )
+                    self.error = self._interrupted(cause)
 
     @property
     def usage(self) -> Usage | None:

@@ -45,6 +45,9 @@ T = TypeVar("T")
 # stderr for each of our retries. A NullHandler stops only that fallback; an application that
 # configured logging still gets the records through its own handlers.
 logging.getLogger("stamina").addHandler(logging.NullHandler())
+# Our own retry warnings likewise reach only an application's configured handlers (the library
+# way: a NullHandler on the package's logger).
+logging.getLogger("trio_litellm").addHandler(logging.NullHandler())
 logger = logging.getLogger("trio_litellm")
 
 _VERSION = "0.1.0"
@@ -330,7 +333,7 @@ class Transport:
         for foreign, ours, text in _ERROR_MAP:
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
-                return self.scrub(ours(f"{text}: {detail}", model=model))
+                return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
 
     def _answered_error(
@@ -349,6 +352,44 @@ class Transport:
             exc.message = exc.message.replace(self._secret, "***")
             exc.args = (exc.message,)
         return exc
+
+    @property
+    def display_url(self) -> str:
+        """The proxy's URL without credentials, for messages."""
+        return self._config.display_url
+
+    def log_retry(
+        self, exc: Exception, attempt: int, wait: bool | float, model: str | None
+    ) -> None:
+        """One WARNING per retry, naming the proxy and the reason (the key is never in either)."""
+        if logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "retrying a request%s to %s after attempt %d%s: %s: %s",
+                f" for {model}" if model else "",
+                self.display_url,
+                attempt,
+                f" in {wait:.1f} s" if not isinstance(wait, bool) else "",
+                type(exc).__name__,
+                exc,
+            )
+
+    def retry_policy(
+        self, retries: int, model: str | None = None
+    ) -> Callable[[Exception], bool | float]:
+        """The stamina hook for one call: :meth:`retry_decision` for at most ``retries`` retries,
+        each logged."""
+        failures = 0
+
+        def decide(exc: Exception) -> bool | float:
+            nonlocal failures
+            decision = self.retry_decision(exc)
+            if decision is False or failures >= retries:
+                return False
+            failures += 1
+            self.log_retry(exc, failures, decision, model)
+            return decision
+
+        return decide
 
     def retry_decision(self, exc: Exception) -> bool | float:
         """The policy for one failure: False (raise it), True (back off) or seconds to wait."""
@@ -370,7 +411,7 @@ class Transport:
     ) -> T:
         """Run ``attempt(n)`` (n = 1, 2, ...) under the retry policy and the total deadline.
 
-        ``hook`` replaces :meth:`retry_decision` and then decides alone when to stop (it must
+        ``hook`` replaces :meth:`retry_policy` and then decides alone when to stop (it must
         count); ``max_retries=0`` still means a single attempt.
         """
         config = self._config
@@ -391,6 +432,8 @@ class Transport:
     ) -> T:
         if retries == 0:
             return await attempt(1)
+        if hook is None:
+            hook = self.retry_policy(retries)
         # The first attempt runs outside stamina: entering its retry context costs more than
         # the rest of a request's client-side work, and most requests need no second try.
         try:
@@ -399,8 +442,8 @@ class Transport:
             first: Exception | None = exc
         config = self._config
         async for try_ in stamina.retry_context(
-            on=hook or self.retry_decision,
-            attempts=None if hook else retries + 1,
+            on=hook,
+            attempts=None,
             timeout=None,
             wait_initial=config.backoff_initial,
             wait_max=config.backoff_max,
