@@ -33,9 +33,11 @@ from ._errors import (
     APIStatusError,
     BudgetExceededError,
     ClientClosedError,
+    LiteLLMError,
     ProxyConnectionError,
     RateLimitError,
     RequestTimeoutError,
+    ServiceUnavailableError,
 )
 from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
 from ._limit_scope import rate_limit_model
@@ -348,13 +350,15 @@ class Dispatcher:
         if gate.is_open or not self._proxy_reached():
             await trio.lowlevel.checkpoint_if_cancelled()
             return
+        if work.last_error is None:  # held for what another request ran into
+            work.last_error = self._last_connection_error
         start = trio.current_time()
         with trio.move_on_after(self._unavailable_timeout - work.held):
             await gate.wait_open()
         work.held += trio.current_time() - start
         if gate.is_open:
             return
-        cause = work.last_error or self._last_connection_error
+        cause = work.last_error
         reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
         error = ProxyConnectionError(
             f"the proxy at {self._transport.display_url} is unavailable: waited "
@@ -371,6 +375,8 @@ class Dispatcher:
 
         def hook(exc: Exception) -> bool | float:
             nonlocal failures
+            if not isinstance(exc, LiteLLMError):
+                return False  # a cancellation passing through stamina, or a bug: not ours to retry
             work.last_error = exc
             decision = self._transport.retry_decision(exc)
             if decision is False:
@@ -427,6 +433,14 @@ class Dispatcher:
                 raise
             except ProxyConnectionError as exc:
                 self._last_connection_error = exc
+                if self._monitor is not None:
+                    await self._monitor.report_connection_failure(exc.message)
+                raise
+            except ServiceUnavailableError as exc:
+                # A gateway in front of the proxy answers 502/503/504 when the proxy behind it is
+                # gone: ask the monitor for a probe now (it decides; the upstream's own 503s leave
+                # the proxy up).
+                self._reached = True
                 if self._monitor is not None:
                     await self._monitor.report_connection_failure(exc.message)
                 raise

@@ -19,6 +19,7 @@ from trio_litellm import (
     ClientConfig,
     ProxyConnectionError,
     RequestTimeoutError,
+    ServiceUnavailableError,
     StreamInterruptedError,
 )
 from trio_litellm._client import _open_client
@@ -278,3 +279,25 @@ async def test_each_retry_logs_a_warning_naming_the_url_and_the_reason(
         assert URL in record.message
         assert "Connection refused" in record.message
         assert "sk-never-logged" not in record.message
+
+
+async def test_a_502_from_a_gateway_asks_for_a_probe_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend_down = False
+
+    async def gateway(request: httpx2.Request) -> httpx2.Response:
+        if backend_down:
+            return httpx2.Response(502, text="Bad Gateway")
+        return httpx2.Response(200, content=COMPLETION if request.method == "POST" else b'"ok"')
+
+    config = ClientConfig(
+        proxy_url=URL, backoff_jitter=0.0, price_lookup=False, health_check_interval=60.0
+    )
+    async with _open_client(config, http_transport=httpx2.MockTransport(gateway)) as client:
+        await client.complete(model="m", messages=MESSAGES)
+        backend_down = True
+        with pytest.raises(ServiceUnavailableError):
+            await client.complete(model="m", messages=MESSAGES, max_retries=0)
+        await trio.sleep(0.1)  # not the 60 s probe interval: the 502 asked for a probe now
+        assert client.health_status == "down"
