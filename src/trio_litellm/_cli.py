@@ -27,7 +27,7 @@ from . import __version__
 from ._client import open_client
 from ._config import ClientConfig
 from ._dump_view import render_dump
-from ._errors import AuthenticationError, ConfigError, LiteLLMError
+from ._errors import ConfigError, InvalidRequestError, LiteLLMError
 from ._nursery import single_leaf
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
@@ -145,6 +145,13 @@ async def batch(
     record_body_limit: Annotated[
         int, Parameter(help="Bytes kept of each body for --record-to; the rest is cut off.")
     ] = 4096,
+    unavailable_timeout: Annotated[
+        float,
+        Parameter(
+            help="Seconds a request waits, in all, for a proxy that went down (a restart) "
+            "before it fails; failed lines rerun with --retry-failed."
+        ),
+    ] = 300.0,
 ) -> int:
     """Run an OpenAI Batch API input file through the proxy; write OpenAI batch output lines.
 
@@ -170,6 +177,7 @@ async def batch(
         tpm=tpm,
         record_last=record_last if record_to is not None else 0,
         record_body_limit=record_body_limit,
+        unavailable_timeout=unavailable_timeout,
     )
     recorder: DebugRecorder | None = None
     try:
@@ -448,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("invalid input", str(exc), EXIT_USAGE)
     except OutputCorruptError as exc:
         return _fail("cannot resume", str(exc), EXIT_USAGE)
-    except AuthenticationError as exc:
-        return _fail("the proxy refused the key", str(exc), EXIT_PROXY)
-    except LiteLLMError as exc:
+    except InvalidRequestError as exc:
+        return _fail("invalid request", str(exc), EXIT_USAGE)
+    except LiteLLMError as exc:  # an AuthenticationError says that the proxy refused the key
         return _fail("error", str(exc), EXIT_PROXY)
     except cyclopts.CycloptsError:
         return EXIT_USAGE

@@ -340,6 +340,6 @@ def test_a_refused_key_exits_3_before_any_line_is_written(stack: Stack, tmp_path
         check=False,
     )
     assert run.returncode == 3
-    assert "refused the key" in run.stderr
+    assert "refused the API key" in run.stderr
     assert "sk-not-the-key" not in run.stdout + run.stderr
     assert not results.exists() or results.read_bytes() == b""
