@@ -70,7 +70,13 @@ def _transport_error(
 ) -> httpx2.TransportError:
     if isinstance(exc.__cause__, ssl.SSLError):  # trio's BrokenResourceError says no more
         exc = exc.__cause__
-    return _ERRORS[phase][1](str(exc) or type(exc).__name__, request=request)
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        # trio's "all attempts to connect to HOST:PORT failed" keeps each address's reason in
+        # its cause: say them (e.g. "[Errno 111] Connection refused").
+        reasons = dict.fromkeys(str(leaf) for leaf in exc.__cause__.exceptions)
+        message = f"{message}: {'; '.join(reasons)}"
+    return _ERRORS[phase][1](message, request=request)
 
 
 def _deadline(seconds: float | None) -> float:

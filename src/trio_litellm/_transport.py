@@ -260,7 +260,9 @@ class Transport:
         finally:
             await response.aclose()
         if response.status_code >= 400:
-            raise self._answered_error(response.status_code, answer_headers, content, model)
+            raise self._answered_error(
+                method, path, response.status_code, answer_headers, content, model
+            )
         return Answer(response.status_code, answer_headers, content, trio.current_time() - start)
 
     @asynccontextmanager
@@ -283,7 +285,7 @@ class Transport:
                 except httpx2.HTTPError as exc:
                     raise self.map_error(exc, model) from exc
                 raise self._answered_error(
-                    response.status_code, _header_dict(response), content, model
+                    method, path, response.status_code, _header_dict(response), content, model
                 )
             yield BodyStream(self, response)
         finally:
@@ -337,10 +339,26 @@ class Transport:
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
 
     def _answered_error(
-        self, status: int, headers: Mapping[str, str], content: bytes, model: str | None
+        self,
+        method: str,
+        path: str,
+        status: int,
+        headers: Mapping[str, str],
+        content: bytes,
+        model: str | None,
     ) -> LiteLLMError:
-        """The typed error for an error answer, carrying the answer (for the debug recorder)."""
-        error = self.scrub(error_from_response(status, headers, content, model=model))
+        """The typed error for an error answer, carrying the answer (for the debug recorder).
+
+        An answer that is not LiteLLM's error JSON (no ``code``: a wrong URL, another server, a
+        gateway's page) is named by its route, so the message says where it came from.
+        """
+        error = error_from_response(status, headers, content, model=model)
+        if error.code is None:
+            said = "" if error.message == f"HTTP {status}" else f": {error.message}"
+            hint = " (is that a LiteLLM proxy's URL?)" if status in (404, 405) else ""
+            error.message = f"{method} {self.display_url}{path} answered {status}{hint}{said}"
+            error.args = (error.message,)
+        error = self.scrub(error)
         secret = self._secret.encode() if self._secret else b""
         error.response_body = content.replace(secret, b"***") if secret else content
         error.response_headers = headers

@@ -17,10 +17,12 @@ import trio.testing
 
 from trio_litellm import (
     ClientConfig,
+    NotFoundError,
     ProxyConnectionError,
     RequestTimeoutError,
     ServiceUnavailableError,
     StreamInterruptedError,
+    open_client,
 )
 from trio_litellm._client import _open_client
 
@@ -301,3 +303,29 @@ async def test_a_502_from_a_gateway_asks_for_a_probe_at_once(
             await client.complete(model="m", messages=MESSAGES, max_retries=0)
         await trio.sleep(0.1)  # not the 60 s probe interval: the 502 asked for a probe now
         assert client.health_status == "down"
+
+
+async def test_an_answer_from_something_else_than_the_proxy_names_the_route() -> None:
+    async def web_server(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(404, text="")
+
+    config = ClientConfig(proxy_url=URL, price_lookup=False, health_check_interval=None)
+    async with _open_client(config, http_transport=httpx2.MockTransport(web_server)) as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.list_models()
+    assert str(caught.value).startswith(
+        f"GET {URL}/v1/models answered 404 (is that a LiteLLM proxy's URL?)"
+    )
+
+
+async def test_a_refused_connection_says_why_on_our_own_pool() -> None:
+    from trio_litellm._devstack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    async with open_client(
+        proxy_url=url, max_retries=0, health_check_interval=None, price_lookup=False
+    ) as client:
+        with pytest.raises(ProxyConnectionError) as caught:
+            await client.list_models()
+    assert f"cannot connect to the proxy ({url})" in str(caught.value)
+    assert "Connection refused" in str(caught.value)
