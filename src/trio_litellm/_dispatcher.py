@@ -7,12 +7,15 @@ The dispatcher receives :class:`Work` over a bounded channel and starts one task
 fills, and the submitter waits: backpressure reaches the producer instead of a queue growing.
 
 Each attempt of a request waits for the health gate (the proxy is up), then for the throttle
-(the rpm/tpm windows and any 429 pause), then runs. A 429 pauses the throttle for everyone; a
-connection failure is reported to the health monitor, which may close the gate; the answer's
-rate-limit headers and token usage go back to the throttle. Retries follow the transport's
-stamina policy, except that while the monitor watches the proxy a connection failure does not
-use up ``max_retries``: the retry waits at the gate until the proxy is back, bounded by the
-request's total deadline.
+(the rpm/tpm windows and any 429 pause), then runs. A 429 pauses the throttle for its model
+group, or for everyone when the limit is the key's or the proxy's own; a connection failure (or a
+502/503/504) is reported to the health monitor, which probes at once and may close the gate; the
+answer's rate-limit headers and token usage go back to the throttle. Retries follow the
+transport's stamina policy, with two rules of waiting: a connection failure that the monitor
+then confirms as an outage does not use up ``max_retries`` (the retry waits at the gate until
+the proxy is back, ``unavailable_timeout`` at most in all), while one the monitor does not
+confirm does; and a proxy never reached since the client opened is not waited for at all (a
+wrong URL, far more often than a restart), so its requests fail after their retries, in seconds.
 
 Every work item gets exactly one delivery: its result, its typed error, or
 :class:`ClientClosedError` when the client closes first.
@@ -340,16 +343,17 @@ class Dispatcher:
             self._reached = probes.probes > probes.failed_probes
         return self._reached
 
-    async def _wait_for_proxy(self, work: Work, monitor: HealthMonitor) -> None:
+    async def _wait_for_proxy(self, work: Work, monitor: HealthMonitor) -> bool:
         """Wait at the health gate while the proxy is down, for ``unavailable_timeout`` at most
         over the request's life; then raise a :class:`ProxyConnectionError` that is not retried.
+        True if it waited (the monitor saw the proxy down).
 
         A proxy never reached is not waited for (the request tries, and uses up its retries).
         """
         gate = monitor.gate
         if gate.is_open or not self._proxy_reached():
             await trio.lowlevel.checkpoint_if_cancelled()
-            return
+            return False
         if work.last_error is None:  # held for what another request ran into
             work.last_error = self._last_connection_error
         start = trio.current_time()
@@ -357,7 +361,7 @@ class Dispatcher:
             await gate.wait_open()
         work.held += trio.current_time() - start
         if gate.is_open:
-            return
+            return True
         cause = work.last_error
         reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
         error = ProxyConnectionError(
@@ -381,15 +385,9 @@ class Dispatcher:
             decision = self._transport.retry_decision(exc)
             if decision is False:
                 return False
-            waits_at_gate = (
-                isinstance(exc, ProxyConnectionError)
-                and self._monitor is not None
-                and self._proxy_reached()
-            )
-            if not waits_at_gate:
-                failures += 1
-                if failures > retries:
-                    return False
+            failures += 1
+            if failures > retries:
+                return False
             self._retries += 1
             self._transport.log_retry(exc, work.attempts, decision, work.model)
             if self._events is not None and self._events.active:
@@ -402,14 +400,27 @@ class Dispatcher:
                         wait=decision if not isinstance(decision, bool) else None,
                     )
                 )
-            if waits_at_gate:
+            if (
+                isinstance(exc, ProxyConnectionError)
+                and self._monitor is not None
+                and self._proxy_reached()
+            ):
                 return self._backoff_initial  # the gate does the waiting while the proxy is down
             return decision
 
         async def admitted(number: int) -> T:
+            nonlocal failures
             work.attempts = number
-            if self._monitor is not None:
-                await self._wait_for_proxy(work, self._monitor)
+            if (
+                self._monitor is not None
+                and await self._wait_for_proxy(work, self._monitor)
+                and isinstance(work.last_error, ProxyConnectionError)
+                and failures
+            ):
+                # The monitor confirmed an outage: the connection failure before it was the
+                # proxy's absence, and does not use up a retry (unavailable_timeout bounds the
+                # waiting). A failure while the monitor sees the proxy up does.
+                failures -= 1
             permit = await self._throttle.acquire(work.tokens, work.model)
             if self._events is not None and self._events.active:
                 self._events.emit(

@@ -23,6 +23,7 @@ from trio_litellm import APIStatusError, ProxyConnectionError, open_client
 from trio_litellm._config import ClientConfig
 from trio_litellm._devstack import Stack
 from trio_litellm._fasthttp import FastTransport
+from trio_litellm._health import liveness_probe
 from trio_litellm._transport import Transport
 
 pytestmark = pytest.mark.parametrize("http_backend", ["fast", "httpcore"])
@@ -55,7 +56,7 @@ def named_url(stack: Stack) -> str:
 async def liveness(**settings: Any) -> str | None:
     transport = Transport(ClientConfig(**settings))
     try:
-        return await transport.liveness(timeout=5)
+        return (await liveness_probe(transport, timeout=5)).failure
     finally:
         await transport.aclose()
 
@@ -159,7 +160,7 @@ async def test_the_default_path_is_our_own_pool_without_a_proxy(
     try:
         pool = transport._http._transport
         assert isinstance(pool, FastTransport) == (http_backend == "fast")
-        assert await transport.liveness(timeout=5) is None
+        assert (await liveness_probe(transport, timeout=5)).failure is None
     finally:
         await transport.aclose()
 

@@ -329,3 +329,27 @@ async def test_a_refused_connection_says_why_on_our_own_pool() -> None:
             await client.list_models()
     assert f"cannot connect to the proxy ({url})" in str(caught.value)
     assert "Connection refused" in str(caught.value)
+
+
+async def test_connection_failures_while_the_monitor_sees_the_proxy_up_use_up_the_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Liveness answers, every call's connection breaks (a gateway resetting POSTs, a bad TLS
+    # setup): the retries run out in seconds instead of going round until total_timeout.
+    calls = 0
+
+    async def half_broken(request: httpx2.Request) -> httpx2.Response:
+        nonlocal calls
+        if request.url.path == "/health/liveliness":
+            return httpx2.Response(200, json="I'm alive!")
+        calls += 1
+        raise httpx2.ReadError("connection reset by peer", request=request)
+
+    config = ClientConfig(proxy_url=URL, backoff_jitter=0.0, price_lookup=False)
+    async with _open_client(config, http_transport=httpx2.MockTransport(half_broken)) as client:
+        await trio.sleep(0.1)  # the first probe has answered: the proxy was reached
+        start = trio.current_time()
+        with pytest.raises(ProxyConnectionError):
+            await client.complete(model="m", messages=MESSAGES)
+        assert trio.current_time() - start < 3.0
+    assert calls == 3
