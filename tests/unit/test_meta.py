@@ -227,3 +227,71 @@ def test_an_answer_without_a_cache_key_was_not_from_the_cache() -> None:
 def test_an_empty_cache_key_is_no_hit() -> None:
     meta = meta_from_headers(200, {"x-litellm-cache-key": ""})
     assert (meta.cache_hit, meta.cache_key) == (False, None)
+
+
+# --- LiteLLM's own limiter: x-ratelimit-<scope>-... ----------------------------------------------
+
+# A key with rpm 4 (custom auth), its first answer in a minute, as observed on the real proxy:
+# LiteLLM's limiter (parallel_request_limiter_v3) names the scope it counts in the header.
+KEY_LIMITED_HEADERS = {
+    **MOCK_ANSWER_HEADERS,
+    "x-litellm-key-rpm-limit": "4",
+    "x-ratelimit-api_key-remaining-requests": "3",
+    "x-ratelimit-api_key-limit-requests": "4",
+}
+
+
+def test_the_limiters_key_headers_are_read_as_the_keys_scope() -> None:
+    meta = meta_from_headers(200, KEY_LIMITED_HEADERS)
+    assert meta.scope_ratelimits == {
+        "api_key": RateLimitInfo(limit_requests=4, remaining_requests=3)
+    }
+    assert meta.ratelimit == RateLimitInfo()  # the deployment's own headers are apart
+
+
+def test_an_answer_without_the_limiters_headers_has_no_scopes() -> None:
+    assert meta_from_headers(200, MOCK_ANSWER_HEADERS).scope_ratelimits == {}
+    assert meta_from_headers(200, {}).scope_ratelimits == {}
+
+
+def test_every_scope_is_read_with_its_requests_and_tokens() -> None:
+    headers = {
+        "x-ratelimit-remaining-requests": "99",
+        "x-ratelimit-user-remaining-requests": "7",
+        "x-ratelimit-user-limit-requests": "10",
+        "x-ratelimit-team-remaining-tokens": "900",
+        "x-ratelimit-team-limit-tokens": "1000",
+        "x-ratelimit-end_user-remaining-requests": "0",
+        "x-ratelimit-end_user-limit-requests": "2",
+        "x-ratelimit-model_per_key-remaining-requests": "1",
+        "x-ratelimit-model_per_key-limit-requests": "5",
+        "x-ratelimit-model_per_key-remaining-tokens": "40",
+        "x-ratelimit-model_per_key-limit-tokens": "100",
+    }
+    assert meta_from_headers(200, headers).scope_ratelimits == {
+        "user": RateLimitInfo(limit_requests=10, remaining_requests=7),
+        "team": RateLimitInfo(limit_tokens=1000, remaining_tokens=900),
+        "end_user": RateLimitInfo(limit_requests=2, remaining_requests=0),
+        "model_per_key": RateLimitInfo(
+            limit_requests=5, remaining_requests=1, limit_tokens=100, remaining_tokens=40
+        ),
+    }
+
+
+def test_a_scope_over_its_token_limit_has_none_left() -> None:
+    # The limiter counts real usage after the call: the count can pass the limit, and it sends
+    # the difference as it is.
+    headers = {
+        "x-ratelimit-api_key-remaining-tokens": "-50",
+        "x-ratelimit-api_key-limit-tokens": "100",
+    }
+    info = meta_from_headers(200, headers).scope_ratelimits["api_key"]
+    assert (info.remaining_tokens, info.limit_tokens) == (0, 100)
+
+
+def test_the_limiters_parallel_request_gauge_is_not_a_rate_limit() -> None:
+    headers = {
+        "x-ratelimit-api_key-remaining-max_parallel_requests": "0",
+        "x-ratelimit-api_key-limit-max_parallel_requests": "1",
+    }
+    assert meta_from_headers(200, headers).scope_ratelimits == {}
