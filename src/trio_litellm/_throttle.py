@@ -12,7 +12,10 @@ skips it at once and those behind it are not held up by its deadline.
 
 What the proxy says has a scope: a 429 or an ``x-ratelimit-remaining-*`` at 0 for one model group
 pauses only the requests for that model (see :mod:`._limit_scope` for which 429s are whose); a
-key's, team's or the proxy's own limit pauses everyone. A waiter held only by its model's pause
+key's, team's or the proxy's own limit pauses everyone. LiteLLM's own limiter names the scope in
+its headers (``x-ratelimit-api_key-remaining-requests``; :data:`._meta.LIMITER_SCOPES`): a key's,
+user's, team's or end user's count is everyone's, a per-model one (``model_per_key``, ...) is the
+model's. A waiter held only by its model's pause
 is parked aside, so those queued behind it for other models are not held up by it; the FIFO
 order holds for what everyone shares (the rpm and tpm windows, a pause for everyone).
 
@@ -29,16 +32,18 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import TypeAlias
 
 import msgspec
 import trio
 
 from ._errors import ClientClosedError, ConfigError, LiteLLMError
-from ._meta import RateLimitInfo
+from ._meta import MODEL_LIMITER_SCOPES, RateLimitInfo
 
 __all__ = [
     "DEFAULT_PAUSE",
+    "LIMITER_WINDOW",
     "MESSAGE_BUFFER",
     "PERIOD",
     "Permit",
@@ -55,6 +60,12 @@ PERIOD = 60.0
 DEFAULT_PAUSE = 1.0
 """Seconds to pause when the proxy says to wait but not how long (a 429 without Retry-After, or
 nothing left with no usable reset)."""
+
+LIMITER_WINDOW = 60.0
+"""Seconds until a scope of LiteLLM's own limiter may have room again, when its headers say none is
+left: they send no reset, and each scope counts a fixed window of ``LITELLM_RATE_LIMIT_WINDOW_SIZE``
+seconds (60 by default) that may have begun up to that long ago. It is the ``Retry-After`` of the
+429 the limiter would answer next."""
 
 MESSAGE_BUFFER = 64
 """Messages that may wait for the actor. Reports (observe, reconcile, 429) are fire-and-forget, so
@@ -388,6 +399,17 @@ class _Observe(msgspec.Struct, frozen=True, kw_only=True, tag="observe"):
 _Message: TypeAlias = _Acquire | _Reconcile | _RateLimited | _Observe
 
 
+def _in_window(info: RateLimitInfo) -> RateLimitInfo:
+    """``info`` with :data:`LIMITER_WINDOW` for the resets it does not know."""
+    if info.reset_requests is not None and info.reset_tokens is not None:
+        return info
+    return msgspec.structs.replace(
+        info,
+        reset_requests=LIMITER_WINDOW if info.reset_requests is None else info.reset_requests,
+        reset_tokens=LIMITER_WINDOW if info.reset_tokens is None else info.reset_tokens,
+    )
+
+
 def _closed_error() -> LiteLLMError:
     return ClientClosedError("the throttle is not running: the client has closed")
 
@@ -662,7 +684,13 @@ class Throttle:
         until = trio.current_time() + max(retry_after, 0.0)
         await self._post(_RateLimited(until=until, model=model or None))
 
-    async def observe(self, ratelimit: RateLimitInfo, *, model: str | None = None) -> None:
+    async def observe(
+        self,
+        ratelimit: RateLimitInfo,
+        *,
+        model: str | None = None,
+        scopes: Mapping[str, RateLimitInfo] | None = None,
+    ) -> None:
         """Adapt to an answer's ``x-ratelimit-*`` headers; None fields are ignored.
 
         The plain ``x-ratelimit-remaining-*`` headers describe the limits of the deployment that
@@ -676,10 +704,23 @@ class Throttle:
         (or tokens, counted by estimate) before now + T; the cap then lapses. See
         :meth:`Restrictions.observe`. ``limit_*`` fields are not adopted as limits. Answers
         without remaining counts send nothing to the actor.
+
+        ``scopes`` are LiteLLM's own limiter's counts by scope (:attr:`ResponseMeta.scope_ratelimits
+        <._meta.ResponseMeta.scope_ratelimits>`), read the same way: a per-model scope
+        (:data:`._meta.MODEL_LIMITER_SCOPES`) restricts ``model``, any other everyone. Their
+        unknown resets are :data:`LIMITER_WINDOW`.
         """
-        if ratelimit.remaining_requests is None and ratelimit.remaining_tokens is None:
+        model = model or None
+        at = trio.current_time()
+        if ratelimit.remaining_requests is not None or ratelimit.remaining_tokens is not None:
+            await self._post(_Observe(ratelimit=ratelimit, at=at, model=model))
+        if not scopes:
             return
-        await self._post(_Observe(ratelimit=ratelimit, at=trio.current_time(), model=model or None))
+        for scope, info in scopes.items():
+            if info.remaining_requests is None and info.remaining_tokens is None:
+                continue
+            target = model if scope in MODEL_LIMITER_SCOPES else None
+            await self._post(_Observe(ratelimit=_in_window(info), at=at, model=target))
 
     async def _post(self, message: _Message) -> bool:
         """Send to the actor; False if it has stopped."""

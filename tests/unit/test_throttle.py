@@ -20,7 +20,7 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trio_litellm._errors import ConfigError, LiteLLMError
 from trio_litellm._meta import RateLimitInfo
-from trio_litellm._throttle import Permit, RateWindow, Restrictions, Throttle
+from trio_litellm._throttle import LIMITER_WINDOW, Permit, RateWindow, Restrictions, Throttle
 
 Log = list[tuple[str, float]]
 
@@ -759,3 +759,114 @@ def test_restrictions_token_cap_admits_at_most_what_is_left_before_the_reset(
             granted += tokens
     assert granted <= remaining
     assert all(restrictions.ready_at(tokens, reset) == reset for tokens in asks)
+
+
+# --- LiteLLM's limiter: a scope's x-ratelimit-<scope>-remaining-* ---------------------------------
+
+
+@pytest.mark.parametrize("scope", ["api_key", "user", "team", "team_member", "end_user"])
+async def test_nothing_left_for_a_key_user_or_team_pauses_everyone_for_the_limiters_window(
+    autojump_clock: MockClock, scope: str
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        info = RateLimitInfo(remaining_requests=0, limit_requests=4)
+        await throttle.observe(RateLimitInfo(), model="a", scopes={scope: info})
+        await start_for(acquirers, throttle, log, "a", "b")
+        statistics = throttle.statistics()
+    assert sorted(log) == [("a#0", LIMITER_WINDOW), ("b#1", LIMITER_WINDOW)]
+    assert LIMITER_WINDOW == 60.0
+    assert statistics.paused_until == LIMITER_WINDOW
+    assert statistics.paused_models == {}
+    assert statistics.pauses == 1
+
+
+async def test_no_tokens_left_for_the_key_pauses_everyone(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        info = RateLimitInfo(remaining_tokens=0, limit_tokens=100)
+        await throttle.observe(RateLimitInfo(), model="a", scopes={"api_key": info})
+        await start_for(acquirers, throttle, log, "b")
+    assert log == [("b#0", 60.0)]
+
+
+@pytest.mark.parametrize(
+    "scope", ["model_per_key", "model_per_team", "model_per_organization", "priority_model"]
+)
+async def test_nothing_left_for_a_model_scope_pauses_that_model_only(
+    autojump_clock: MockClock, scope: str
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        info = RateLimitInfo(remaining_requests=0, limit_requests=5)
+        await throttle.observe(RateLimitInfo(), model="a", scopes={scope: info})
+        await start_for(acquirers, throttle, log, "a", "b")
+        statistics = throttle.statistics()
+    assert sorted(log) == [("a#0", 60.0), ("b#1", 0.0)]
+    assert statistics.paused_models == {"a": 60.0}
+    assert statistics.paused_until is None
+
+
+async def test_a_model_scope_of_a_request_for_no_model_pauses_everyone(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        info = RateLimitInfo(remaining_requests=0)
+        await throttle.observe(RateLimitInfo(), scopes={"model_per_key": info})
+        await throttle.acquire(0, "b")
+    assert trio.current_time() == 60.0
+
+
+async def test_what_is_left_for_the_key_caps_every_models_admissions(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        info = RateLimitInfo(remaining_requests=2, limit_requests=4)
+        await throttle.observe(RateLimitInfo(), model="a", scopes={"api_key": info})
+        await wait_all_tasks_blocked()
+        assert throttle.statistics().requests_available == 2
+        await start_for(acquirers, throttle, log, "a", "b", "a")
+    assert log == [("a#0", 0.0), ("b#1", 0.0), ("a#2", 60.0)]
+
+
+async def test_the_key_and_the_deployment_each_pause_their_own_scope_from_one_answer(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        deployment = RateLimitInfo(remaining_requests=0, reset_requests=90.0)
+        key = RateLimitInfo(remaining_requests=0)
+        await throttle.observe(deployment, model="a", scopes={"api_key": key})
+        await wait_all_tasks_blocked()
+        statistics = throttle.statistics()
+    assert (statistics.paused_until, statistics.paused_models) == (60.0, {"a": 90.0})
+    assert statistics.pauses == 2
+
+
+async def test_a_reset_sent_for_a_scope_is_used_instead_of_the_window(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        info = RateLimitInfo(remaining_requests=0, reset_requests=12.0)
+        await throttle.observe(RateLimitInfo(), model="a", scopes={"api_key": info})
+        await throttle.acquire(0, "b")
+    assert trio.current_time() == 12.0
+
+
+async def test_an_answer_without_any_remaining_count_sends_the_actor_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=None, tpm=None)
+    async with running(throttle):
+        await throttle.observe(RateLimitInfo(), model="a", scopes={})
+        await throttle.observe(RateLimitInfo(), model="a", scopes={"user": RateLimitInfo()})
+        await throttle.acquire(0, "a")
+        statistics = throttle.statistics()
+    assert (statistics.messages, statistics.fast_admitted) == (0, 1)
