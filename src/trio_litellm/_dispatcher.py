@@ -461,7 +461,9 @@ class Dispatcher:
             self._reached = True
             meta = getattr(outcome, "meta", None)
             if isinstance(meta, ResponseMeta):
-                await self._throttle.observe(meta.ratelimit, model=work.model)
+                await self._throttle.observe(
+                    meta.ratelimit, model=work.model, scopes=meta.scope_ratelimits
+                )
             usage = getattr(outcome, "usage", None)
             if usage is not None and work.tokens:
                 await self._throttle.reconcile(permit, usage.total_tokens)

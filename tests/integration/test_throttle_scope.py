@@ -5,7 +5,8 @@ The upstream 429 test uses the session's proxy (throttled-gpt's upstream always 
 Retry-After 1). The others use a proxy of their own (limits_config.yaml), so that using up its
 quotas (limited-gpt's rpm 2, a key's rpm 4, both per minute with a 60 s Retry-After) disturbs no
 other test. Timing assertions have whole pauses of slack: a request is only required to finish
-before a pause that would otherwise have held it has ended.
+before a pause that would otherwise have held it has ended. Each test of a key's limit uses a key
+of its own (the proxy counts per key), so they do not share a minute's count.
 """
 
 from __future__ import annotations
@@ -139,21 +140,29 @@ async def test_a_keys_rpm_429_pauses_every_model(limits_stack: DevStack) -> None
     async with open_client(
         proxy_url=limits_stack.proxy_url, api_key="sk-key-rpm-everyone", max_retries=0
     ) as client:
-        for i in range(12):  # rpm 4 per key, any model: the 5th gets a 429
+        # rpm 4 per key, any model. Sent all at once, before any answer says what is left: the
+        # proxy answers the 5th and 6th with a 429.
+        errors: list[RateLimitError] = []
+
+        async def complete(model: str) -> None:
             try:
-                await client.complete(model=("local-gpt", "other-gpt")[i % 2], messages=ask("x"))
+                await client.complete(model=model, messages=ask("x"))
             except RateLimitError as exc:
-                error = exc
-                break
-        else:
-            pytest.fail("the key's rpm never answered 429")
-        assert error.message.startswith("Rate limit exceeded for api_key: ")
-        assert error.retry_after == 60.0
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(6):
+                nursery.start_soon(complete, ("local-gpt", "other-gpt")[i % 2])
+        assert len(errors) == 2
+        for error in errors:
+            assert error.message.startswith("Rate limit exceeded for api_key: ")
+            assert error.retry_after == 60.0
 
         await wait_all_tasks_blocked()
         throttle = client.statistics().throttle
         assert throttle.paused_until is not None
         assert throttle.paused_models == {}
+        assert throttle.pauses >= 2  # the 429s (and the answer that said none was left)
         replies: list[str] = []
         async with trio.open_nursery() as nursery:
             for model in ("local-gpt", "other-gpt"):
@@ -163,3 +172,43 @@ async def test_a_keys_rpm_429_pauses_every_model(limits_stack: DevStack) -> None
             assert (throttle.queued, throttle.parked) == (2, 0)
             nursery.cancel_scope.cancel()
         assert replies == []
+
+
+async def test_the_keys_own_headers_pause_everyone_before_the_proxy_answers_429(
+    limits_stack: DevStack,
+) -> None:
+    async with open_client(
+        proxy_url=limits_stack.proxy_url, api_key="sk-key-rpm-headers", max_retries=0
+    ) as client:
+        left = []
+        # rpm 4 per key: LiteLLM's limiter says what is left on each answer, down to 0 on the 4th.
+        # No request gets a 429 (max_retries=0: one would raise RateLimitError here).
+        for i in range(4):
+            reply = await client.complete(
+                model=("local-gpt", "other-gpt")[i % 2], messages=ask("x")
+            )
+            info = reply.meta.scope_ratelimits["api_key"]
+            assert info.limit_requests == 4
+            left.append(info.remaining_requests)
+            if info.remaining_requests == 0:
+                break
+        assert left == [3, 2, 1, 0]
+
+        await wait_all_tasks_blocked()
+        throttle = client.statistics().throttle
+        assert throttle.paused_until is not None
+        assert throttle.paused_until >= trio.current_time() + 55.0  # the limiter's 60 s window
+        assert throttle.paused_models == {}
+        assert throttle.requests_available == 0
+
+        # The next requests, for any model, wait in the throttle: none reaches the proxy.
+        replies: list[str] = []
+        async with trio.open_nursery() as nursery:
+            for model in ("local-gpt", "other-gpt"):
+                nursery.start_soon(complete_into, client, replies, model)
+            await wait_all_tasks_blocked()
+            throttle = client.statistics().throttle
+            assert (throttle.queued, throttle.parked) == (2, 0)
+            nursery.cancel_scope.cancel()
+        assert replies == []
+        assert client.statistics().throttle.pauses == 1  # the headers' pause, no 429's
