@@ -28,20 +28,13 @@ from __future__ import annotations
 
 import re
 
+from ._meta import MODEL_LIMITER_SCOPES
+
 __all__ = ["PER_MODEL_LIMITS", "rate_limit_model"]
 
-PER_MODEL_LIMITS = frozenset(
-    {
-        "model_per_key",
-        "model_per_team",
-        "model_per_organization",
-        "model_per_project",
-        "model_per_project_itpm",
-        "model_per_project_otpm",
-    }
-)
-"""The proxy limiter's descriptors that limit one model for a key, team, organization or project
-(LiteLLM's ``PER_MODEL_RATE_LIMIT_DESCRIPTOR_KEYS``); every other descriptor limits everyone."""
+PER_MODEL_LIMITS = MODEL_LIMITER_SCOPES
+"""The proxy limiter's descriptors that limit one model for a key, team, organization, project
+or priority (the same scopes its headers report); every other descriptor limits everyone."""
 
 # The router's and the providers' 429s, all for the model group the request was routed to.
 _MODEL_GROUP = re.compile(
