@@ -221,7 +221,12 @@ def test_an_interrupted_batch_still_writes_its_recording(stack: Stack, tmp_path:
         time.sleep(0.05)
     time.sleep(0.5)  # the slow requests are in flight at the proxy
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:  # never left running for a later test to trip over
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, stderr
     entries = read_dump(dump)
     outcomes = sorted(entry.record.outcome for entry in entries)
