@@ -19,6 +19,11 @@ Outbound proxies: given an ``http://`` proxy, plain-HTTP requests go to it in ab
 target as ever. CONNECT tunnels (https through a proxy) are not opened here: the transport layer
 gives those to httpx2's own pool.
 
+A request goes again on a fresh connection only when it provably never left: a reused connection
+found dead by the idle check or by the write of its first byte (plain TCP; over TLS a failed write
+may have carried part of it). Once a byte has left, the server may have acted on the request, and
+the error is raised for the caller's retry policy.
+
 Not supported, on purpose: HTTP/2, CONNECT tunnels, ``Expect: 100-continue`` (the body is sent
 at once), protocol upgrades (a 101 answer is returned and its connection closed), pipelining.
 """
@@ -216,11 +221,13 @@ class FastTransport(httpx2.AsyncBaseTransport):
             exchange = _Exchange(self, conn, request, timeouts.get("read"), close)
             try:
                 await exchange.start(head, body, timeouts.get("write"))
-            except (httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError):
-                # A reused connection the server closed while it sat idle: try once more on a
-                # fresh one in the same slot, but only if nothing was answered and the body can
-                # be sent again.
-                if not reused or isinstance(body, AsyncIterable) or exchange.answered:
+            except httpx2.WriteError:
+                # A reused connection found dead by the write of the request's first byte (the
+                # server closed it while it sat idle, just after the idle check): nothing of the
+                # request left, so it goes once more on a fresh connection in the same slot.
+                # Once a byte has left, the server may have read the request and acted on it:
+                # the error is raised, for the caller's retry policy to decide.
+                if not reused or exchange.sent:
                     raise
                 conn.close()
                 await self._connect(conn, request, timeouts.get("connect"))
@@ -485,10 +492,10 @@ class _Exchange(httpx2.AsyncByteStream):
         "_pool",
         "_read_timeout",
         "_request",
-        "answered",
         "complete",
         "headers",
         "reason",
+        "sent",
         "status",
         "version",
     )
@@ -510,7 +517,7 @@ class _Exchange(httpx2.AsyncByteStream):
         self._parser = httptools.HttpResponseParser(self)
         self._chunks: list[bytes] = []
         self._headers_done = self._interim = self._keep_alive = False
-        self.answered = self.complete = False
+        self.complete = self.sent = False
         self.status = 0
         self.reason = b""
         self.version = "1.1"
@@ -558,7 +565,6 @@ class _Exchange(httpx2.AsyncByteStream):
         self._keep_alive = keep_alive and not self._close
 
     def _feed(self, data: bytes | bytearray) -> None:
-        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -599,7 +605,16 @@ class _Exchange(httpx2.AsyncByteStream):
         phase = "write"
         try:
             with trio.CancelScope(deadline=_deadline(write_timeout)) as scope:
-                await stream.send_all(data)
+                if type(stream) is trio.SocketStream:
+                    # The first write by hand: when it fails, no byte of the request has left
+                    # (trio's send_all could not say how many had).
+                    sent = await conn.socket.send(data)  # type: ignore[union-attr]
+                    self.sent = True
+                    if sent < len(data):
+                        await stream.send_all(memoryview(data)[sent:])
+                else:  # TLS: a failed write may have carried part of the request
+                    self.sent = True
+                    await stream.send_all(data)
                 if isinstance(body, AsyncIterable):
                     async for chunk in body:
                         scope.deadline = _deadline(write_timeout)

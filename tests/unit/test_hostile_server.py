@@ -1,0 +1,167 @@
+"""The client against a misbehaving server: no silent replays, no lost answers, bounded memory.
+
+Each server here is a raw trio server on loopback that writes the bytes given, so every case is
+exact; the client is the public one (``open_client``) on both HTTP backends where the point
+applies to both. Steps are ordered by the server's own reads, never by sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trio_litellm import ProxyConnectionError, open_client
+from trio_litellm._client import Client
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+COMPLETION = (
+    b'{"id": "c", "model": "m", "choices": [{"index": 0, "message":'
+    b' {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}'
+)
+
+
+def answer(
+    body: bytes = COMPLETION,
+    status: bytes = b"200 OK",
+    headers: bytes = b"Content-Type: application/json\r\n",
+) -> bytes:
+    """A whole HTTP/1.1 answer with a Content-Length."""
+    return b"HTTP/1.1 %b\r\n%bContent-Length: %d\r\n\r\n%b" % (status, headers, len(body), body)
+
+
+# --- a raw server --------------------------------------------------------------------------------
+
+
+class Peer:
+    """The server's side of one connection: read requests (or just heads), write bytes as given."""
+
+    def __init__(self, stream: trio.SocketStream, log: list[bytes]) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.log = log
+
+    async def _more(self) -> bool:
+        try:
+            data = await self.stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return False
+        self.buffer += data
+        return bool(data)
+
+    async def head(self) -> bytes | None:
+        """The next request's head only (the body, if any, stays unread); None once closed."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not await self._more():
+                return None
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        return head
+
+    async def request(self) -> bytes | None:
+        """The next whole request (head and Content-Length body), logged; None once closed."""
+        head = await self.head()
+        if head is None:
+            return None
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self.buffer) < length:
+            if not await self._more():
+                return None
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        self.log.append(head + b"\r\n\r\n" + body)
+        return self.log[-1]
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+
+class RawServer:
+    """A loopback server running ``handler`` once per connection; ``log`` holds every request
+    read whole, over all connections, in order."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.connections = 0
+        self.log: list[bytes] = []
+
+
+Handler = Callable[[Peer], Awaitable[None]]
+
+
+async def raw_server(nursery: trio.Nursery, handler: Handler) -> RawServer:
+    server = RawServer("")
+
+    async def handle(stream: trio.SocketStream) -> None:
+        server.connections += 1
+        async with stream:
+            await handler(Peer(stream, server.log))
+
+    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+    server.url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+    return server
+
+
+@asynccontextmanager
+async def client_of(server: RawServer, backend: str, **options: Any) -> AsyncIterator[Client]:
+    """A client of ``server`` with no health probes, price lookups or retry jitter."""
+    settings: dict[str, Any] = {
+        "proxy_url": server.url,
+        "api_key": "sk-test",
+        "http_backend": backend,
+        "health_check_interval": None,
+        "price_lookup": False,
+        "backoff_jitter": 0.0,
+        "backoff_initial": 0.0,
+    }
+    async with open_client(**(settings | options)) as client:
+        yield client
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["fast", "httpcore"])
+
+
+# --- 1. a request the server may have received is never sent again in silence ---------------------
+
+
+@BACKENDS
+async def test_a_post_read_then_dropped_on_a_reused_connection_is_not_replayed(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def answer_once_then_read_and_drop(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(answer())
+        await peer.request()  # received, then the server dies without a word
+
+    server = await raw_server(nursery, answer_once_then_read_and_drop)
+    async with client_of(server, backend, max_retries=0) as client:
+        await client.complete(model="m", messages=MESSAGES)
+        with pytest.raises(ProxyConnectionError):
+            await client.complete(model="m", messages=MESSAGES)
+    assert len(server.log) == 2
+    assert server.connections == 1
+
+
+@BACKENDS
+async def test_a_post_read_then_dropped_is_retried_by_the_policy_as_an_attempt(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def answer_once_then_read_and_drop(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(answer())
+        await peer.request()
+
+    server = await raw_server(nursery, answer_once_then_read_and_drop)
+    async with client_of(server, backend, max_retries=1) as client:
+        await client.complete(model="m", messages=MESSAGES)
+        reply = await client.complete(model="m", messages=MESSAGES)
+    assert reply.meta is not None
+    assert reply.meta.attempts == 2
+    assert len(server.log) == 3
