@@ -22,7 +22,9 @@ gives those to httpx2's own pool.
 A request goes again on a fresh connection only when it provably never left: a reused connection
 found dead by the idle check or by the write of its first byte (plain TCP; over TLS a failed write
 may have carried part of it). Once a byte has left, the server may have acted on the request, and
-the error is raised for the caller's retry policy.
+the error is raised for the caller's retry policy. When the rest of a request cannot be sent
+because the server answered early and closed (a 413 to a large body), that answer is read and
+returned (plain TCP; a broken TLS stream cannot be read).
 
 Not supported, on purpose: HTTP/2, CONNECT tunnels, ``Expect: 100-continue`` (the body is sent
 at once), protocol upgrades (a 101 answer is returned and its connection closed), pipelining.
@@ -603,22 +605,32 @@ class _Exchange(httpx2.AsyncByteStream):
         assert conn.stream is not None
         stream = conn.stream
         phase = "write"
+        unsent: BaseException | None = None  # why the rest of the request could not be sent
         try:
             with trio.CancelScope(deadline=_deadline(write_timeout)) as scope:
-                if type(stream) is trio.SocketStream:
-                    # The first write by hand: when it fails, no byte of the request has left
-                    # (trio's send_all could not say how many had).
-                    sent = await conn.socket.send(data)  # type: ignore[union-attr]
-                    self.sent = True
-                    if sent < len(data):
-                        await stream.send_all(memoryview(data)[sent:])
-                else:  # TLS: a failed write may have carried part of the request
-                    self.sent = True
-                    await stream.send_all(data)
-                if isinstance(body, AsyncIterable):
-                    async for chunk in body:
-                        scope.deadline = _deadline(write_timeout)
-                        await stream.send_all(chunk)
+                try:
+                    if type(stream) is trio.SocketStream:
+                        # The first write by hand: when it fails, no byte of the request has left
+                        # (trio's send_all could not say how many had).
+                        sent = await conn.socket.send(data)  # type: ignore[union-attr]
+                        self.sent = True
+                        if sent < len(data):
+                            await stream.send_all(memoryview(data)[sent:])
+                    else:  # TLS: a failed write may have carried part of the request
+                        self.sent = True
+                        await stream.send_all(data)
+                    if isinstance(body, AsyncIterable):
+                        async for chunk in body:
+                            scope.deadline = _deadline(write_timeout)
+                            await stream.send_all(chunk)
+                except _FOREIGN as exc:
+                    if not self.sent:
+                        raise
+                    # The server may have answered before reading the whole request (a 413 to
+                    # a large body) and closed: the answer waits to be read, as httpcore reads
+                    # it. The connection goes afterwards, whatever the answer says.
+                    unsent = exc
+                    self._close = True
                 phase = "read"
                 read_timeout = self._read_timeout
                 while not self._headers_done or self._interim:
@@ -629,8 +641,16 @@ class _Exchange(httpx2.AsyncByteStream):
                     else:
                         self._feed(received)
         except _FOREIGN as exc:
+            if unsent is not None:
+                raise _transport_error("write", unsent, self._request) from unsent
             raise _transport_error(phase, exc, self._request) from exc
+        except httpx2.RemoteProtocolError:
+            if unsent is not None:
+                raise _transport_error("write", unsent, self._request) from unsent
+            raise
         if scope.cancelled_caught:
+            if unsent is not None:
+                raise _transport_error("write", unsent, self._request) from unsent
             raise _timeout_error(phase, self._request)
 
     async def _receive(self) -> None:

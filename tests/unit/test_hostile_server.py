@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm import ProxyConnectionError, open_client
+from trio_litellm import APIStatusError, ProxyConnectionError, open_client
 from trio_litellm._client import Client
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -165,3 +165,41 @@ async def test_a_post_read_then_dropped_is_retried_by_the_policy_as_an_attempt(
     assert reply.meta is not None
     assert reply.meta.attempts == 2
     assert len(server.log) == 3
+
+
+# --- 2. an answer sent before the request was all read is not lost -------------------------------
+
+TOO_LARGE = b'{"error": {"message": "request entity too large", "type": "None", "code": "413"}}'
+
+
+@BACKENDS
+async def test_an_early_error_answer_to_a_large_body_is_returned(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def refuse_after_the_head(peer: Peer) -> None:
+        await peer.head()
+        await peer.send(
+            answer(TOO_LARGE, b"413 Payload Too Large", b"Connection: close\r\n")
+        )  # and close, with most of the body unread: the kernel resets the connection
+
+    server = await raw_server(nursery, refuse_after_the_head)
+    big = [{"role": "user", "content": "x" * 5_000_000}]
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.complete(model="m", messages=big)
+    assert caught.value.status == 413
+    assert caught.value.response_body == TOO_LARGE
+
+
+@BACKENDS
+async def test_a_large_body_cut_off_without_an_answer_is_a_connection_error(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def drop_after_the_head(peer: Peer) -> None:
+        await peer.head()
+
+    server = await raw_server(nursery, drop_after_the_head)
+    big = [{"role": "user", "content": "x" * 5_000_000}]
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ProxyConnectionError):
+            await client.complete(model="m", messages=big)
