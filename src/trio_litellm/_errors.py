@@ -14,6 +14,7 @@
         │   └── RequestTimeoutError   our own deadline passed, or the proxy answered 408
         │                             (also named APITimeoutError)
         ├── ResponseDecodeError       the proxy answered with something we cannot decode
+        │   └── ResponseTooLargeError a response head, body or stream event over its cap
         ├── StreamInterruptedError    a stream ended abnormally after content reached you
         └── APIStatusError            the proxy answered with an error status or an in-band error
             ├── SpendUnavailableError a spend report needs a proxy database, and it has none
@@ -75,6 +76,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "ResponseDecodeError",
+    "ResponseTooLargeError",
     "ServiceUnavailableError",
     "SpendUnavailableError",
     "StreamInterruptedError",
@@ -206,6 +208,28 @@ APITimeoutError = RequestTimeoutError
 
 class ResponseDecodeError(APIError):
     """The proxy answered, but the body is not what the OpenAI wire format says it should be."""
+
+
+class ResponseTooLargeError(ResponseDecodeError):
+    """A part of the answer grew past its cap: ``size`` bytes (at least) of the ``what`` (the
+    response head, the body, a stream event) against a ``limit`` set by the option ``option``
+    (None for a fixed cap). The connection is closed; retrying would read the same again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        what: str,
+        size: int,
+        limit: int,
+        option: str | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message, **fields)
+        self.what = what
+        self.size = size
+        self.limit = limit
+        self.option = option
 
 
 class StreamInterruptedError(APIError):

@@ -44,9 +44,11 @@ import httptools
 import httpx2
 import trio
 
-__all__ = ["FastTransport"]
+__all__ = ["FastTransport", "ResponseTooLarge"]
 
 _RECEIVE_SIZE = 65536
+MAX_HEAD = 65536
+"""Bytes a response head may take (interim answers included), as h11 and httpcore cap it."""
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
 
@@ -66,6 +68,14 @@ _ERRORS: dict[str, tuple[type[httpx2.TransportError], type[httpx2.TransportError
 }
 _FOREIGN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 """What trio streams raise for a broken connection (``ssl.SSLError`` is an ``OSError``)."""
+
+
+class ResponseTooLarge(httpx2.RemoteProtocolError):
+    """A part of the answer (``what``) grew past ``limit`` bytes: ``size`` read so far."""
+
+    def __init__(self, what: str, size: int, limit: int, request: httpx2.Request) -> None:
+        super().__init__(f"the {what} is over {limit} bytes ({size} read)", request=request)
+        self.what, self.size, self.limit = what, size, limit
 
 
 def _timeout_error(phase: str, request: httpx2.Request) -> httpx2.TransportError:
@@ -604,6 +614,7 @@ class _Exchange(httpx2.AsyncByteStream):
         assert conn is not None
         assert conn.stream is not None
         stream = conn.stream
+        request = self._request
         phase = "write"
         unsent: BaseException | None = None  # why the rest of the request could not be sent
         try:
@@ -633,6 +644,7 @@ class _Exchange(httpx2.AsyncByteStream):
                     self._close = True
                 phase = "read"
                 read_timeout = self._read_timeout
+                head_size = 0
                 while not self._headers_done or self._interim:
                     scope.deadline = _deadline(read_timeout)
                     received = await stream.receive_some(_RECEIVE_SIZE)
@@ -640,6 +652,9 @@ class _Exchange(httpx2.AsyncByteStream):
                         self._end_of_input()
                     else:
                         self._feed(received)
+                        head_size += len(received)
+                        if head_size > MAX_HEAD and (not self._headers_done or self._interim):
+                            raise ResponseTooLarge("response head", head_size, MAX_HEAD, request)
         except _FOREIGN as exc:
             if unsent is not None:
                 raise _transport_error("write", unsent, self._request) from unsent

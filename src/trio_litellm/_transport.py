@@ -32,9 +32,10 @@ from ._errors import (
     ProxyConnectionError,
     RequestTimeoutError,
     ResponseDecodeError,
+    ResponseTooLargeError,
     error_from_response,
 )
-from ._fasthttp import FastTransport
+from ._fasthttp import FastTransport, ResponseTooLarge
 
 __all__ = ["Answer", "BodyStream", "Transport"]
 
@@ -67,6 +68,8 @@ _ERROR_MAP: tuple[tuple[type[httpx2.HTTPError], type[LiteLLMError], str], ...] =
     (httpx2.TransportError, ProxyConnectionError, "transport error talking to the proxy"),
     (httpx2.HTTPError, LiteLLMError, "HTTP error"),
 )
+_HTTPCORE_HEAD = 100 * 1024
+"""httpcore's cap on a response head (``MAX_INCOMPLETE_EVENT_SIZE``), which h11 enforces."""
 
 
 class Answer:
@@ -332,11 +335,31 @@ class Transport:
         refused = _certificate_failure(exc)
         if refused is not None:
             return self.scrub(ProxyCertificateError(refused, model=model))
+        if isinstance(exc, ResponseTooLarge):
+            return self.too_large(exc.what, exc.size, exc.limit, None, model)
+        if isinstance(exc, httpx2.RemoteProtocolError) and str(exc) == "Receive buffer too long":
+            # h11 (under httpx2's pool) on a head over httpcore's cap of 100 KiB
+            return self.too_large("response head", _HTTPCORE_HEAD + 1, _HTTPCORE_HEAD, None, model)
         for foreign, ours, text in _ERROR_MAP:
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
                 return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
+
+    def too_large(
+        self, what: str, size: int, limit: int, option: str | None, model: str | None
+    ) -> ResponseTooLargeError:
+        """The error for a part of an answer over its cap (the connection is closed by then)."""
+        set_by = f" (option {option})" if option else ""
+        return ResponseTooLargeError(
+            f"the {what} from the proxy ({self.display_url}) is over its cap of {limit} "
+            f"bytes{set_by}: {size} bytes read",
+            what=what,
+            size=size,
+            limit=limit,
+            option=option,
+            model=model,
+        )
 
     def _answered_error(
         self,

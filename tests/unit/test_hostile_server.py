@@ -16,7 +16,12 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm import APIStatusError, ProxyConnectionError, open_client
+from trio_litellm import (
+    APIStatusError,
+    ProxyConnectionError,
+    ResponseTooLargeError,
+    open_client,
+)
 from trio_litellm._client import Client
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -203,3 +208,43 @@ async def test_a_large_body_cut_off_without_an_answer_is_a_connection_error(
     async with client_of(server, backend, max_retries=0) as client:
         with pytest.raises(ProxyConnectionError):
             await client.complete(model="m", messages=big)
+
+
+# --- 3. the response head is capped -------------------------------------------------------------
+
+
+@BACKENDS
+async def test_a_response_head_that_never_ends_is_cut_off_at_the_cap(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def endless_header_lines(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\n")
+        line = b"X-Junk: " + b"j" * 1_000_000 + b"\r\n"
+        try:
+            for _ in range(8):  # bounded, so a client without a cap ends (and fails the test)
+                await peer.send(line)
+            await peer.send(answer()[len(b"HTTP/1.1 200 OK\r\n") :])
+        except trio.BrokenResourceError:
+            pass  # the client gave up, as it should
+
+    server = await raw_server(nursery, endless_header_lines)
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ResponseTooLargeError, match="response head") as caught:
+            await client.complete(model="m", messages=MESSAGES)
+    assert caught.value.what == "response head"
+    assert caught.value.size > caught.value.limit
+    assert caught.value.limit == (65536 if backend == "fast" else 100 * 1024)
+
+
+@BACKENDS
+async def test_a_large_head_under_the_cap_is_read(nursery: trio.Nursery, backend: str) -> None:
+    async def big_head(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(answer(headers=b"X-Big: " + b"b" * 60_000 + b"\r\n"))
+
+    server = await raw_server(nursery, big_head)
+    async with client_of(server, backend, max_retries=0) as client:
+        for _ in range(2):
+            await client.complete(model="m", messages=MESSAGES)
+    assert server.connections == 1
