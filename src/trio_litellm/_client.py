@@ -615,6 +615,7 @@ class Client:
             first_token_timeout=config.first_token_timeout or config.read_timeout,
             idle_timeout=config.stream_idle_timeout,
             total_timeout=total,
+            max_event_bytes=config.max_event_bytes,
         )
         send, receive = trio.open_memory_channel[list[ChatCompletionChunk]](STREAM_BUFFER)
         start = _StreamStart(send)

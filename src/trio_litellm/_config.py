@@ -64,6 +64,14 @@ class ClientConfig:
     stream_idle_timeout: float | None = 120.0
     """Streams: seconds allowed between two chunks once the stream has started; None for none."""
 
+    max_response_bytes: int = 256 * 1024 * 1024
+    """Bytes a non-stream answer's body may take (after decompression); a longer one raises
+    :class:`ResponseTooLargeError` and its connection is closed."""
+
+    max_event_bytes: int = 16 * 1024 * 1024
+    """Streams: bytes one server-sent event may take; a longer one raises
+    :class:`ResponseTooLargeError` (a :class:`StreamInterruptedError` after content)."""
+
     max_retries: int = 2
     """Retries after the first attempt, for connection errors, timeouts, 408, 409, 429 (not a
     spent budget) and 5xx. 0 disables retries."""
@@ -182,6 +190,8 @@ class ClientConfig:
         if self.backoff_max < self.backoff_initial:
             raise ConfigError("backoff_max", "must not be less than backoff_initial")
         _check_int("max_retries", self.max_retries, minimum=0)
+        _check_int("max_response_bytes", self.max_response_bytes, minimum=1)
+        _check_int("max_event_bytes", self.max_event_bytes, minimum=1)
         _check_int("max_connections", self.max_connections, minimum=1)
         if self.max_keepalive_connections is not None:
             _check_int("max_keepalive_connections", self.max_keepalive_connections, minimum=0)

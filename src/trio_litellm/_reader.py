@@ -33,7 +33,7 @@ from ._errors import (
     error_from_body,
 )
 from ._meta import ResponseMeta, meta_from_headers
-from ._sse import SSEParser, is_done
+from ._sse import EventTooLarge, SSEParser, is_done
 from ._transport import BodyStream, Transport
 from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
@@ -59,6 +59,7 @@ class StreamReader:
         first_token_timeout: float,
         idle_timeout: float | None,
         total_timeout: float | None = None,
+        max_event_bytes: int | None = None,
     ) -> None:
         self._transport = transport
         self._path = path
@@ -68,6 +69,7 @@ class StreamReader:
         self._first_token_timeout = first_token_timeout
         self._idle_timeout = idle_timeout
         self._total_timeout = total_timeout
+        self._max_event_bytes = max_event_bytes
         self._started = False
         self.accumulator = StreamAccumulator()
         self.meta: ResponseMeta | None = None
@@ -174,7 +176,8 @@ class StreamReader:
         task_status: trio.TaskStatus[None],
         scope: trio.CancelScope,
     ) -> None:
-        parser = SSEParser()
+        limit = self._max_event_bytes
+        parser = SSEParser() if limit is None else SSEParser(max_event_size=limit)
         held: list[ChatCompletionChunk] = []
         idle = self._idle_timeout if self._idle_timeout is not None else float("inf")
         while True:
@@ -200,6 +203,16 @@ class StreamReader:
                 if self._started and batch:
                     await send.send(batch)  # what came before the bad event, then the error
                 raise
+            except EventTooLarge as exc:
+                if self._started and batch:
+                    await send.send(batch)
+                error = self._transport.too_large(
+                    "stream event", exc.size, exc.limit, "max_event_bytes", self._model
+                )
+                error.__cause__ = exc
+                if self._started:
+                    raise self._interrupted(error) from error
+                raise error from exc
             if self._started:
                 if batch:
                     await send.send(batch)

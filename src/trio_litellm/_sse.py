@@ -16,10 +16,11 @@ huge event fed in tiny pieces therefore costs linear time. This module does no I
 from __future__ import annotations
 
 import contextlib
+import math
 
 import msgspec
 
-__all__ = ["SSEParser", "ServerSentEvent", "is_done"]
+__all__ = ["EventTooLarge", "SSEParser", "ServerSentEvent", "is_done"]
 
 _BOM = b"\xef\xbb\xbf"
 _LF = 10
@@ -47,8 +48,22 @@ def is_done(event: ServerSentEvent) -> bool:
     return event.data.startswith("[DONE]")
 
 
+class EventTooLarge(ValueError):
+    """One event (its data lines, or a line not yet ended) grew past ``limit`` bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a stream event is over {limit} bytes ({size} read)")
+        self.size = size
+        self.limit = limit
+
+
 class SSEParser:
-    """Incremental SSE parser: feed it the body's bytes as they come, then call :meth:`finish`."""
+    """Incremental SSE parser: feed it the body's bytes as they come, then call :meth:`finish`.
+
+    ``max_event_size`` bounds the memory one event may hold: the bytes of its ``data`` lines
+    plus a line not yet ended; past it, ``feed`` raises :class:`EventTooLarge` (and the parser
+    is done with: the stream cannot be followed further).
+    """
 
     __slots__ = (
         "_bom_checked",
@@ -59,12 +74,16 @@ class SSEParser:
         "_in_event",
         "_incomplete",
         "_last_id",
+        "_limit",
         "_pending",
         "_retry",
+        "_size",
         "_skip_lf",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_size: float = math.inf) -> None:
+        self._limit = max_event_size
+        self._size = 0  # bytes of the current event's data lines
         self._pending = bytearray()  # an unterminated line; never holds CR or LF
         self._skip_lf = False  # the last feed ended in CR: a leading LF now ends no new line
         self._bom_checked = False
@@ -113,6 +132,8 @@ class SSEParser:
             tail = lines.pop()
             if not lines:
                 self._pending += tail
+                if len(self._pending) + self._size > self._limit:
+                    raise EventTooLarge(len(self._pending) + self._size, int(self._limit))
                 return []
             if self._pending:
                 lines[0] = bytes(self._pending) + lines[0]
@@ -139,8 +160,10 @@ class SSEParser:
         data = self._data
         in_event = self._in_event
         event_type = self._event
+        size, limit = self._size, self._limit
         for line in lines:
             if not line:
+                size = 0
                 if data:
                     raw = data[0] if len(data) == 1 else b"\n".join(data)
                     data.clear()
@@ -159,11 +182,18 @@ class SSEParser:
             elif line[:6] == b"data: ":
                 data.append(line[6:])
                 in_event = True
+                size += len(line)
+                if size > limit:
+                    raise EventTooLarge(size, int(limit))
             elif line[0] != 0x3A:  # not a ":" comment
                 self._field(line)
                 event_type = self._event
                 in_event = True
+                size += len(line)
+                if size > limit:
+                    raise EventTooLarge(size, int(limit))
         self._in_event = in_event
+        self._size = size
         return events
 
     def _field(self, line: bytes) -> None:

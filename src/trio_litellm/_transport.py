@@ -15,7 +15,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -253,13 +253,7 @@ class Transport:
         response = await self._send(method, path, body, headers, timeout, model)
         try:
             answer_headers = _header_dict(response)
-            if "content-encoding" in answer_headers:
-                content = await response.aread()
-            else:
-                parts = [part async for part in response.stream]  # type: ignore[union-attr]
-                content = parts[0] if len(parts) == 1 else b"".join(parts)
-        except httpx2.HTTPError as exc:
-            raise self.map_error(exc, model) from exc
+            content = await self._read_body(response, answer_headers, model)
         finally:
             await response.aclose()
         if response.status_code >= 400:
@@ -283,17 +277,38 @@ class Transport:
         response = await self._send(method, path, body, headers, None, model)
         try:
             if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                except httpx2.HTTPError as exc:
-                    raise self.map_error(exc, model) from exc
+                answer_headers = _header_dict(response)
+                content = await self._read_body(response, answer_headers, model)
                 raise self._answered_error(
-                    method, path, response.status_code, _header_dict(response), content, model
+                    method, path, response.status_code, answer_headers, content, model
                 )
             yield BodyStream(self, response)
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
                 await response.aclose()
+
+    async def _read_body(
+        self, response: httpx2.Response, headers: Mapping[str, str], model: str | None
+    ) -> bytes:
+        """The whole body, decompressed, up to ``max_response_bytes`` (over it: raises, and the
+        caller's ``aclose`` closes the connection)."""
+        limit = self._config.max_response_bytes
+        # A body without Content-Encoding is read as the transport gives it; httpx2's decoding
+        # layer only runs for one the proxy compressed.
+        pieces: AsyncIterable[bytes] = response.stream  # type: ignore[assignment]
+        if "content-encoding" in headers:
+            pieces = response.aiter_bytes()
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for part in pieces:
+                size += len(part)
+                if size > limit:
+                    raise self.too_large("response body", size, limit, "max_response_bytes", model)
+                parts.append(part)
+        except httpx2.HTTPError as exc:
+            raise self.map_error(exc, model) from exc
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _send(
         self,

@@ -19,7 +19,9 @@ import trio.testing
 from trio_litellm import (
     APIStatusError,
     ProxyConnectionError,
+    ResponseDecodeError,
     ResponseTooLargeError,
+    StreamInterruptedError,
     open_client,
 )
 from trio_litellm._client import Client
@@ -248,3 +250,115 @@ async def test_a_large_head_under_the_cap_is_read(nursery: trio.Nursery, backend
         for _ in range(2):
             await client.complete(model="m", messages=MESSAGES)
     assert server.connections == 1
+
+
+# --- 4. bodies and stream events are capped ------------------------------------------------------
+
+
+@BACKENDS
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_body_over_max_response_bytes_raises_and_closes_the_connection(
+    nursery: trio.Nursery, backend: str, framing: str
+) -> None:
+    async def big_answers(peer: Peer) -> None:
+        while await peer.request() is not None:
+            try:
+                if framing == "length":
+                    await peer.send(answer(b" " * 3_000_000 + COMPLETION))
+                else:
+                    await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    for _ in range(30):
+                        await peer.send(b"%x\r\n%b\r\n" % (100_000, b" " * 100_000))
+                    await peer.send(b"%x\r\n%b\r\n0\r\n\r\n" % (len(COMPLETION), COMPLETION))
+            except trio.BrokenResourceError:
+                return
+
+    server = await raw_server(nursery, big_answers)
+    async with client_of(server, backend, max_retries=0, max_response_bytes=1_000_000) as client:
+        with pytest.raises(ResponseTooLargeError, match="max_response_bytes") as caught:
+            await client.complete(model="m", messages=MESSAGES)
+        assert caught.value.option == "max_response_bytes"
+        assert caught.value.limit == 1_000_000 < caught.value.size
+        assert isinstance(caught.value, ResponseDecodeError)
+        with pytest.raises(ResponseTooLargeError):
+            await client.complete(model="m", messages=MESSAGES)
+    assert server.connections == 2  # the first connection was not reused
+
+
+@BACKENDS
+async def test_a_body_under_max_response_bytes_is_read(nursery: trio.Nursery, backend: str) -> None:
+    async def padded(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(answer(b" " * 500_000 + COMPLETION))
+
+    server = await raw_server(nursery, padded)
+    async with client_of(server, backend, max_response_bytes=1_000_000) as client:
+        reply = await client.complete(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == "ok"
+
+
+def chunk(text: str) -> bytes:
+    return (
+        b'data: {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "'
+        + text.encode()
+        + b'"}}]}\n\n'
+    )
+
+
+def sse_head() -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+
+
+def piece(data: bytes) -> bytes:
+    """One piece of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def stream_of(*events: bytes, end: bytes = b"data: [DONE]\n\n") -> Handler:
+    """A handler answering every request with these SSE events, one chunked piece each."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            try:
+                await peer.send(sse_head())
+                for event in events:
+                    await peer.send(piece(event))
+                await peer.send(piece(end) + b"0\r\n\r\n")
+            except trio.BrokenResourceError:
+                return
+
+    return handler
+
+
+HUGE_EVENT = b"data: " + b"x" * 3_000_000 + b"\n\n"
+
+
+@BACKENDS
+async def test_a_stream_event_over_max_event_bytes_raises_before_content(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    server = await raw_server(nursery, stream_of(HUGE_EVENT))
+    async with client_of(server, backend, max_retries=0, max_event_bytes=1_000_000) as client:
+        with pytest.raises(ResponseTooLargeError, match="max_event_bytes") as caught:
+            async with client.stream(model="m", messages=MESSAGES):
+                pass
+    assert caught.value.option == "max_event_bytes"
+    assert caught.value.what == "stream event"
+
+
+@BACKENDS
+async def test_a_stream_event_over_max_event_bytes_after_content_interrupts_the_stream(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    server = await raw_server(nursery, stream_of(chunk("hel"), HUGE_EVENT))
+    async with client_of(server, backend, max_event_bytes=1_000_000) as client:
+        texts = []
+        with pytest.raises(StreamInterruptedError) as caught:
+            async with client.stream(model="m", messages=MESSAGES) as stream:
+                async for part in stream:
+                    texts.append(part.choices[0].delta.content)
+    assert texts == ["hel"]
+    assert isinstance(caught.value.__cause__, ResponseTooLargeError)
+    assert caught.value.partial.choices[0].message.content == "hel"

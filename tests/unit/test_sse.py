@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_litellm._sse import ServerSentEvent, SSEParser, is_done
+from trio_litellm._sse import EventTooLarge, ServerSentEvent, SSEParser, is_done
 from trio_litellm._wire import chunk_decoder
 
 
@@ -442,3 +442,33 @@ def test_byte_at_a_time_agrees_with_whole_on_line_ending_soup(parts: list[bytes]
     stream = b"".join(parts)
     pieces = [stream[i : i + 1] for i in range(len(stream))]
     assert parse_with_flag(*pieces) == parse_with_flag(stream)
+
+
+# --- the cap on one event ------------------------------------------------------------------------
+
+
+def test_a_line_without_an_end_past_the_cap_raises() -> None:
+    parser = SSEParser(max_event_size=100)
+    parser.feed(b"data: " + b"x" * 50)
+    with pytest.raises(EventTooLarge) as caught:
+        parser.feed(b"x" * 60)
+    assert (caught.value.size, caught.value.limit) == (116, 100)
+
+
+def test_an_event_of_many_data_lines_past_the_cap_raises() -> None:
+    parser = SSEParser(max_event_size=100)
+    with pytest.raises(EventTooLarge):
+        for _ in range(10):
+            parser.feed(b"data: " + b"x" * 10 + b"\n")
+
+
+def test_the_cap_counts_each_event_alone() -> None:
+    parser = SSEParser(max_event_size=100)
+    events = [e for _ in range(50) for e in parser.feed(b"data: " + b"x" * 80 + b"\n\n")]
+    assert len(events) == 50
+
+
+def test_comments_between_events_do_not_count() -> None:
+    parser = SSEParser(max_event_size=100)
+    events = parser.feed(b": " + b"k" * 60 + b"\n" + b"data: " + b"x" * 80 + b"\n\n")
+    assert datas(events) == ["x" * 80]
