@@ -62,7 +62,8 @@ class ClientConfig:
     ``read_timeout``."""
 
     stream_idle_timeout: float | None = 120.0
-    """Streams: seconds allowed between two chunks once the stream has started; None for none."""
+    """Streams: seconds allowed between two chunks once the stream has started; None for none.
+    Chunks count, not bytes: keep-alive comments and other events without a chunk do not."""
 
     max_response_bytes: int = 256 * 1024 * 1024
     """Bytes a non-stream answer's body may take (after decompression); a longer one raises

@@ -229,7 +229,7 @@ class StreamReader:
                 return
             if not data:
                 break
-            if self._started:
+            if self._started and batch:  # chunks, not bytes: keep-alive comments do not count
                 scope.deadline = trio.current_time() + idle
         ended = "the stream ended without [DONE]" + (
             " (torn last event)" if parser.incomplete else ""

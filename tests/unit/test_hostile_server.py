@@ -19,6 +19,7 @@ import trio.testing
 from trio_litellm import (
     APIStatusError,
     ProxyConnectionError,
+    RequestTimeoutError,
     ResponseDecodeError,
     ResponseTooLargeError,
     StreamInterruptedError,
@@ -362,3 +363,52 @@ async def test_a_stream_event_over_max_event_bytes_after_content_interrupts_the_
     assert texts == ["hel"]
     assert isinstance(caught.value.__cause__, ResponseTooLargeError)
     assert caught.value.partial.choices[0].message.content == "hel"
+
+
+# --- 5. stream_idle_timeout counts chunks, not bytes -------------------------------------------
+
+
+@BACKENDS
+async def test_keep_alive_comments_do_not_hold_a_stalled_stream_open(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    async def one_chunk_then_comments(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(sse_head() + piece(chunk("hel")))
+        try:
+            for _ in range(100):  # bounded, so a client that counts bytes sees a whole stream
+                await trio.sleep(1)
+                await peer.send(piece(b":\n"))
+            await peer.send(piece(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        except trio.BrokenResourceError:
+            pass
+
+    server = await raw_server(nursery, one_chunk_then_comments)
+    async with client_of(server, backend, stream_idle_timeout=5) as client:
+        with pytest.raises(StreamInterruptedError, match="stream_idle_timeout") as caught:
+            async with client.stream(model="m", messages=MESSAGES) as stream:
+                started = trio.current_time()
+                async for _ in stream:
+                    pass
+    assert trio.current_time() - started == pytest.approx(5, abs=1)
+    assert isinstance(caught.value.__cause__, RequestTimeoutError)
+
+
+@BACKENDS
+async def test_chunks_closer_than_stream_idle_timeout_keep_a_slow_stream_going(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    async def a_chunk_every_4_seconds(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(sse_head())
+        for n in range(5):
+            await peer.send(piece(chunk(str(n))))
+            await trio.sleep(4)
+        await peer.send(piece(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+    server = await raw_server(nursery, a_chunk_every_4_seconds)
+    async with client_of(server, backend, stream_idle_timeout=5) as client:
+        async with client.stream(model="m", messages=MESSAGES) as stream:
+            async for _ in stream:
+                pass
+    assert stream.result().choices[0].message.content == "01234"
