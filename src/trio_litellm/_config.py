@@ -37,8 +37,13 @@ class ClientConfig:
     """Seconds to open a TCP (and TLS) connection to the proxy."""
 
     read_timeout: float = 600.0
-    """Seconds to wait for any bytes of an answer. A non-stream completion sends nothing until the
-    model has finished, so this bounds generation time, like the openai SDK's 600 s."""
+    """Seconds to wait for any bytes of an answer, per read (as in httpx). A non-stream completion
+    sends nothing until the model has finished, so this bounds generation time, like the openai
+    SDK's 600 s; a server trickling bytes resets it with each, see ``response_timeout``."""
+
+    response_timeout: float | None = None
+    """Seconds for one attempt at a non-stream call, from sending to the answer's last byte
+    (retried like any timeout); None bounds it only by ``total_timeout``."""
 
     write_timeout: float = 30.0
     """Seconds to send a request body."""
@@ -183,7 +188,13 @@ class ClientConfig:
             "unavailable_timeout",
         ):
             _check_positive(name, getattr(self, name))
-        for name in ("pool_timeout", "total_timeout", "first_token_timeout", "stream_idle_timeout"):
+        for name in (
+            "pool_timeout",
+            "total_timeout",
+            "first_token_timeout",
+            "stream_idle_timeout",
+            "response_timeout",
+        ):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
         for name in ("backoff_initial", "backoff_max", "backoff_jitter", "max_retry_after"):

@@ -248,7 +248,29 @@ class Transport:
         model: str | None = None,
         timeout: float | None = None,
     ) -> Answer:
-        """One attempt at a request whose answer is read whole; an error status raises typed."""
+        """One attempt at a request whose answer is read whole; an error status raises typed.
+
+        The attempt has ``response_timeout`` seconds in all, when set."""
+        limit = self._config.response_timeout
+        if limit is None:
+            return await self._request(method, path, body, headers, model, timeout)
+        with trio.move_on_after(limit):
+            return await self._request(method, path, body, headers, model, timeout)
+        raise RequestTimeoutError(
+            f"no whole answer from the proxy ({self.display_url}) within {limit:g} s "
+            "(response_timeout)",
+            model=model,
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        model: str | None,
+        timeout: float | None,
+    ) -> Answer:
         start = trio.current_time()
         response = await self._send(method, path, body, headers, timeout, model)
         try:

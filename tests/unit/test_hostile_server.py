@@ -412,3 +412,61 @@ async def test_chunks_closer_than_stream_idle_timeout_keep_a_slow_stream_going(
             async for _ in stream:
                 pass
     assert stream.result().choices[0].message.content == "01234"
+
+
+# --- 6. a whole non-stream answer has a deadline of its own --------------------------------------
+
+
+def trickle(every: float) -> Handler:
+    """Answer with the head at once, then the body one byte every ``every`` seconds."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            whole = answer()
+            head, _, body = whole.partition(b"\r\n\r\n")
+            try:
+                await peer.send(head + b"\r\n\r\n")
+                for n in range(len(body)):
+                    await trio.sleep(every)
+                    await peer.send(body[n : n + 1])
+            except trio.BrokenResourceError:
+                return
+
+    return handler
+
+
+@BACKENDS
+async def test_a_trickled_answer_is_cut_off_by_response_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    server = await raw_server(nursery, trickle(1.0))
+    options = {"read_timeout": 5, "response_timeout": 30, "max_retries": 0, "total_timeout": None}
+    async with client_of(server, backend, **options) as client:
+        started = trio.current_time()
+        with pytest.raises(RequestTimeoutError, match="response_timeout"):
+            await client.complete(model="m", messages=MESSAGES)
+    assert trio.current_time() - started == pytest.approx(30)
+
+
+@BACKENDS
+async def test_response_timeout_is_per_attempt(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    server = await raw_server(nursery, trickle(1.0))
+    options = {"response_timeout": 30, "max_retries": 1, "total_timeout": None}
+    async with client_of(server, backend, **options) as client:
+        started = trio.current_time()
+        with pytest.raises(RequestTimeoutError):
+            await client.complete(model="m", messages=MESSAGES)
+    assert trio.current_time() - started == pytest.approx(60)
+    assert len(server.log) == 2
+
+
+@BACKENDS
+async def test_a_slow_answer_within_response_timeout_is_read(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, backend: str
+) -> None:
+    server = await raw_server(nursery, trickle(0.01))
+    async with client_of(server, backend, read_timeout=5, response_timeout=30) as client:
+        reply = await client.complete(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == "ok"
