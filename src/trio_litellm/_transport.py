@@ -278,6 +278,9 @@ class Transport:
             content = await self._read_body(response, answer_headers, model)
         finally:
             await response.aclose()
+        status = response.status_code
+        if status < 200 or status in (204, 304):
+            raise self._bodiless(method, path, response, "a JSON answer", model)
         if response.status_code >= 400:
             raise self._answered_error(
                 method, path, response.status_code, answer_headers, content, model
@@ -304,6 +307,8 @@ class Transport:
                 raise self._answered_error(
                     method, path, response.status_code, answer_headers, content, model
                 )
+            if response.status_code < 200 or response.status_code in (204, 304):
+                raise self._bodiless(method, path, response, "a stream", model)
             yield BodyStream(self, response)
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
@@ -377,6 +382,14 @@ class Transport:
         if isinstance(exc, httpx2.RemoteProtocolError) and str(exc) == "Receive buffer too long":
             # h11 (under httpx2's pool) on a head over httpcore's cap of 100 KiB
             return self.too_large("response head", _HTTPCORE_HEAD + 1, _HTTPCORE_HEAD, None, model)
+        if isinstance(exc, httpx2.RemoteProtocolError) and "_SWITCH_UPGRADE" in str(exc):
+            # h11 on a 101 nobody asked for
+            return ResponseDecodeError(
+                f"the proxy ({self.display_url}) answered 101 Switching Protocols, which "
+                "switches to another protocol and has no body",
+                status=101,
+                model=model,
+            )
         for foreign, ours, text in _ERROR_MAP:
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
@@ -395,6 +408,25 @@ class Transport:
             size=size,
             limit=limit,
             option=option,
+            model=model,
+        )
+
+    def _bodiless(
+        self,
+        method: str,
+        path: str,
+        response: httpx2.Response,
+        expected: str,
+        model: str | None,
+    ) -> ResponseDecodeError:
+        """The error for an answer whose status has no body (101, 204, 304) where one was due."""
+        status = response.status_code
+        said = f"{status} {response.reason_phrase}".strip()
+        what = "switches to another protocol and " if status == 101 else ""
+        return ResponseDecodeError(
+            f"{method} {self.display_url}{path} answered {said}, which {what}has no body, "
+            f"where {expected} was expected",
+            status=status,
             model=model,
         )
 

@@ -470,3 +470,46 @@ async def test_a_slow_answer_within_response_timeout_is_read(
     async with client_of(server, backend, read_timeout=5, response_timeout=30) as client:
         reply = await client.complete(model="m", messages=MESSAGES)
     assert reply.choices[0].message.content == "ok"
+
+
+# --- 7. what a wrong kind of answer is called -----------------------------------------------------
+
+NO_BODY_ANSWERS = {
+    "101": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "204": b"HTTP/1.1 204 No Content\r\n\r\n" + COMPLETION,
+    "304": b"HTTP/1.1 304 Not Modified\r\n\r\n" + COMPLETION,
+}
+
+
+def always(data: bytes) -> Handler:
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:
+            await peer.send(data)
+
+    return handler
+
+
+@BACKENDS
+@pytest.mark.parametrize("status", sorted(NO_BODY_ANSWERS))
+async def test_an_answer_that_has_no_body_says_so_to_complete(
+    nursery: trio.Nursery, backend: str, status: str
+) -> None:
+    server = await raw_server(nursery, always(NO_BODY_ANSWERS[status]))
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ResponseDecodeError, match=f"answered {status} .*no body") as caught:
+            await client.complete(model="m", messages=MESSAGES)
+    assert "truncated" not in str(caught.value)
+    assert caught.value.status == int(status)
+
+
+@BACKENDS
+@pytest.mark.parametrize("status", sorted(NO_BODY_ANSWERS))
+async def test_an_answer_that_has_no_body_says_so_to_stream(
+    nursery: trio.Nursery, backend: str, status: str
+) -> None:
+    server = await raw_server(nursery, always(NO_BODY_ANSWERS[status]))
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ResponseDecodeError, match=f"answered {status} .*no body") as caught:
+            async with client.stream(model="m", messages=MESSAGES):
+                pass
+    assert "[DONE]" not in str(caught.value)
