@@ -154,7 +154,12 @@ class StreamReader:
                     body.status, body.headers, attempts=number, latency=trio.current_time() - start
                 )
                 self.headers = body.headers
-                await self._read(body, accumulator, send, task_status, scope)
+                # A body that opens with "{" is JSON whatever its label says (no SSE stream can
+                # start so): the proxy's error, or an answer to a request it did not stream.
+                first = await body.receive_some()
+                if first[:64].lstrip()[:1] == b"{":
+                    raise await self._json_instead(body, first)
+                await self._read(body, first, accumulator, send, task_status, scope)
         if scope.cancelled_caught:
             if self._started:
                 raise self._interrupted(
@@ -171,6 +176,7 @@ class StreamReader:
     async def _read(
         self,
         body: BodyStream,
+        first: bytes,
         accumulator: StreamAccumulator,
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         task_status: trio.TaskStatus[None],
@@ -180,13 +186,17 @@ class StreamReader:
         parser = SSEParser() if limit is None else SSEParser(max_event_size=limit)
         held: list[ChatCompletionChunk] = []
         idle = self._idle_timeout if self._idle_timeout is not None else float("inf")
+        pending: bytes | None = first  # the body's first read, made by the caller
         while True:
-            try:
-                data = await body.receive_some()
-            except LiteLLMError as exc:
-                if self._started:
-                    raise self._interrupted(exc) from exc
-                raise
+            if pending is not None:
+                data, pending = pending, None
+            else:
+                try:
+                    data = await body.receive_some()
+                except LiteLLMError as exc:
+                    if self._started:
+                        raise self._interrupted(exc) from exc
+                    raise
             # One network read becomes one batch: one channel send and one deadline move for
             # all the chunks it held, however many.
             batch: list[ChatCompletionChunk] = []
@@ -237,6 +247,34 @@ class StreamReader:
         if self._started:
             raise self._interrupted(ProxyConnectionError(ended, model=self._model))
         raise ProxyConnectionError(f"{ended}, before any content", model=self._model)
+
+    async def _json_instead(self, body: BodyStream, first: bytes) -> LiteLLMError:
+        """The error for a JSON answer where a stream was asked for: the proxy's own error when
+        it is one, else a ResponseDecodeError saying what came."""
+        limit = self._max_event_bytes or 16 * 1024 * 1024
+        parts: list[bytes] = []
+        size = 0
+        data = first
+        while data:
+            size += len(data)
+            if size > limit:
+                return self._transport.too_large(
+                    "JSON answer", size, limit, "max_event_bytes", self._model
+                )
+            parts.append(data)
+            data = await body.receive_some()
+        content = b"".join(parts)
+        if b'"error"' in content:
+            error = self._transport.scrub(error_from_body(None, content, model=self._model))
+            if error.call_id is None and self.meta is not None:
+                error.call_id = self.meta.call_id
+            return error
+        return ResponseDecodeError(
+            f"the proxy sent a JSON answer (status {body.status}) where a stream was asked for: "
+            f"{content[:200]!r}",
+            status=body.status,
+            model=self._model,
+        )
 
     async def _start(
         self,

@@ -18,6 +18,7 @@ import trio.testing
 
 from trio_litellm import (
     APIStatusError,
+    BadRequestError,
     ProxyConnectionError,
     RequestTimeoutError,
     ResponseDecodeError,
@@ -510,6 +511,33 @@ async def test_an_answer_that_has_no_body_says_so_to_stream(
     server = await raw_server(nursery, always(NO_BODY_ANSWERS[status]))
     async with client_of(server, backend, max_retries=0) as client:
         with pytest.raises(ResponseDecodeError, match=f"answered {status} .*no body") as caught:
+            async with client.stream(model="m", messages=MESSAGES):
+                pass
+    assert "[DONE]" not in str(caught.value)
+
+
+@BACKENDS
+async def test_a_json_error_answer_to_a_stream_raises_the_proxy_s_error(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    error = (
+        b'{"error": {"message": "bad temperature", "type": "None", "param": "None", "code": "400"}}'
+    )
+    server = await raw_server(nursery, always(answer(error)))
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(BadRequestError, match="bad temperature") as caught:
+            async with client.stream(model="m", messages=MESSAGES):
+                pass
+    assert caught.value.status == 400
+
+
+@BACKENDS
+async def test_a_json_completion_answer_to_a_stream_is_named(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    server = await raw_server(nursery, always(answer()))
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ResponseDecodeError, match=r"JSON answer .* where a stream") as caught:
             async with client.stream(model="m", messages=MESSAGES):
                 pass
     assert "[DONE]" not in str(caught.value)
