@@ -26,6 +26,9 @@ the error is raised for the caller's retry policy. When the rest of a request ca
 because the server answered early and closed (a 413 to a large body), that answer is read and
 returned (plain TCP; a broken TLS stream cannot be read).
 
+An obsolete line fold in a response head (refused by llhttp) is made a space, as RFC 9112 §5.2
+allows and h11 does: the head read so far is parsed again unfolded.
+
 Not supported, on purpose: HTTP/2, CONNECT tunnels, ``Expect: 100-continue`` (the body is sent
 at once), protocol upgrades (a 101 answer is returned and its connection closed), pipelining.
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import select
 import ssl
 from collections import deque
@@ -51,6 +55,9 @@ MAX_HEAD = 65536
 """Bytes a response head may take (interim answers included), as h11 and httpcore cap it."""
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
+
+_FOLD = re.compile(rb"[ \t]*\r?\n[ \t]+")
+"""An obsolete line fold inside a response head: the line break and the spaces around it."""
 
 _DETACHED: Any = None
 """An exchange's parser once it is done with: the parser points back at its exchange, and keeping
@@ -589,6 +596,21 @@ class _Exchange(httpx2.AsyncByteStream):
                 f"malformed HTTP response: {exc}", request=self._request
             ) from exc
 
+    def _unfold(self, raw: bytes) -> bool:
+        """Parse the answer so far again with its obsolete header line folds made spaces (RFC
+        9112 §5.2: llhttp refuses them, h11 and httpcore take them so); False if it had none."""
+        end = raw.find(b"\r\n\r\n")
+        head = raw if end < 0 else raw[:end]
+        if _FOLD.search(head) is None:
+            return False
+        self._parser = httptools.HttpResponseParser(self)
+        self._chunks = []
+        self._headers_done = self._interim = False
+        self.reason = b""
+        self.headers = []
+        self._feed(_FOLD.sub(b" ", head) + (b"" if end < 0 else raw[end:]))
+        return True
+
     def _end_of_input(self) -> None:
         """The server closed: the end of a body delimited by close, or a broken answer."""
         if self._headers_done and not self._interim and not self.complete:
@@ -644,17 +666,21 @@ class _Exchange(httpx2.AsyncByteStream):
                     self._close = True
                 phase = "read"
                 read_timeout = self._read_timeout
-                head_size = 0
+                raw = b""  # what the head's reads brought, kept to parse again unfolded
                 while not self._headers_done or self._interim:
                     scope.deadline = _deadline(read_timeout)
                     received = await stream.receive_some(_RECEIVE_SIZE)
                     if not received:
                         self._end_of_input()
                     else:
-                        self._feed(received)
-                        head_size += len(received)
-                        if head_size > MAX_HEAD and (not self._headers_done or self._interim):
-                            raise ResponseTooLarge("response head", head_size, MAX_HEAD, request)
+                        raw += received  # the first time, no copy: b"" + x is x
+                        try:
+                            self._feed(received)
+                        except httpx2.RemoteProtocolError:
+                            if not self._unfold(raw):
+                                raise
+                        if len(raw) > MAX_HEAD and (not self._headers_done or self._interim):
+                            raise ResponseTooLarge("response head", len(raw), MAX_HEAD, request)
         except _FOREIGN as exc:
             if unsent is not None:
                 raise _transport_error("write", unsent, self._request) from unsent

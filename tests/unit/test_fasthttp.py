@@ -544,6 +544,34 @@ async def test_interim_answers_are_skipped(nursery: trio.Nursery) -> None:
     assert len(peers) == 1
 
 
+@pytest.mark.parametrize("split", [None, 20, 33, 34, 47])
+async def test_an_obsolete_line_fold_becomes_a_space(
+    nursery: trio.Nursery, split: int | None
+) -> None:
+    whole = (
+        b"HTTP/1.1 200 OK\r\nX-Folded: one  \r\n two\r\n\t three\r\nX-Next: n\r\n"
+        b"Content-Length: 2\r\n\r\nok"
+    )
+
+    async def folding(peer: Peer) -> None:
+        while await peer.request() is not None:
+            if split is None:
+                await peer.send(whole)
+            else:  # in two reads, the fold on either side
+                await peer.send(whole[:split])
+                await trio.testing.wait_all_tasks_blocked()
+                await peer.send(whole[split:])
+
+    url, peers = await raw_server(nursery, folding)
+    async with client(url, pool()) as http:
+        for _ in range(2):
+            response = await http.get("/")
+            assert response.headers["x-folded"] == "one two three"
+            assert response.headers["x-next"] == "n"
+            assert response.text == "ok"
+    assert len(peers) == 1
+
+
 async def test_a_malformed_answer_is_a_protocol_error(nursery: trio.Nursery) -> None:
     async def garbage(peer: Peer) -> None:
         await peer.request()

@@ -541,3 +541,13 @@ async def test_a_json_completion_answer_to_a_stream_is_named(
             async with client.stream(model="m", messages=MESSAGES):
                 pass
     assert "[DONE]" not in str(caught.value)
+
+
+@BACKENDS
+async def test_a_folded_header_line_is_read(nursery: trio.Nursery, backend: str) -> None:
+    folded = b"X-Folded: one\r\n two\r\n\tthree\r\n"
+    server = await raw_server(nursery, always(answer(headers=folded)))
+    async with client_of(server, backend, max_retries=0) as client:
+        for _ in range(2):
+            reply = await client.complete(model="m", messages=MESSAGES)
+            assert reply.choices[0].message.content == "ok"
