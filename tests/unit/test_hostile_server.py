@@ -7,6 +7,7 @@ applies to both. Steps are ordered by the server's own reads, never by sleeps.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -551,3 +552,117 @@ async def test_a_folded_header_line_is_read(nursery: trio.Nursery, backend: str)
         for _ in range(2):
             reply = await client.complete(model="m", messages=MESSAGES)
             assert reply.choices[0].message.content == "ok"
+
+
+# --- what already held, and must go on holding -----------------------------------------------------
+
+
+async def test_bytes_after_an_answer_keep_the_answer_and_drop_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    # Our pool only: httpx2's reads the leftover as the start of the next answer, and fails it.
+    server = await raw_server(nursery, always(answer() + b"HTTP/1.1 200 OK\r\nleftover"))
+    async with client_of(server, "fast", max_retries=0) as client:
+        for _ in range(2):
+            reply = await client.complete(model="m", messages=MESSAGES)
+            assert reply.choices[0].message.content == "ok"
+    assert len(server.log) == 2
+    assert server.connections == 2
+
+
+@BACKENDS
+async def test_a_chunked_answer_with_extensions_and_trailers_is_read(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    half = len(COMPLETION) // 2
+    data = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x;name=value\r\n%b\r\n" % (half, COMPLETION[:half])
+        + b"%x\r\n%b\r\n" % (len(COMPLETION) - half, COMPLETION[half:])
+        + b"0\r\nX-Trailer: t\r\n\r\n"
+    )
+    server = await raw_server(nursery, always(data))
+    async with client_of(server, backend) as client:
+        for _ in range(2):
+            reply = await client.complete(model="m", messages=MESSAGES)
+            assert reply.choices[0].message.content == "ok"
+    assert server.connections == 1
+
+
+@BACKENDS
+async def test_a_chunked_answer_cut_short_is_a_connection_error(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    async def cut(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%b" % (len(COMPLETION), COMPLETION[:10])
+        )
+
+    server = await raw_server(nursery, cut)
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ProxyConnectionError):
+            await client.complete(model="m", messages=MESSAGES)
+
+
+@BACKENDS
+async def test_a_gzip_answer_is_decompressed(nursery: trio.Nursery, backend: str) -> None:
+    body = gzip.compress(COMPLETION)
+    server = await raw_server(nursery, always(answer(body, headers=b"Content-Encoding: gzip\r\n")))
+    async with client_of(server, backend) as client:
+        reply = await client.complete(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == "ok"
+
+
+@BACKENDS
+async def test_a_gzip_bomb_stops_at_max_response_bytes(nursery: trio.Nursery, backend: str) -> None:
+    bomb = gzip.compress(b" " * 50_000_000)  # about 50 KB on the wire
+    server = await raw_server(nursery, always(answer(bomb, headers=b"Content-Encoding: gzip\r\n")))
+    async with client_of(server, backend, max_retries=0, max_response_bytes=1_000_000) as client:
+        with pytest.raises(ResponseTooLargeError, match="max_response_bytes"):
+            await client.complete(model="m", messages=MESSAGES)
+
+
+@BACKENDS
+async def test_a_broken_gzip_answer_is_a_decode_error(nursery: trio.Nursery, backend: str) -> None:
+    server = await raw_server(
+        nursery, always(answer(b"not gzip at all", headers=b"Content-Encoding: gzip\r\n"))
+    )
+    async with client_of(server, backend, max_retries=0) as client:
+        with pytest.raises(ResponseDecodeError):
+            await client.complete(model="m", messages=MESSAGES)
+
+
+@BACKENDS
+async def test_a_call_cancelled_mid_body_closes_its_connection(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    body_started = trio.Event()
+
+    async def half_then_stall(peer: Peer) -> None:
+        await peer.request()
+        whole = answer()
+        await peer.send(whole[: len(whole) - 10])
+        body_started.set()
+        await trio.sleep_forever()
+
+    async def answer_at_once(peer: Peer) -> None:
+        await always(answer())(peer)
+
+    handlers = [half_then_stall, answer_at_once]
+
+    async def next_handler(peer: Peer) -> None:
+        await handlers.pop(0)(peer)
+
+    server = await raw_server(nursery, next_handler)
+    async with client_of(server, backend, max_retries=0) as client:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(partial(client.complete, model="m", messages=MESSAGES))
+                await body_started.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+        reply = await client.complete(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == "ok"
+    assert server.connections == 2
