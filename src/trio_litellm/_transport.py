@@ -281,11 +281,9 @@ class Transport:
         status = response.status_code
         if status < 200 or status in (204, 304):
             raise self._bodiless(method, path, response, "a JSON answer", model)
-        if response.status_code >= 400:
-            raise self._answered_error(
-                method, path, response.status_code, answer_headers, content, model
-            )
-        return Answer(response.status_code, answer_headers, content, trio.current_time() - start)
+        if status >= 400:
+            raise self._answered_error(method, path, status, answer_headers, content, model)
+        return Answer(status, answer_headers, content, trio.current_time() - start)
 
     @asynccontextmanager
     async def stream(
@@ -377,24 +375,34 @@ class Transport:
         refused = _certificate_failure(exc)
         if refused is not None:
             return self.scrub(ProxyCertificateError(refused, model=model))
+        if isinstance(exc, httpx2.RemoteProtocolError):
+            named = self._protocol_error(exc, model)
+            if named is not None:
+                return named
+        for foreign, ours, text in _ERROR_MAP:
+            if isinstance(exc, foreign):
+                detail = str(exc) or type(exc).__name__
+                return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
+        raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
+
+    def _protocol_error(
+        self, exc: httpx2.RemoteProtocolError, model: str | None
+    ) -> LiteLLMError | None:
+        """Ours for an answer that broke HTTP in a way worth naming: one too large, or a 101;
+        None for the rest (a broken connection)."""
         if isinstance(exc, ResponseTooLarge):
             return self.too_large(exc.what, exc.size, exc.limit, None, model)
-        if isinstance(exc, httpx2.RemoteProtocolError) and str(exc) == "Receive buffer too long":
-            # h11 (under httpx2's pool) on a head over httpcore's cap of 100 KiB
+        said = str(exc)
+        if said == "Receive buffer too long":  # h11, under httpx2's pool: a head over its cap
             return self.too_large("response head", _HTTPCORE_HEAD + 1, _HTTPCORE_HEAD, None, model)
-        if isinstance(exc, httpx2.RemoteProtocolError) and "_SWITCH_UPGRADE" in str(exc):
-            # h11 on a 101 nobody asked for
+        if "_SWITCH_UPGRADE" in said:  # h11 on a 101 nobody asked for
             return ResponseDecodeError(
                 f"the proxy ({self.display_url}) answered 101 Switching Protocols, which "
                 "switches to another protocol and has no body",
                 status=101,
                 model=model,
             )
-        for foreign, ours, text in _ERROR_MAP:
-            if isinstance(exc, foreign):
-                detail = str(exc) or type(exc).__name__
-                return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
-        raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
+        return None
 
     def too_large(
         self, what: str, size: int, limit: int, option: str | None, model: str | None
