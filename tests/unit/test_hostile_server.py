@@ -344,11 +344,13 @@ async def test_a_stream_event_over_max_event_bytes_raises_before_content(
 ) -> None:
     server = await raw_server(nursery, stream_of(HUGE_EVENT))
     async with client_of(server, backend, max_retries=0, max_event_bytes=1_000_000) as client:
-        with pytest.raises(ResponseTooLargeError, match="max_event_bytes") as caught:
-            async with client.stream(model="m", messages=MESSAGES):
-                pass
+        for _ in range(2):
+            with pytest.raises(ResponseTooLargeError, match="max_event_bytes") as caught:
+                async with client.stream(model="m", messages=MESSAGES):
+                    pass
     assert caught.value.option == "max_event_bytes"
     assert caught.value.what == "stream event"
+    assert server.connections == 2  # the first connection was closed, not reused
 
 
 @BACKENDS
