@@ -472,3 +472,24 @@ def test_comments_between_events_do_not_count() -> None:
     parser = SSEParser(max_event_size=100)
     events = parser.feed(b": " + b"k" * 60 + b"\n" + b"data: " + b"x" * 80 + b"\n\n")
     assert datas(events) == ["x" * 80]
+
+
+@given(split_streams())
+def test_a_cap_above_the_whole_stream_changes_nothing_at_any_split(
+    stream_and_pieces: tuple[bytes, list[bytes]],
+) -> None:
+    stream, pieces = stream_and_pieces
+    parser = SSEParser(max_event_size=len(stream))
+    events = [event for piece in pieces for event in parser.feed(piece)] + parser.finish()
+    assert (events, parser.incomplete) == parse_with_flag(stream)
+
+
+@given(st.integers(1, 60), st.data())
+def test_an_event_over_the_cap_raises_at_any_split(limit: int, data: st.DataObject) -> None:
+    stream = b"data: " + b"x" * limit + b"\n\n"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    parser = SSEParser(max_event_size=limit)
+    with pytest.raises(EventTooLarge):
+        for piece in pieces:
+            parser.feed(piece)
