@@ -373,6 +373,31 @@ async def test_a_streamed_request_body_goes_chunked(nursery: trio.Nursery) -> No
     assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_early_answer_to_a_body_the_server_will_not_read_is_returned(
+    nursery: trio.Nursery, streamed: bool
+) -> None:
+    async def refuse(peer: Peer) -> None:
+        while b"\r\n\r\n" not in peer.buffer:
+            assert await peer._more()
+        await peer.send(
+            b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!"
+        )  # and close with the body unread: a reset
+
+    url, _ = await raw_server(nursery, refuse)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 65536
+
+    content: Any = pieces() if streamed else b"x" * 6_553_600
+    transport = pool()
+    async with client(url, transport) as http:
+        response = await http.post("/upload", content=content)
+        assert (response.status_code, response.text) == (413, "big!")
+        assert transport.open_connections == 0
+
+
 async def test_a_streamed_request_body_is_accepted_by_a_real_server(url: str) -> None:
     payload = json.dumps(chat("streamed up")).encode()
 
