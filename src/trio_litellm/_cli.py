@@ -4,7 +4,8 @@ recorder dumps, the fake provider.
 Exit codes (every command):
 
 - 0: done; for ``batch``, every request succeeded (or the dry-run plan is valid)
-- 1: ``batch`` finished but some requests failed (each failure is a line in the output)
+- 1: ``batch`` finished but its output holds failed lines, this run's or earlier ones'
+  (``--retry-failed`` runs them again)
 - 2: bad usage or an invalid input file (every bad line is listed with its number)
 - 3: the proxy cannot be reached, refused the key, or the configuration is invalid
 - 130: interrupted (Ctrl-C); a ``batch`` run resumes where it stopped when run again
@@ -50,7 +51,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = cyclopts.App(
     name="trio-litellm",
-    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 some batch requests failed, "
+    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 the batch output holds failed lines, "
     "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
     version=__version__,
     backend="trio",
@@ -207,7 +208,9 @@ async def batch(
     render_summary(summary, err)
     if summary_json is not None:
         write_summary_json(summary, summary_json)
-    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+    # The output's state, not this run's: a rerun that had nothing left to do still exits 1 while
+    # earlier failures are in the file, so "retry until exit 0" does not stop on a bad output.
+    return EXIT_OK if summary.failed_in_output == 0 else EXIT_FAILED
 
 
 def _write_dump(recorder: DebugRecorder, path: Path) -> None:

@@ -343,3 +343,22 @@ def test_a_refused_key_exits_3_before_any_line_is_written(stack: Stack, tmp_path
     assert "refused the API key" in run.stderr
     assert "sk-not-the-key" not in run.stdout + run.stderr
     assert not results.exists() or results.read_bytes() == b""
+
+
+def test_a_rerun_exits_1_while_the_output_still_holds_failures(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 2)
+    with requests.open("ab") as file:
+        body = {"model": "failing-gpt", "messages": [{"role": "user", "content": "x"}]}
+        line = {"custom_id": "doomed", "method": "POST", "url": "/v1/chat/completions"}
+        file.write(encoder.encode({**line, "body": body}) + b"\n")
+    first = cli("batch", str(requests), "-o", str(results), "--max-retries", "0", stack=stack)
+    assert first.returncode == 1, first.stderr
+    before = upstream_requests(stack)
+    again = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert upstream_requests(stack) == before  # nothing was left to run
+    assert again.returncode == 1, again.stderr
+    assert "3 already done" in again.stderr and "0 ran" in again.stderr
+    assert "1 failed line remains" in again.stderr and "--retry-failed" in again.stderr

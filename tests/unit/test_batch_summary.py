@@ -185,6 +185,25 @@ def test_the_summary_copies_the_inputs_counts() -> None:
     assert (summary.input_requests, summary.already_done, summary.invalid) == (10, 7, 2)
 
 
+def test_failed_lines_in_the_output_count_earlier_runs_and_this_one() -> None:
+    builder = SummaryBuilder()
+    ok(builder)
+    fail(builder)
+    summary = builder.summary(
+        elapsed=1.0, input_requests=5, already_done=3, invalid=0, failed_before=2
+    )
+    assert (summary.failed, summary.failed_in_output) == (1, 3)
+
+
+def test_a_run_with_nothing_to_do_still_tells_the_failures_left_in_the_output() -> None:
+    summary = SummaryBuilder().summary(
+        elapsed=0.0, input_requests=3, already_done=3, invalid=0, failed_before=1
+    )
+    text = rendered(summary)
+    assert "0 failed" in text
+    assert "1 failed line remains in the output; --retry-failed runs them again" in text
+
+
 def test_live_counters_follow_every_add() -> None:
     builder = SummaryBuilder()
     ok(builder, tokens_in=3, tokens_out=4, cost=0.5, attempts=2)

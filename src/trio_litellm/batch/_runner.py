@@ -131,7 +131,7 @@ async def run_batch(
         scan.raise_for_problems()
     state: OutputState = await trio.to_thread.run_sync(recover_output, output_path)
     if retry_failed:
-        await trio.to_thread.run_sync(drop_failed, output_path, state)
+        await trio.to_thread.run_sync(drop_failed, output_path, state)  # state.failed is now 0
     skip = state.done
     already = sum(1 for cid in skip if shard is None or shard_of(cid, shard[1]) == shard[0])
     invalid = scan.in_shard_problems
@@ -162,6 +162,7 @@ async def run_batch(
         input_requests=scan.in_shard,
         already_done=already,
         invalid=invalid,
+        failed_before=state.failed,
     )
 
 

@@ -65,7 +65,9 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     and output tokens, as rate limits (TPM) do. ``cost`` is None when no request reported a
     cost, else their sum; ``cost_complete`` says whether every successful request reported one
     (False when ``cost`` is None). ``latency`` is None when no request reached the proxy,
-    ``ttft`` when no request was a stream.
+    ``ttft`` when no request was a stream. ``failed_in_output`` counts the failed lines the
+    output holds once the run is over, earlier runs' too: while it is not 0 the output is not
+    done (``--retry-failed`` runs them again), and the command exits 1.
     """
 
     input_requests: int
@@ -86,6 +88,7 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     latency: Percentiles | None
     ttft: Percentiles | None
     per_model: dict[str, ModelSummary]
+    failed_in_output: int = 0
 
 
 def _nearest_rank(ordered: Sequence[float], percent: int) -> float:
@@ -212,9 +215,18 @@ class SummaryBuilder:
                 self._costed_ok += 1
 
     def summary(
-        self, *, elapsed: float, input_requests: int, already_done: int, invalid: int
+        self,
+        *,
+        elapsed: float,
+        input_requests: int,
+        already_done: int,
+        invalid: int,
+        failed_before: int = 0,
     ) -> BatchSummary:
-        """The report of everything added so far (sorts the latencies: O(n log n), call once)."""
+        """The report of everything added so far (sorts the latencies: O(n log n), call once).
+
+        ``failed_before`` is the number of failed lines the output held before this run and kept.
+        """
         per_model: dict[str, ModelSummary] = {}
         latencies: array[float] = array("d")
         costed = 0
@@ -250,6 +262,7 @@ class SummaryBuilder:
             latency=_percentiles(latencies),
             ttft=_percentiles(self._ttfts),
             per_model=per_model,
+            failed_in_output=failed_before + self.failed,
         )
 
 
@@ -339,6 +352,16 @@ def render_summary(summary: BatchSummary, console: Console) -> None:
     lines.add_row("Cost", cost)
     lines.add_row("Latency", _percentiles_text(s.latency, "no request reached the proxy"))
     lines.add_row("TTFT", _percentiles_text(s.ttft, "no streams"))
+    if s.failed_in_output:
+        plural = "line remains" if s.failed_in_output == 1 else "lines remain"
+        lines.add_row(
+            "Output",
+            Text(
+                f"{s.failed_in_output:,} failed {plural} in the output; "
+                "--retry-failed runs them again",
+                style="yellow",
+            ),
+        )
 
     outcomes = Table(box=None, pad_edge=False, padding=(0, 2))
     outcomes.add_column("outcome")
