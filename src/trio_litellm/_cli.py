@@ -35,6 +35,7 @@ from .batch import (
     BatchInputError,
     BatchPlan,
     OutputCorruptError,
+    OutputLockedError,
     plan_batch,
     read_output_usage,
     render_output_usage,
@@ -459,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("invalid input", str(exc), EXIT_USAGE)
     except OutputCorruptError as exc:
         return _fail("cannot resume", str(exc), EXIT_USAGE)
+    except OutputLockedError as exc:
+        return _fail("cannot run", str(exc), EXIT_USAGE)
     except InvalidRequestError as exc:
         return _fail("invalid request", str(exc), EXIT_USAGE)
     except LiteLLMError as exc:  # an AuthenticationError says that the proxy refused the key

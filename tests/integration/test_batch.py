@@ -362,3 +362,41 @@ def test_a_rerun_exits_1_while_the_output_still_holds_failures(
     assert again.returncode == 1, again.stderr
     assert "3 already done" in again.stderr and "0 ran" in again.stderr
     assert "1 failed line remains" in again.stderr and "--retry-failed" in again.stderr
+
+
+def test_a_second_run_on_the_same_output_exits_2_naming_the_first(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 3)
+    with requests.open("ab") as file:  # keeps the first run busy until it is stopped
+        body = {
+            "model": "local-gpt",
+            "messages": [{"role": "user", "content": "slow [fake latency=60]"}],
+        }
+        line = {"custom_id": "slow", "method": "POST", "url": "/v1/chat/completions"}
+        file.write(encoder.encode({**line, "body": body}) + b"\n")
+    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "trio_litellm", "batch", str(requests), "-o", str(results)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if results.exists() and results.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert results.read_bytes().count(b"\n") == 3
+        started = time.monotonic()
+        second = cli("batch", str(requests), "-o", str(results), stack=stack, timeout=30)
+        assert second.returncode == 2, second.stderr
+        assert time.monotonic() - started < 15
+        assert f"PID {first.pid}" in second.stderr, second.stderr
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    assert len(read_output(results)) == 3  # the second run wrote nothing

@@ -159,6 +159,24 @@ def test_usage_of_a_line_that_is_not_a_record_names_it(tmp_path: Path, consoles:
     assert f"{path}:1:" in consoles.err.getvalue()
 
 
+def test_usage_of_a_file_with_duplicate_ids_says_so(
+    tmp_path: Path, consoles: Captured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.jsonl"
+    write_output(path)
+    with path.open("ab") as file:  # two runs at once wrote "a" and "d" a second time
+        file.write(
+            response_record("a", status_code=200, request_id="x", body=completion("gpt", 1, 1))
+        )
+        file.write(error_record("d", code="ProxyConnectionError", message="refused"))
+    assert cli.main(["usage", str(path)]) == 0
+    text = consoles.out.getvalue()
+    assert "8 lines" in text and "2 repeat a custom_id" in text, text
+    assert cli.main(["usage", str(path), "--json"]) == 0
+    figures = msgspec.json.decode(capsys.readouterr().out)
+    assert figures["duplicates"] == 2 and figures["requests"] == 8
+
+
 def test_usage_of_a_missing_file_exits_2(tmp_path: Path, consoles: Captured) -> None:
     assert cli.main(["usage", str(tmp_path / "nowhere.jsonl")]) == 2
     assert "nowhere.jsonl" in consoles.err.getvalue()

@@ -51,11 +51,14 @@ class OutputUsage(ModelTotals, frozen=True, kw_only=True):
     ``model`` is the one the input asked for when the input file was given, else the one the
     answer names (a failure without an answer counts under ``"-"``). ``cost`` is the sum of the
     ``usage.cost`` the bodies carry, None when none does; ``cost_complete`` says whether every
-    success carried one.
+    success carried one. ``duplicates`` counts the lines whose ``custom_id`` an earlier line
+    already has (two runs wrote the file at once, or it was edited); they are counted like any
+    line, as their requests were made and paid for.
     """
 
     path: str
     cost_complete: bool
+    duplicates: int
     per_model: dict[str, ModelTotals]
 
 
@@ -139,6 +142,8 @@ def read_output_usage(
     requested = _requested_models(input_path) if input_path is not None else {}
     total = _Totals()
     models: dict[str, _Totals] = {}
+    seen: set[str] = set()
+    duplicates = 0
     with open(name, "rb") as file:
         for line_no, raw in enumerate(file, 1):
             if not raw.endswith(b"\n"):
@@ -159,6 +164,9 @@ def read_output_usage(
                 raise OutputCorruptError(
                     name, line_no, "not a batch output record: both response and error are null"
                 )
+            if line.custom_id in seen:
+                duplicates += 1
+            seen.add(line.custom_id)
             model = requested.get(line.custom_id) or (body.model if body else None)
             total.add(outcome, body)
             totals = models.get(model or UNKNOWN_MODEL)
@@ -175,6 +183,7 @@ def read_output_usage(
         tokens_out=total.tokens_out,
         cost=total.cost if total.costed else None,
         cost_complete=total.costed > 0 and total.costed_ok == total.succeeded,
+        duplicates=duplicates,
         per_model={
             model: ModelTotals(
                 requests=totals.requests,
@@ -236,6 +245,15 @@ def render_output_usage(usage: OutputUsage, console: Console) -> None:
     lines.add_column()
     lines.add_row("File", Text(u.path))
     lines.add_row("Requests", f"{u.requests:,} · {u.succeeded:,} succeeded · {u.failed:,} failed")
+    if u.duplicates:
+        lines.add_row(
+            "Duplicates",
+            Text(
+                f"of {u.requests:,} lines, {u.duplicates:,} repeat a custom_id an earlier line "
+                "has (two runs wrote the file at once, or it was edited); every line is counted",
+                style="yellow",
+            ),
+        )
     lines.add_row("Tokens", f"{u.tokens_in:,} in · {u.tokens_out:,} out")
     lines.add_row("Cost", cost)
     lines.add_row("Latency", Text("not in the output file (see the run's summary)", style="dim"))

@@ -24,6 +24,7 @@ from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
 from ._input import InputProblem, InputScan, iter_input, scan_input, shard_of
 from ._output import (
+    OutputLock,
     OutputState,
     OutputWriter,
     drop_failed,
@@ -121,9 +122,40 @@ async def run_batch(
     unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
     runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
     the failed answers from the output and runs those requests again. ``progress`` shows a
-    progress bar (None: only on a terminal).
+    progress bar (None: only on a terminal). The run holds the output's lock throughout: while
+    another run holds it, raises :class:`OutputLockedError` at once, naming that run's PID.
     """
     input_path, output_path = Path(input_path), Path(output_path)
+    with OutputLock(output_path):
+        return await _run_locked(
+            client,
+            input_path,
+            output_path,
+            model=model,
+            shard=shard,
+            retry_failed=retry_failed,
+            skip_invalid=skip_invalid,
+            console=console,
+            progress=progress,
+            max_buffer=max_buffer,
+            on_result=on_result,
+        )
+
+
+async def _run_locked(
+    client: Client,
+    input_path: Path,
+    output_path: Path,
+    *,
+    model: str | None,
+    shard: tuple[int, int] | None,
+    retry_failed: bool,
+    skip_invalid: bool,
+    console: Console | None,
+    progress: bool | None,
+    max_buffer: int,
+    on_result: Callable[[JobResult], None] | None,
+) -> BatchSummary:
     scan: InputScan = await trio.to_thread.run_sync(
         lambda: scan_input(input_path, model=model, shard=shard)
     )
