@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import cyclopts
+import trio
 from cyclopts import Parameter
 from rich.console import Console
 from rich.table import Table
@@ -56,6 +58,9 @@ app = cyclopts.App(
     "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
     version=__version__,
     backend="trio",
+    # Not cyclopts' sys.exit(130): main() prints the "interrupted" line, which a bare
+    # KeyboardInterrupt leaving a command would otherwise never reach.
+    suppress_keyboard_interrupt=False,
 )
 app.command(fake_provider_app, name="fake-provider")
 
@@ -85,6 +90,28 @@ def _config(proxy_url: str | None, api_key: str | None, **options: object) -> Cl
         return ClientConfig(proxy_url=proxy_url, api_key=api_key, **options)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise _Exit(EXIT_PROXY, f"bad configuration: {exc}") from None
+
+
+class _Interrupts:
+    """Ctrl-C during a batch as a signal the run watches, not a KeyboardInterrupt raised at any
+    bytecode: the run stops cleanly (requests in flight cancelled, the summary printed and
+    written, marked interrupted). Outside the run itself (connecting, the health check) the first
+    Ctrl-C cancels the command at once; so does a second one during the run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stop = trio.Event()
+        self.scope = trio.CancelScope()
+        self.graceful = False
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                self.count += 1
+                self.stop.set()
+                if not self.graceful or self.count > 1:
+                    self.scope.cancel()
 
 
 def _parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -182,33 +209,46 @@ async def batch(
         unavailable_timeout=unavailable_timeout,
     )
     recorder: DebugRecorder | None = None
+    interrupts = _Interrupts()
+    summary = None
     try:
-        async with open_client(config) as client:
-            recorder = client.recorder
-            health = await client.health()
-            if not health.healthy:
-                raise _Exit(
-                    EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
-                )
-            await client.list_models()  # a refused key stops here, not as one failure per line
-            summary = await run_batch(
-                client,
-                input,
-                output,
-                model=model,
-                shard=shard_pair,
-                retry_failed=retry_failed,
-                skip_invalid=skip_invalid,
-                console=err,
-                progress=progress,
-            )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(interrupts.watch)
+            with interrupts.scope:
+                async with open_client(config) as client:
+                    recorder = client.recorder
+                    health = await client.health()
+                    if not health.healthy:
+                        raise _Exit(
+                            EXIT_PROXY,
+                            f"the proxy at {config.display_url} is not ready: {health.error}",
+                        )
+                    await client.list_models()  # a refused key stops here, not once per line
+                    interrupts.graceful = True
+                    summary = await run_batch(
+                        client,
+                        input,
+                        output,
+                        model=model,
+                        shard=shard_pair,
+                        retry_failed=retry_failed,
+                        skip_invalid=skip_invalid,
+                        console=err,
+                        progress=progress,
+                        stop=interrupts.stop,
+                    )
+                    interrupts.graceful = False
+            nursery.cancel_scope.cancel()
     finally:
         # After the client closed, so the requests it cancelled are recorded too.
         if recorder is not None and record_to is not None:
             _write_dump(recorder, record_to)
-    render_summary(summary, err)
-    if summary_json is not None:
-        write_summary_json(summary, summary_json)
+    if summary is not None:
+        render_summary(summary, err)
+        if summary_json is not None:
+            write_summary_json(summary, summary_json)
+    if summary is None or interrupts.count:  # only an interrupt leaves without a summary
+        raise KeyboardInterrupt
     # The output's state, not this run's: a rerun that had nothing left to do still exits 1 while
     # earlier failures are in the file, so "retry until exit 0" does not stop on a bad output.
     return EXIT_OK if summary.failed_in_output == 0 else EXIT_FAILED
@@ -469,11 +509,13 @@ def main(argv: list[str] | None = None) -> int:
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return _fail(
+        code = _fail(
             "interrupted",
             "what finished is saved; run the same command again to resume",
             EXIT_INTERRUPTED,
         )
+        sys.stderr.flush()
+        return code
     if isinstance(code, int) and not isinstance(code, bool):
         return code
     return EXIT_OK

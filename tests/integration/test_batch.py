@@ -400,3 +400,58 @@ def test_a_second_run_on_the_same_output_exits_2_naming_the_first(
         first.kill()
         first.wait(timeout=10)
     assert len(read_output(results)) == 3  # the second run wrote nothing
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5, 1.0])
+def test_ctrl_c_with_requests_in_flight_prints_and_writes_the_summary_marked_interrupted(
+    stack: Stack, tmp_path: Path, delay: float
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = tmp_path / "summary.json"
+    write_input(requests, 10)
+    with requests.open("ab") as file:
+        for index in range(4):  # in flight at the proxy when the interrupt comes
+            body = {
+                "model": "local-gpt",
+                "messages": [{"role": "user", "content": f"slow {index} [fake latency=60]"}],
+            }
+            line = {"custom_id": f"slow-{index}", "method": "POST", "url": "/v1/chat/completions"}
+            file.write(encoder.encode({**line, "body": body}) + b"\n")
+    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trio_litellm",
+            "batch",
+            str(requests),
+            "-o",
+            str(results),
+            "--summary-json",
+            str(summary),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results.exists() and results.read_bytes().count(b"\n") >= 10:
+            break
+        time.sleep(0.05)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "interrupted: what finished is saved" in stderr, stderr
+    assert "14 in input" in stderr and "10 ran" in stderr, stderr
+    figures = msgspec.json.decode(summary.read_bytes())
+    assert figures["interrupted"] is True
+    assert figures["succeeded"] == 10 and figures["failed"] == 0
+    assert len(read_output(results)) == 10  # the cancelled requests run again next time

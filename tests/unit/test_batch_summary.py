@@ -204,6 +204,17 @@ def test_a_run_with_nothing_to_do_still_tells_the_failures_left_in_the_output() 
     assert "1 failed line remains in the output; --retry-failed runs them again" in text
 
 
+def test_an_interrupted_run_says_so_in_its_summary_and_json(tmp_path: Path) -> None:
+    builder = SummaryBuilder()
+    ok(builder)
+    summary = builder.summary(
+        elapsed=1.0, input_requests=5, already_done=0, invalid=0, interrupted=True
+    )
+    assert "interrupted" in rendered(summary)
+    write_summary_json(summary, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["interrupted"] is True
+
+
 def test_live_counters_follow_every_add() -> None:
     builder = SummaryBuilder()
     ok(builder, tokens_in=3, tokens_out=4, cost=0.5, attempts=2)

@@ -115,6 +115,7 @@ async def run_batch(
     progress: bool | None = None,
     max_buffer: int = 256,
     on_result: Callable[[JobResult], None] | None = None,
+    stop: trio.Event | None = None,
 ) -> BatchSummary:
     """Run every request of ``input_path`` not yet answered in ``output_path``; return the summary.
 
@@ -124,6 +125,9 @@ async def run_batch(
     the failed answers from the output and runs those requests again. ``progress`` shows a
     progress bar (None: only on a terminal). The run holds the output's lock throughout: while
     another run holds it, raises :class:`OutputLockedError` at once, naming that run's PID.
+    Setting ``stop`` ends the run early but cleanly: the requests in flight are cancelled (they
+    are not written, so the next run sends them) and the summary, marked ``interrupted``, covers
+    what finished.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     with OutputLock(output_path):
@@ -139,6 +143,7 @@ async def run_batch(
             progress=progress,
             max_buffer=max_buffer,
             on_result=on_result,
+            stop=stop,
         )
 
 
@@ -155,6 +160,7 @@ async def _run_locked(
     progress: bool | None,
     max_buffer: int,
     on_result: Callable[[JobResult], None] | None,
+    stop: trio.Event | None,
 ) -> BatchSummary:
     scan: InputScan = await trio.to_thread.run_sync(
         lambda: scan_input(input_path, model=model, shard=shard)
@@ -177,6 +183,8 @@ async def _run_locked(
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sync_periodically, writer)
+            if stop is not None:
+                nursery.start_soon(_cancel_when_set, stop, nursery.cancel_scope)
             async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
                 nursery.start_soon(
                     _produce, input_path, model, shard, skip, send_jobs, writer, builder
@@ -195,6 +203,7 @@ async def _run_locked(
         already_done=already,
         invalid=invalid,
         failed_before=state.failed,
+        interrupted=stop is not None and stop.is_set(),
     )
 
 
@@ -296,6 +305,11 @@ def _account(builder: SummaryBuilder, result: JobResult) -> None:
         attempts=result.attempts,
         latency=result.latency,
     )
+
+
+async def _cancel_when_set(stop: trio.Event, scope: trio.CancelScope) -> None:
+    await stop.wait()
+    scope.cancel()
 
 
 async def _sync_periodically(writer: OutputWriter) -> None:

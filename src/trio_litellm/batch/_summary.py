@@ -67,7 +67,8 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     (False when ``cost`` is None). ``latency`` is None when no request reached the proxy,
     ``ttft`` when no request was a stream. ``failed_in_output`` counts the failed lines the
     output holds once the run is over, earlier runs' too: while it is not 0 the output is not
-    done (``--retry-failed`` runs them again), and the command exits 1.
+    done (``--retry-failed`` runs them again), and the command exits 1. ``interrupted`` says the
+    run was stopped before the end (Ctrl-C): its figures cover what finished until then.
     """
 
     input_requests: int
@@ -89,6 +90,7 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     ttft: Percentiles | None
     per_model: dict[str, ModelSummary]
     failed_in_output: int = 0
+    interrupted: bool = False
 
 
 def _nearest_rank(ordered: Sequence[float], percent: int) -> float:
@@ -222,6 +224,7 @@ class SummaryBuilder:
         already_done: int,
         invalid: int,
         failed_before: int = 0,
+        interrupted: bool = False,
     ) -> BatchSummary:
         """The report of everything added so far (sorts the latencies: O(n log n), call once).
 
@@ -263,6 +266,7 @@ class SummaryBuilder:
             ttft=_percentiles(self._ttfts),
             per_model=per_model,
             failed_in_output=failed_before + self.failed,
+            interrupted=interrupted,
         )
 
 
@@ -352,6 +356,15 @@ def render_summary(summary: BatchSummary, console: Console) -> None:
     lines.add_row("Cost", cost)
     lines.add_row("Latency", _percentiles_text(s.latency, "no request reached the proxy"))
     lines.add_row("TTFT", _percentiles_text(s.ttft, "no streams"))
+    if s.interrupted:
+        lines.add_row(
+            "Stopped",
+            Text(
+                "interrupted: the requests in flight were cancelled and are not in the output; "
+                "the same command runs them",
+                style="yellow",
+            ),
+        )
     if s.failed_in_output:
         plural = "line remains" if s.failed_in_output == 1 else "lines remain"
         lines.add_row(
