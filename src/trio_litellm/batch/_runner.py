@@ -22,6 +22,7 @@ from rich.console import Console
 from .._client import Client
 from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
+from .._meta import ResponseMeta, meta_from_headers
 from ._input import InputProblem, InputScan, iter_input, scan_input, shard_of
 from ._output import (
     OutputLock,
@@ -241,7 +242,11 @@ async def _produce(
 
 
 def _record(result: JobResult) -> bytes:
-    """The output line for one result, in OpenAI's batch output format."""
+    """The output line for one result, in OpenAI's batch output format.
+
+    An answer is written as it came: its status, its request id and its body bytes, whether or
+    not we could decode it (an answer our decoder refuses was still paid for).
+    """
     custom_id = str(result.id)
     response = result.response
     if response is not None and response.meta is not None and response.meta.body is not None:
@@ -253,6 +258,15 @@ def _record(result: JobResult) -> bytes:
             body=meta.body,
         )
     error = result.error
+    answered = _answer_of(error)
+    if answered is not None:
+        meta, body = answered
+        return response_record(
+            custom_id,
+            status_code=meta.status,
+            request_id=meta.request_id or meta.call_id,
+            body=body,
+        )
     if isinstance(error, APIStatusError) and error.status is not None:
         body = _error_body_encoder.encode(
             {
@@ -271,6 +285,16 @@ def _record(result: JobResult) -> bytes:
     return error_record(
         custom_id, code=code, message=str(error) if error is not None else "no result"
     )
+
+
+def _answer_of(error: Exception | None) -> tuple[ResponseMeta, bytes] | None:
+    """The proxy's answer an error carries (an error status, or a body we could not decode),
+    with what its headers say; None for an error that had no answer."""
+    if not isinstance(error, LiteLLMError):
+        return None
+    if error.status is None or error.response_body is None:
+        return None
+    return meta_from_headers(error.status, error.response_headers or {}), error.response_body
 
 
 def _account(builder: SummaryBuilder, result: JobResult) -> None:
@@ -294,6 +318,21 @@ def _account(builder: SummaryBuilder, result: JobResult) -> None:
         )
         return
     error = result.error
+    answered = _answer_of(error)
+    if answered is not None and 200 <= answered[0].status < 300:
+        # Written as a success; only its tokens are unknown, as its body could not be read.
+        meta = answered[0]
+        builder.add(
+            model=meta.model_group
+            or (error.model if isinstance(error, LiteLLMError) else None)
+            or "-",
+            ok=True,
+            outcome="succeeded",
+            attempts=result.attempts,
+            latency=result.latency,
+            cost=meta.response_cost,
+        )
+        return
     if isinstance(error, APIStatusError) and error.status is not None:
         outcome = f"http_{error.status}"
     else:
