@@ -455,3 +455,36 @@ def test_ctrl_c_with_requests_in_flight_prints_and_writes_the_summary_marked_int
     assert figures["interrupted"] is True
     assert figures["succeeded"] == 10 and figures["failed"] == 0
     assert len(read_output(results)) == 10  # the cancelled requests run again next time
+
+
+def test_the_proxys_cost_is_kept_in_the_output_and_summed_over_every_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = tmp_path / "summary.json"
+    write_input(requests, 3, model="fake-gpt")
+    first = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert first.returncode == 0, first.stderr
+    for line in read_output(results):
+        proxy = line["litellm"]
+        assert proxy["response_cost"] > 0
+        assert proxy["call_id"] and proxy["model_id"]
+        assert proxy["model_group"] == "fake-gpt" and proxy["attempts"] == 1
+    each = read_output(results)[0]["litellm"]["response_cost"]
+
+    write_input(requests, 5, model="fake-gpt")  # the job grows: two more requests
+    again = cli(
+        "batch", str(requests), "-o", str(results), "--summary-json", str(summary), stack=stack
+    )
+    assert again.returncode == 0, again.stderr
+    figures = msgspec.json.decode(summary.read_bytes())
+    assert figures["ran"] == 2 and figures["cost"] == pytest.approx(2 * each)
+    job = figures["job"]
+    assert (job["requests"], job["succeeded"], job["failed"]) == (5, 5, 0)
+    assert job["cost"] == pytest.approx(5 * each) and job["cost_complete"] is True
+    assert job["tokens_in"] == 5 * figures["tokens_in"] // 2
+
+    usage = cli("usage", str(results), "--json", stack=stack)
+    assert usage.returncode == 0, usage.stderr
+    totals = msgspec.json.decode(usage.stdout)
+    assert totals["cost"] == pytest.approx(5 * each) and totals["cost_complete"] is True

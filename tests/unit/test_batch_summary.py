@@ -19,6 +19,7 @@ from rich.console import Console
 from trio_litellm.batch._progress import BatchProgress
 from trio_litellm.batch._summary import (
     BatchSummary,
+    JobTotals,
     Percentiles,
     SummaryBuilder,
     render_summary,
@@ -213,6 +214,36 @@ def test_an_interrupted_run_says_so_in_its_summary_and_json(tmp_path: Path) -> N
     assert "interrupted" in rendered(summary)
     write_summary_json(summary, tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())["interrupted"] is True
+
+
+def test_the_whole_job_adds_this_run_to_what_the_output_held() -> None:
+    builder = SummaryBuilder()
+    ok(builder, tokens_in=3, tokens_out=4, cost=0.5)
+    fail(builder)
+    before = JobTotals(
+        requests=10,
+        succeeded=9,
+        failed=1,
+        tokens_in=30,
+        tokens_out=40,
+        cost=4.5,
+        cost_complete=True,
+    )
+    summary = builder.summary(
+        elapsed=1.0, input_requests=12, already_done=10, invalid=0, failed_before=1, before=before
+    )
+    assert summary.cost == 0.5  # this run's, beside the job's
+    assert summary.job == JobTotals(
+        requests=12,
+        succeeded=10,
+        failed=2,
+        tokens_in=33,
+        tokens_out=44,
+        cost=5.0,
+        cost_complete=True,
+    )
+    text = rendered(summary)
+    assert "12 in the output (every run)" in text and "cost $5.0000" in text
 
 
 def test_live_counters_follow_every_add() -> None:

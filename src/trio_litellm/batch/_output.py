@@ -32,6 +32,7 @@ __all__ = [
     "OutputLockedError",
     "OutputState",
     "OutputWriter",
+    "ProxyFigures",
     "drop_failed",
     "error_record",
     "record_outcome",
@@ -104,11 +105,31 @@ class _Error(msgspec.Struct):
     message: str
 
 
+class ProxyFigures(msgspec.Struct, kw_only=True):
+    """The ``"litellm"`` key of an output line: what the proxy said of the request in its
+    headers, which the OpenAI fields have no place for (OpenAI batch readers ignore the key).
+
+    ``response_cost`` is ``x-litellm-response-cost`` (the only place the proxy sends a chat
+    answer's cost); ``call_id``, ``model_id`` and ``model_group`` its ``x-litellm-*`` headers;
+    ``attempts`` the tries the client made. None where the proxy did not say (no answer came).
+    """
+
+    response_cost: float | None = None
+    call_id: str | None = None
+    model_id: str | None = None
+    model_group: str | None = None
+    attempts: int = 0
+
+
 class _Record(msgspec.Struct):
     id: str
     custom_id: str
     response: _Response | None
     error: _Error | None
+
+
+class _RecordWithProxy(_Record):
+    litellm: ProxyFigures
 
 
 class _ResponseIn(msgspec.Struct):
@@ -130,32 +151,44 @@ _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
 def response_record(
-    custom_id: str, *, status_code: int, request_id: str | None, body: bytes
+    custom_id: str,
+    *,
+    status_code: int,
+    request_id: str | None,
+    body: bytes,
+    litellm: ProxyFigures | None = None,
 ) -> bytes:
     """The output line for an HTTP answer, success or error, with ``body`` embedded as it came.
 
     ``body`` is not decoded or re-encoded. Two cases are mended so the line stays one valid JSON
     record: a body spread over several lines is compacted, and a body that is not JSON at all (a
-    load balancer's HTML page) is embedded as a JSON string.
+    load balancer's HTML page) is embedded as a JSON string. ``litellm`` adds the proxy's
+    figures under a ``"litellm"`` key.
     """
-    record = _Record(
-        id=_record_id(),
-        custom_id=custom_id,
-        response=_Response(
-            status_code=status_code, request_id=request_id, body=msgspec.Raw(_one_line_json(body))
-        ),
-        error=None,
+    response = _Response(
+        status_code=status_code, request_id=request_id, body=msgspec.Raw(_one_line_json(body))
     )
-    return _encoder.encode(record) + b"\n"
+    return _encode_record(custom_id, response, None, litellm)
 
 
-def error_record(custom_id: str, *, code: str, message: str) -> bytes:
+def error_record(
+    custom_id: str, *, code: str, message: str, litellm: ProxyFigures | None = None
+) -> bytes:
     """The output line for a request that got no HTTP answer: connection, timeout, invalid line."""
-    record = _Record(
-        id=_record_id(),
-        custom_id=custom_id,
-        response=None,
-        error=_Error(code=code, message=message),
+    return _encode_record(custom_id, None, _Error(code=code, message=message), litellm)
+
+
+def _encode_record(
+    custom_id: str,
+    response: _Response | None,
+    error: _Error | None,
+    litellm: ProxyFigures | None,
+) -> bytes:
+    record_id = _record_id()
+    record = (
+        _Record(record_id, custom_id, response, error)
+        if litellm is None
+        else _RecordWithProxy(record_id, custom_id, response, error, litellm)
     )
     return _encoder.encode(record) + b"\n"
 

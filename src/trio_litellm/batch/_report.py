@@ -1,8 +1,9 @@
 """What a batch output file holds, read back from the file alone: ``trio-litellm usage``.
 
 The OpenAI batch output format keeps each answer's status and body, so a finished (or
-interrupted) run can be summed up later: requests, successes, failures by kind, tokens, and cost
-where the bodies carry one (``usage.cost``). Latencies and retries are not in the file, and are
+interrupted) run can be summed up later: requests, successes, failures by kind, tokens, and cost:
+the proxy's ``x-litellm-response-cost`` the batch keeps in each line's ``"litellm"`` key, else
+the ``usage.cost`` of the body. Latencies and retries are not in the file, and are
 not made up here. Outcomes are named as the batch summary names them: ``succeeded``,
 ``http_<status>`` for an error answer, or the error code of a request that got no answer.
 Synchronous, no trio: one pass over the file.
@@ -50,7 +51,8 @@ class OutputUsage(ModelTotals, frozen=True, kw_only=True):
 
     ``model`` is the one the input asked for when the input file was given, else the one the
     answer names (a failure without an answer counts under ``"-"``). ``cost`` is the sum of the
-    ``usage.cost`` the bodies carry, None when none does; ``cost_complete`` says whether every
+    lines' costs (``litellm.response_cost``, else the body's ``usage.cost``), None when none has
+    one; ``cost_complete`` says whether every
     success carried one. ``duplicates`` counts the lines whose ``custom_id`` an earlier line
     already has (two runs wrote the file at once, or it was edited); they are counted like any
     line, as their requests were made and paid for.
@@ -82,10 +84,15 @@ class _Error(msgspec.Struct):
     code: str | None = None
 
 
+class _Proxy(msgspec.Struct):
+    response_cost: float | None = None
+
+
 class _Line(msgspec.Struct):
     custom_id: str
     response: _Response | None = None
     error: _Error | None = None
+    litellm: _Proxy | None = None
 
 
 class _InputLine(msgspec.Struct):
@@ -110,16 +117,16 @@ class _Totals:
         self.costed = 0
         self.costed_ok = 0
 
-    def add(self, outcome: str, body: _Body | None) -> None:
+    def add(self, outcome: str, body: _Body | None, proxy_cost: float | None) -> None:
         self.requests += 1
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         usage = body.usage if body is not None else None
-        if usage is None:
-            return
-        self.tokens_in += usage.prompt_tokens or 0
-        self.tokens_out += usage.completion_tokens or 0
-        if usage.cost is not None:
-            self.cost += usage.cost
+        if usage is not None:
+            self.tokens_in += usage.prompt_tokens or 0
+            self.tokens_out += usage.completion_tokens or 0
+        cost = proxy_cost if proxy_cost is not None else usage.cost if usage is not None else None
+        if cost is not None:
+            self.cost += cost
             self.costed += 1
             self.costed_ok += outcome == SUCCEEDED
 
@@ -168,11 +175,12 @@ def read_output_usage(
                 duplicates += 1
             seen.add(line.custom_id)
             model = requested.get(line.custom_id) or (body.model if body else None)
-            total.add(outcome, body)
+            proxy_cost = line.litellm.response_cost if line.litellm is not None else None
+            total.add(outcome, body, proxy_cost)
             totals = models.get(model or UNKNOWN_MODEL)
             if totals is None:
                 totals = models[model or UNKNOWN_MODEL] = _Totals()
-            totals.add(outcome, body)
+            totals.add(outcome, body, proxy_cost)
     return OutputUsage(
         path=name,
         requests=total.requests,
@@ -237,7 +245,7 @@ def render_output_usage(usage: OutputUsage, console: Console) -> None:
     u = usage
     cost = Text(_money(u.cost))
     if u.cost is None:
-        cost.append(" (no answer in the file carries usage.cost)", style="dim")
+        cost.append(" (no line in the file carries a cost)", style="dim")
     elif not u.cost_complete:
         cost.append(" (incomplete: not every success carries a cost)", style="yellow")
     lines = Table.grid(padding=(0, 2))

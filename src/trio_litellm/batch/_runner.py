@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import trio
@@ -28,13 +27,15 @@ from ._output import (
     OutputLock,
     OutputState,
     OutputWriter,
+    ProxyFigures,
     drop_failed,
     error_record,
     recover_output,
     response_record,
 )
 from ._progress import BatchProgress
-from ._summary import BatchSummary, SummaryBuilder
+from ._report import read_output_usage
+from ._summary import BatchSummary, JobTotals, SummaryBuilder
 
 __all__ = ["BatchPlan", "plan_batch", "run_batch"]
 
@@ -171,6 +172,7 @@ async def _run_locked(
     state: OutputState = await trio.to_thread.run_sync(recover_output, output_path)
     if retry_failed:
         await trio.to_thread.run_sync(drop_failed, output_path, state)  # state.failed is now 0
+    before = await trio.to_thread.run_sync(_job_totals, output_path)
     skip = state.done
     already = sum(1 for cid in skip if shard is None or shard_of(cid, shard[1]) == shard[0])
     invalid = scan.in_shard_problems
@@ -205,6 +207,21 @@ async def _run_locked(
         invalid=invalid,
         failed_before=state.failed,
         interrupted=stop is not None and stop.is_set(),
+        before=before,
+    )
+
+
+def _job_totals(output_path: Path) -> JobTotals:
+    """The figures of what the output holds, earlier runs' lines, from the file itself."""
+    usage = read_output_usage(output_path)
+    return JobTotals(
+        requests=usage.requests,
+        succeeded=usage.succeeded,
+        failed=usage.failed,
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        cost=usage.cost,
+        cost_complete=usage.cost_complete,
     )
 
 
@@ -242,12 +259,14 @@ async def _produce(
 
 
 def _record(result: JobResult) -> bytes:
-    """The output line for one result, in OpenAI's batch output format.
+    """The output line for one result, in OpenAI's batch output format, with the proxy's own
+    figures under ``"litellm"``.
 
     An answer is written as it came: its status, its request id and its body bytes, whether or
     not we could decode it (an answer our decoder refuses was still paid for).
     """
     custom_id = str(result.id)
+    figures = _figures(result)
     response = result.response
     if response is not None and response.meta is not None and response.meta.body is not None:
         meta = response.meta
@@ -256,6 +275,7 @@ def _record(result: JobResult) -> bytes:
             status_code=meta.status,
             request_id=meta.request_id or meta.call_id,
             body=meta.body,
+            litellm=figures,
         )
     error = result.error
     answered = _answer_of(error)
@@ -266,6 +286,7 @@ def _record(result: JobResult) -> bytes:
             status_code=meta.status,
             request_id=meta.request_id or meta.call_id,
             body=body,
+            litellm=figures,
         )
     if isinstance(error, APIStatusError) and error.status is not None:
         body = _error_body_encoder.encode(
@@ -279,11 +300,18 @@ def _record(result: JobResult) -> bytes:
             }
         )
         return response_record(
-            custom_id, status_code=error.status, request_id=error.call_id, body=body
+            custom_id,
+            status_code=error.status,
+            request_id=error.call_id,
+            body=body,
+            litellm=figures,
         )
     code = type(error).__name__ if error is not None else "unknown"
     return error_record(
-        custom_id, code=code, message=str(error) if error is not None else "no result"
+        custom_id,
+        code=code,
+        message=str(error) if error is not None else "no result",
+        litellm=figures,
     )
 
 
@@ -297,40 +325,62 @@ def _answer_of(error: Exception | None) -> tuple[ResponseMeta, bytes] | None:
     return meta_from_headers(error.status, error.response_headers or {}), error.response_body
 
 
-def _account(builder: SummaryBuilder, result: JobResult) -> None:
+def _figures(result: JobResult) -> ProxyFigures:
+    """What the proxy said of one request (its headers), for the output line and the summary.
+
+    The cost is ``x-litellm-response-cost``, else the ``usage.cost`` of the body.
+    """
+    meta: ResponseMeta | None = None
+    cost: float | None = None
     response = result.response
     if response is not None:
-        meta: Any = response.meta
+        meta = response.meta
         usage = response.usage
-        cost = meta.response_cost if meta is not None else None
-        if cost is None and usage is not None:
-            cost = usage.cost
-        served = (meta.model_group if meta is not None else None) or response.model
+        cost = usage.cost if usage is not None else None
+    else:
+        answered = _answer_of(result.error)
+        meta = answered[0] if answered is not None else None
+    if meta is not None and meta.response_cost is not None:
+        cost = meta.response_cost
+    error = result.error
+    return ProxyFigures(
+        response_cost=cost,
+        call_id=(meta.call_id if meta is not None else None)
+        or (error.call_id if isinstance(error, LiteLLMError) else None),
+        model_id=meta.model_id if meta is not None else None,
+        model_group=meta.model_group if meta is not None else None,
+        attempts=result.attempts,
+    )
+
+
+def _account(builder: SummaryBuilder, result: JobResult) -> None:
+    figures = _figures(result)
+    response = result.response
+    if response is not None:
+        usage = response.usage
         builder.add(
-            model=served or "-",
+            model=figures.model_group or response.model or "-",
             ok=True,
             outcome="succeeded",
             attempts=result.attempts,
             latency=result.latency,
             tokens_in=usage.prompt_tokens if usage is not None else 0,
             tokens_out=usage.completion_tokens if usage is not None else 0,
-            cost=cost,
+            cost=figures.response_cost,
         )
         return
     error = result.error
     answered = _answer_of(error)
+    asked = error.model if isinstance(error, LiteLLMError) else None
     if answered is not None and 200 <= answered[0].status < 300:
         # Written as a success; only its tokens are unknown, as its body could not be read.
-        meta = answered[0]
         builder.add(
-            model=meta.model_group
-            or (error.model if isinstance(error, LiteLLMError) else None)
-            or "-",
+            model=figures.model_group or asked or "-",
             ok=True,
             outcome="succeeded",
             attempts=result.attempts,
             latency=result.latency,
-            cost=meta.response_cost,
+            cost=figures.response_cost,
         )
         return
     if isinstance(error, APIStatusError) and error.status is not None:
@@ -338,11 +388,12 @@ def _account(builder: SummaryBuilder, result: JobResult) -> None:
     else:
         outcome = type(error).__name__ if error is not None else "unknown"
     builder.add(
-        model=(error.model if isinstance(error, LiteLLMError) else None) or "-",
+        model=asked or "-",
         ok=False,
         outcome=outcome,
         attempts=result.attempts,
         latency=result.latency,
+        cost=figures.response_cost,
     )
 
 
