@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx2
 import msgspec
+import trio
 
 from trio_litellm._client import _open_client
 from trio_litellm._config import ClientConfig
@@ -35,8 +36,10 @@ HEADERS = {
 }
 
 
-def handler(request: httpx2.Request) -> httpx2.Response:
+async def handler(request: httpx2.Request) -> httpx2.Response:
     content = request.content
+    if b"slow" in content:
+        await trio.sleep_forever()
     if b"odd" in content:
         return httpx2.Response(200, content=ODD, headers=HEADERS)
     if b"error" in content:
@@ -110,3 +113,24 @@ async def test_an_error_answer_is_written_with_its_body_as_it_came(tmp_path: Pat
     assert line["response"]["request_id"] == "req-1"
     assert raw_body(results, "error") == ERROR
     assert summary.failed == 1 and summary.outcomes == {"http_500": 1}
+
+
+async def test_setting_stop_ends_the_run_with_a_summary_marked_interrupted(
+    tmp_path: Path,
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, "fine", "slow-1", "slow-2")
+    stop = trio.Event()
+    written: list[str] = []
+
+    def on_result(result: Any) -> None:
+        written.append(result.id)
+        stop.set()  # the fast one is in; the slow ones are in flight
+
+    async with client() as c:
+        summary = await run_batch(
+            c, requests, results, progress=False, stop=stop, on_result=on_result
+        )
+    assert summary.interrupted
+    assert (summary.ran, summary.succeeded) == (1, 1)
+    assert list(lines_by_id(results)) == written == ["fine"]  # the cancelled ones run next time
