@@ -488,3 +488,22 @@ def test_the_proxys_cost_is_kept_in_the_output_and_summed_over_every_run(
     assert usage.returncode == 0, usage.stderr
     totals = msgspec.json.decode(usage.stdout)
     assert totals["cost"] == pytest.approx(5 * each) and totals["cost_complete"] is True
+
+
+def test_a_run_on_an_output_with_duplicate_ids_says_so_and_sends_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 4)
+    assert cli("batch", str(requests), "-o", str(results), stack=stack).returncode == 0
+    first_line = results.read_bytes().splitlines(keepends=True)[0]
+    with results.open("ab") as file:  # as two runs at once left it
+        file.write(first_line)
+    before = upstream_requests(stack)
+    again = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert again.returncode == 2, again.stderr
+    assert ":5:" in again.stderr and "also on line 1" in again.stderr, again.stderr
+    assert "two runs wrote to it at once" in again.stderr
+    assert upstream_requests(stack) == before
+    usage = cli("usage", str(results), stack=stack)
+    assert "1 repeat a custom_id" in usage.stdout, usage.stdout
