@@ -4,7 +4,8 @@ recorder dumps, the fake provider.
 Exit codes (every command):
 
 - 0: done; for ``batch``, every request succeeded (or the dry-run plan is valid)
-- 1: ``batch`` finished but some requests failed (each failure is a line in the output)
+- 1: ``batch`` finished but its output holds failed lines, this run's or earlier ones'
+  (``--retry-failed`` runs them again)
 - 2: bad usage or an invalid input file (every bad line is listed with its number)
 - 3: the proxy cannot be reached, refused the key, or the configuration is invalid
 - 130: interrupted (Ctrl-C); a ``batch`` run resumes where it stopped when run again
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import cyclopts
+import trio
 from cyclopts import Parameter
 from rich.console import Console
 from rich.table import Table
@@ -34,6 +37,7 @@ from .batch import (
     BatchInputError,
     BatchPlan,
     OutputCorruptError,
+    OutputLockedError,
     plan_batch,
     read_output_usage,
     render_output_usage,
@@ -50,10 +54,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = cyclopts.App(
     name="trio-litellm",
-    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 some batch requests failed, "
+    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 the batch output holds failed lines, "
     "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
     version=__version__,
     backend="trio",
+    # Not cyclopts' sys.exit(130): main() prints the "interrupted" line, which a bare
+    # KeyboardInterrupt leaving a command would otherwise never reach.
+    suppress_keyboard_interrupt=False,
 )
 app.command(fake_provider_app, name="fake-provider")
 
@@ -83,6 +90,28 @@ def _config(proxy_url: str | None, api_key: str | None, **options: object) -> Cl
         return ClientConfig(proxy_url=proxy_url, api_key=api_key, **options)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise _Exit(EXIT_PROXY, f"bad configuration: {exc}") from None
+
+
+class _Interrupts:
+    """Ctrl-C during a batch as a signal the run watches, not a KeyboardInterrupt raised at any
+    bytecode: the run stops cleanly (requests in flight cancelled, the summary printed and
+    written, marked interrupted). Outside the run itself (connecting, the health check) the first
+    Ctrl-C cancels the command at once; so does a second one during the run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stop = trio.Event()
+        self.scope = trio.CancelScope()
+        self.graceful = False
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                self.count += 1
+                self.stop.set()
+                if not self.graceful or self.count > 1:
+                    self.scope.cancel()
 
 
 def _parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -180,34 +209,49 @@ async def batch(
         unavailable_timeout=unavailable_timeout,
     )
     recorder: DebugRecorder | None = None
+    interrupts = _Interrupts()
+    summary = None
     try:
-        async with open_client(config) as client:
-            recorder = client.recorder
-            health = await client.health()
-            if not health.healthy:
-                raise _Exit(
-                    EXIT_PROXY, f"the proxy at {config.display_url} is not ready: {health.error}"
-                )
-            await client.list_models()  # a refused key stops here, not as one failure per line
-            summary = await run_batch(
-                client,
-                input,
-                output,
-                model=model,
-                shard=shard_pair,
-                retry_failed=retry_failed,
-                skip_invalid=skip_invalid,
-                console=err,
-                progress=progress,
-            )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(interrupts.watch)
+            with interrupts.scope:
+                async with open_client(config) as client:
+                    recorder = client.recorder
+                    health = await client.health()
+                    if not health.healthy:
+                        raise _Exit(
+                            EXIT_PROXY,
+                            f"the proxy at {config.display_url} is not ready: {health.error}",
+                        )
+                    await client.list_models()  # a refused key stops here, not once per line
+                    interrupts.graceful = True
+                    summary = await run_batch(
+                        client,
+                        input,
+                        output,
+                        model=model,
+                        shard=shard_pair,
+                        retry_failed=retry_failed,
+                        skip_invalid=skip_invalid,
+                        console=err,
+                        progress=progress,
+                        stop=interrupts.stop,
+                    )
+                    interrupts.graceful = False
+            nursery.cancel_scope.cancel()
     finally:
         # After the client closed, so the requests it cancelled are recorded too.
         if recorder is not None and record_to is not None:
             _write_dump(recorder, record_to)
-    render_summary(summary, err)
-    if summary_json is not None:
-        write_summary_json(summary, summary_json)
-    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+    if summary is not None:
+        render_summary(summary, err)
+        if summary_json is not None:
+            write_summary_json(summary, summary_json)
+    if summary is None or interrupts.count:  # only an interrupt leaves without a summary
+        raise KeyboardInterrupt
+    # The output's state, not this run's: a rerun that had nothing left to do still exits 1 while
+    # earlier failures are in the file, so "retry until exit 0" does not stop on a bad output.
+    return EXIT_OK if summary.failed_in_output == 0 else EXIT_FAILED
 
 
 def _write_dump(recorder: DebugRecorder, path: Path) -> None:
@@ -456,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("invalid input", str(exc), EXIT_USAGE)
     except OutputCorruptError as exc:
         return _fail("cannot resume", str(exc), EXIT_USAGE)
+    except OutputLockedError as exc:
+        return _fail("cannot run", str(exc), EXIT_USAGE)
     except InvalidRequestError as exc:
         return _fail("invalid request", str(exc), EXIT_USAGE)
     except LiteLLMError as exc:  # an AuthenticationError says that the proxy refused the key
@@ -463,11 +509,13 @@ def main(argv: list[str] | None = None) -> int:
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return _fail(
+        code = _fail(
             "interrupted",
             "what finished is saved; run the same command again to resume",
             EXIT_INTERRUPTED,
         )
+        sys.stderr.flush()
+        return code
     if isinstance(code, int) and not isinstance(code, bool):
         return code
     return EXIT_OK

@@ -560,7 +560,14 @@ class Client:
                 raise
             if trace is not None:
                 trace.answered(number, answer.status, answer.headers, answer.content)
-            response = _decode(decoder, answer.content, call.model)
+            try:
+                response = _decode(decoder, answer.content, call.model)
+            except ResponseDecodeError as exc:
+                if call.keep_body:  # a paid answer: whoever asked for the bytes keeps them
+                    exc.status = answer.status
+                    exc.response_body = answer.content
+                    exc.response_headers = answer.headers
+                raise
             if not (response.choices if call.kind == "chat" else response.data):
                 raise _empty_answer(answer.status, answer.content, call.model)
             response.meta = meta_from_headers(

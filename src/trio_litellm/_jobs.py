@@ -62,7 +62,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     id: Any
     request: ChatRequest | EmbeddingRequest | dict[str, Any]
     keep_body: bool = False
-    """Keep the answer's raw JSON in ``response.meta.body`` (as batch output needs)."""
+    """Keep the answer's raw JSON in ``response.meta.body`` (as batch output needs); an answer
+    that does not decode comes as a ``ResponseDecodeError`` with ``status``, ``response_body``
+    and ``response_headers`` set."""
 
 
 class JobResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -343,3 +343,167 @@ def test_a_refused_key_exits_3_before_any_line_is_written(stack: Stack, tmp_path
     assert "refused the API key" in run.stderr
     assert "sk-not-the-key" not in run.stdout + run.stderr
     assert not results.exists() or results.read_bytes() == b""
+
+
+def test_a_rerun_exits_1_while_the_output_still_holds_failures(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 2)
+    with requests.open("ab") as file:
+        body = {"model": "failing-gpt", "messages": [{"role": "user", "content": "x"}]}
+        line = {"custom_id": "doomed", "method": "POST", "url": "/v1/chat/completions"}
+        file.write(encoder.encode({**line, "body": body}) + b"\n")
+    first = cli("batch", str(requests), "-o", str(results), "--max-retries", "0", stack=stack)
+    assert first.returncode == 1, first.stderr
+    before = upstream_requests(stack)
+    again = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert upstream_requests(stack) == before  # nothing was left to run
+    assert again.returncode == 1, again.stderr
+    assert "3 already done" in again.stderr and "0 ran" in again.stderr
+    assert "1 failed line remains" in again.stderr and "--retry-failed" in again.stderr
+
+
+def test_a_second_run_on_the_same_output_exits_2_naming_the_first(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 3)
+    with requests.open("ab") as file:  # keeps the first run busy until it is stopped
+        body = {
+            "model": "local-gpt",
+            "messages": [{"role": "user", "content": "slow [fake latency=60]"}],
+        }
+        line = {"custom_id": "slow", "method": "POST", "url": "/v1/chat/completions"}
+        file.write(encoder.encode({**line, "body": body}) + b"\n")
+    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "trio_litellm", "batch", str(requests), "-o", str(results)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if results.exists() and results.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert results.read_bytes().count(b"\n") == 3
+        started = time.monotonic()
+        second = cli("batch", str(requests), "-o", str(results), stack=stack, timeout=30)
+        assert second.returncode == 2, second.stderr
+        assert time.monotonic() - started < 15
+        assert f"PID {first.pid}" in second.stderr, second.stderr
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    assert len(read_output(results)) == 3  # the second run wrote nothing
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5, 1.0])
+def test_ctrl_c_with_requests_in_flight_prints_and_writes_the_summary_marked_interrupted(
+    stack: Stack, tmp_path: Path, delay: float
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = tmp_path / "summary.json"
+    write_input(requests, 10)
+    with requests.open("ab") as file:
+        for index in range(4):  # in flight at the proxy when the interrupt comes
+            body = {
+                "model": "local-gpt",
+                "messages": [{"role": "user", "content": f"slow {index} [fake latency=60]"}],
+            }
+            line = {"custom_id": f"slow-{index}", "method": "POST", "url": "/v1/chat/completions"}
+            file.write(encoder.encode({**line, "body": body}) + b"\n")
+    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trio_litellm",
+            "batch",
+            str(requests),
+            "-o",
+            str(results),
+            "--summary-json",
+            str(summary),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results.exists() and results.read_bytes().count(b"\n") >= 10:
+            break
+        time.sleep(0.05)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "interrupted: what finished is saved" in stderr, stderr
+    assert "14 in input" in stderr and "10 ran" in stderr, stderr
+    figures = msgspec.json.decode(summary.read_bytes())
+    assert figures["interrupted"] is True
+    assert figures["succeeded"] == 10 and figures["failed"] == 0
+    assert len(read_output(results)) == 10  # the cancelled requests run again next time
+
+
+def test_the_proxys_cost_is_kept_in_the_output_and_summed_over_every_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = tmp_path / "summary.json"
+    write_input(requests, 3, model="fake-gpt")
+    first = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert first.returncode == 0, first.stderr
+    for line in read_output(results):
+        proxy = line["litellm"]
+        assert proxy["response_cost"] > 0
+        assert proxy["call_id"] and proxy["model_id"]
+        assert proxy["model_group"] == "fake-gpt" and proxy["attempts"] == 1
+    each = read_output(results)[0]["litellm"]["response_cost"]
+
+    write_input(requests, 5, model="fake-gpt")  # the job grows: two more requests
+    again = cli(
+        "batch", str(requests), "-o", str(results), "--summary-json", str(summary), stack=stack
+    )
+    assert again.returncode == 0, again.stderr
+    figures = msgspec.json.decode(summary.read_bytes())
+    assert figures["ran"] == 2 and figures["cost"] == pytest.approx(2 * each)
+    job = figures["job"]
+    assert (job["requests"], job["succeeded"], job["failed"]) == (5, 5, 0)
+    assert job["cost"] == pytest.approx(5 * each) and job["cost_complete"] is True
+    assert job["tokens_in"] == 5 * figures["tokens_in"] // 2
+
+    usage = cli("usage", str(results), "--json", stack=stack)
+    assert usage.returncode == 0, usage.stderr
+    totals = msgspec.json.decode(usage.stdout)
+    assert totals["cost"] == pytest.approx(5 * each) and totals["cost_complete"] is True
+
+
+def test_a_run_on_an_output_with_duplicate_ids_says_so_and_sends_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, 4)
+    assert cli("batch", str(requests), "-o", str(results), stack=stack).returncode == 0
+    first_line = results.read_bytes().splitlines(keepends=True)[0]
+    with results.open("ab") as file:  # as two runs at once left it
+        file.write(first_line)
+    before = upstream_requests(stack)
+    again = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert again.returncode == 2, again.stderr
+    assert ":5:" in again.stderr and "also on line 1" in again.stderr, again.stderr
+    assert "two runs wrote to it at once" in again.stderr
+    assert upstream_requests(stack) == before
+    usage = cli("usage", str(results), stack=stack)
+    assert "1 repeat a custom_id" in usage.stdout, usage.stdout

@@ -26,6 +26,8 @@ from trio_litellm.batch._input import (
 )
 from trio_litellm.batch._output import (
     OutputCorruptError,
+    OutputLock,
+    OutputLockedError,
     OutputWriter,
     drop_failed,
     error_record,
@@ -828,3 +830,15 @@ def test_cutting_the_output_anywhere_recovers_exactly_the_full_lines(
     assert state.done == expected
     assert state.torn_bytes == cut - kept
     assert path.read_bytes() == data[:kept]
+
+
+def test_a_held_output_lock_refuses_a_second_holder_naming_the_first(tmp_path: Path) -> None:
+    output = tmp_path / "sub" / "out.jsonl"
+    with OutputLock(output):
+        with pytest.raises(OutputLockedError) as caught, OutputLock(output):
+            pass
+        assert caught.value.pid == os.getpid()
+        assert f"PID {os.getpid()}" in str(caught.value) and str(output) in str(caught.value)
+    with OutputLock(output):  # released: the next run takes it
+        pass
+    assert (tmp_path / "sub" / "out.jsonl.lock").exists()

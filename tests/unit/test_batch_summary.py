@@ -19,6 +19,7 @@ from rich.console import Console
 from trio_litellm.batch._progress import BatchProgress
 from trio_litellm.batch._summary import (
     BatchSummary,
+    JobTotals,
     Percentiles,
     SummaryBuilder,
     render_summary,
@@ -183,6 +184,66 @@ def test_the_summary_copies_the_inputs_counts() -> None:
     ok(builder)
     summary = builder.summary(elapsed=1.0, input_requests=10, already_done=7, invalid=2)
     assert (summary.input_requests, summary.already_done, summary.invalid) == (10, 7, 2)
+
+
+def test_failed_lines_in_the_output_count_earlier_runs_and_this_one() -> None:
+    builder = SummaryBuilder()
+    ok(builder)
+    fail(builder)
+    summary = builder.summary(
+        elapsed=1.0, input_requests=5, already_done=3, invalid=0, failed_before=2
+    )
+    assert (summary.failed, summary.failed_in_output) == (1, 3)
+
+
+def test_a_run_with_nothing_to_do_still_tells_the_failures_left_in_the_output() -> None:
+    summary = SummaryBuilder().summary(
+        elapsed=0.0, input_requests=3, already_done=3, invalid=0, failed_before=1
+    )
+    text = rendered(summary)
+    assert "0 failed" in text
+    assert "1 failed line remains in the output; --retry-failed runs them again" in text
+
+
+def test_an_interrupted_run_says_so_in_its_summary_and_json(tmp_path: Path) -> None:
+    builder = SummaryBuilder()
+    ok(builder)
+    summary = builder.summary(
+        elapsed=1.0, input_requests=5, already_done=0, invalid=0, interrupted=True
+    )
+    assert "interrupted" in rendered(summary)
+    write_summary_json(summary, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["interrupted"] is True
+
+
+def test_the_whole_job_adds_this_run_to_what_the_output_held() -> None:
+    builder = SummaryBuilder()
+    ok(builder, tokens_in=3, tokens_out=4, cost=0.5)
+    fail(builder)
+    before = JobTotals(
+        requests=10,
+        succeeded=9,
+        failed=1,
+        tokens_in=30,
+        tokens_out=40,
+        cost=4.5,
+        cost_complete=True,
+    )
+    summary = builder.summary(
+        elapsed=1.0, input_requests=12, already_done=10, invalid=0, failed_before=1, before=before
+    )
+    assert summary.cost == 0.5  # this run's, beside the job's
+    assert summary.job == JobTotals(
+        requests=12,
+        succeeded=10,
+        failed=2,
+        tokens_in=33,
+        tokens_out=44,
+        cost=5.0,
+        cost_complete=True,
+    )
+    text = rendered(summary)
+    assert "12 in the output (every run)" in text and "cost $5.0000" in text
 
 
 def test_live_counters_follow_every_add() -> None:

@@ -15,7 +15,7 @@ from trio_litellm import DebugRecorder, InternalServerError
 from trio_litellm import _cli as cli
 from trio_litellm._recorder import Trace
 from trio_litellm._usage import RequestRecord
-from trio_litellm.batch._output import error_record, response_record
+from trio_litellm.batch._output import ProxyFigures, error_record, response_record
 
 encoder = msgspec.json.Encoder()
 
@@ -157,6 +157,39 @@ def test_usage_of_a_line_that_is_not_a_record_names_it(tmp_path: Path, consoles:
     path.write_bytes(b'{"custom_id": "a", "response": null, "error": null}\n')
     assert cli.main(["usage", str(path)]) == 2
     assert f"{path}:1:" in consoles.err.getvalue()
+
+
+def test_usage_of_a_file_with_duplicate_ids_says_so(
+    tmp_path: Path, consoles: Captured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.jsonl"
+    write_output(path)
+    with path.open("ab") as file:  # two runs at once wrote "a" and "d" a second time
+        file.write(
+            response_record("a", status_code=200, request_id="x", body=completion("gpt", 1, 1))
+        )
+        file.write(error_record("d", code="ProxyConnectionError", message="refused"))
+    assert cli.main(["usage", str(path)]) == 0
+    text = consoles.out.getvalue()
+    assert "8 lines" in text and "2 repeat a custom_id" in text, text
+    assert cli.main(["usage", str(path), "--json"]) == 0
+    figures = msgspec.json.decode(capsys.readouterr().out)
+    assert figures["duplicates"] == 2 and figures["requests"] == 8
+
+
+def test_usage_counts_the_cost_the_proxy_sent_in_its_header(
+    tmp_path: Path, consoles: Captured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.jsonl"
+    figures = ProxyFigures(response_cost=0.125, call_id="c1", model_group="gpt", attempts=2)
+    path.write_bytes(
+        response_record(
+            "a", status_code=200, request_id="r", body=completion("gpt", 1, 1), litellm=figures
+        )
+    )
+    assert cli.main(["usage", str(path), "--json"]) == 0
+    totals = msgspec.json.decode(capsys.readouterr().out)
+    assert totals["cost"] == 0.125 and totals["cost_complete"] is True
 
 
 def test_usage_of_a_missing_file_exits_2(tmp_path: Path, consoles: Captured) -> None:

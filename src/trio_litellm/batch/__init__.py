@@ -5,7 +5,13 @@ the ``trio-litellm batch`` command wraps it with a progress bar and a summary ta
 """
 
 from ._input import BatchInputError, BatchLine, InputProblem, InputScan, scan_input, shard_of
-from ._output import OutputCorruptError, OutputState, recover_output
+from ._output import (
+    OutputCorruptError,
+    OutputLock,
+    OutputLockedError,
+    OutputState,
+    recover_output,
+)
 from ._report import ModelTotals, OutputUsage, read_output_usage, render_output_usage
 from ._runner import BatchPlan, plan_batch, run_batch
 from ._summary import BatchSummary, render_summary, write_summary_json
@@ -19,6 +25,8 @@ __all__ = [
     "InputScan",
     "ModelTotals",
     "OutputCorruptError",
+    "OutputLock",
+    "OutputLockedError",
     "OutputState",
     "OutputUsage",
     "plan_batch",

@@ -6,7 +6,9 @@ single ``os.write`` on an ``O_APPEND`` descriptor, so our own buffering never sp
 interleaves it. A file that does not end in ``\\n`` lost its last line to a crash, and
 :func:`recover_output` cuts that fragment off before anything is appended. Every complete line
 must be a record with an id seen once, or the file is refused: it was changed by someone else,
-and guessing would send a request twice or never. This module is synchronous and imports no trio.
+and guessing would send a request twice or never. Only one run may write an output at a time
+(:class:`OutputLock`): two would each send what the other is sending. This module is synchronous
+and imports no trio.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from types import TracebackType
 from typing import Any
@@ -25,8 +28,11 @@ from .._errors import LiteLLMError
 
 __all__ = [
     "OutputCorruptError",
+    "OutputLock",
+    "OutputLockedError",
     "OutputState",
     "OutputWriter",
+    "ProxyFigures",
     "drop_failed",
     "error_record",
     "record_outcome",
@@ -47,6 +53,24 @@ class OutputCorruptError(LiteLLMError):
         super().__init__(f"{path}:{line_no}: {problem}")
         self.path = path
         self.line_no = line_no
+
+
+class OutputLockedError(LiteLLMError):
+    """Another run holds the output file's lock; ``pid`` is that run's process (None if unknown).
+
+    Two runs on one output would each send the requests the other is sending, and write them
+    twice; the second run stops before it reads anything.
+    """
+
+    def __init__(self, path: str, lock_path: str, pid: int | None) -> None:
+        holder = f"PID {pid}" if pid is not None else "PID unknown"
+        super().__init__(
+            f"{path} is being written by another run ({holder}, holding {lock_path}); "
+            "wait for it to end or stop it, then run again"
+        )
+        self.path = path
+        self.lock_path = lock_path
+        self.pid = pid
 
 
 class OutputState(msgspec.Struct, kw_only=True):
@@ -81,11 +105,31 @@ class _Error(msgspec.Struct):
     message: str
 
 
+class ProxyFigures(msgspec.Struct, kw_only=True):
+    """The ``"litellm"`` key of an output line: what the proxy said of the request in its
+    headers, which the OpenAI fields have no place for (OpenAI batch readers ignore the key).
+
+    ``response_cost`` is ``x-litellm-response-cost`` (the only place the proxy sends a chat
+    answer's cost); ``call_id``, ``model_id`` and ``model_group`` its ``x-litellm-*`` headers;
+    ``attempts`` the tries the client made. None where the proxy did not say (no answer came).
+    """
+
+    response_cost: float | None = None
+    call_id: str | None = None
+    model_id: str | None = None
+    model_group: str | None = None
+    attempts: int = 0
+
+
 class _Record(msgspec.Struct):
     id: str
     custom_id: str
     response: _Response | None
     error: _Error | None
+
+
+class _RecordWithProxy(_Record):
+    litellm: ProxyFigures
 
 
 class _ResponseIn(msgspec.Struct):
@@ -107,32 +151,44 @@ _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
 def response_record(
-    custom_id: str, *, status_code: int, request_id: str | None, body: bytes
+    custom_id: str,
+    *,
+    status_code: int,
+    request_id: str | None,
+    body: bytes,
+    litellm: ProxyFigures | None = None,
 ) -> bytes:
     """The output line for an HTTP answer, success or error, with ``body`` embedded as it came.
 
     ``body`` is not decoded or re-encoded. Two cases are mended so the line stays one valid JSON
     record: a body spread over several lines is compacted, and a body that is not JSON at all (a
-    load balancer's HTML page) is embedded as a JSON string.
+    load balancer's HTML page) is embedded as a JSON string. ``litellm`` adds the proxy's
+    figures under a ``"litellm"`` key.
     """
-    record = _Record(
-        id=_record_id(),
-        custom_id=custom_id,
-        response=_Response(
-            status_code=status_code, request_id=request_id, body=msgspec.Raw(_one_line_json(body))
-        ),
-        error=None,
+    response = _Response(
+        status_code=status_code, request_id=request_id, body=msgspec.Raw(_one_line_json(body))
     )
-    return _encoder.encode(record) + b"\n"
+    return _encode_record(custom_id, response, None, litellm)
 
 
-def error_record(custom_id: str, *, code: str, message: str) -> bytes:
+def error_record(
+    custom_id: str, *, code: str, message: str, litellm: ProxyFigures | None = None
+) -> bytes:
     """The output line for a request that got no HTTP answer: connection, timeout, invalid line."""
-    record = _Record(
-        id=_record_id(),
-        custom_id=custom_id,
-        response=None,
-        error=_Error(code=code, message=message),
+    return _encode_record(custom_id, None, _Error(code=code, message=message), litellm)
+
+
+def _encode_record(
+    custom_id: str,
+    response: _Response | None,
+    error: _Error | None,
+    litellm: ProxyFigures | None,
+) -> bytes:
+    record_id = _record_id()
+    record = (
+        _Record(record_id, custom_id, response, error)
+        if litellm is None
+        else _RecordWithProxy(record_id, custom_id, response, error, litellm)
     )
     return _encoder.encode(record) + b"\n"
 
@@ -297,6 +353,75 @@ def _fsync_directory(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- the run's lock -------------------------------------------------------------------------------
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``<output>.lock``, beside the output, held for a whole run.
+
+    The lock is on a file of its own because ``--retry-failed`` replaces the output file (a lock
+    on the old one would not hold the new one). The holder writes its PID in it, for the message
+    of the run it refuses. The kernel releases the lock when the process ends, however it ends
+    (``kill -9`` too), so a stale lock file is harmless and is never removed: removing it would
+    let a third run lock a new file while the second still holds the old one. On Windows
+    (no ``flock``) nothing is locked.
+    """
+
+    def __init__(self, output_path: str | os.PathLike[str]) -> None:
+        self.output_path = os.fspath(output_path)
+        self.path = self.output_path + ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock without waiting; raise :class:`OutputLockedError` if a run holds it."""
+        if self._fd is not None:
+            raise ValueError(f"{self.path}: already held")
+        if sys.platform == "win32":  # pragma: no cover
+            return
+        import fcntl
+
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise OutputLockedError(self.output_path, self.path, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let the lock go (closing the descriptor releases it); releasing twice is fine."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    """The PID the lock's holder wrote (None while it has not yet written it)."""
+    try:
+        return int(os.pread(fd, 32, 0).strip() or b"-")
+    except (OSError, ValueError):
+        return None
 
 
 # --- writing --------------------------------------------------------------------------------------

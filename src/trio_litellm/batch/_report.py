@@ -1,8 +1,9 @@
 """What a batch output file holds, read back from the file alone: ``trio-litellm usage``.
 
 The OpenAI batch output format keeps each answer's status and body, so a finished (or
-interrupted) run can be summed up later: requests, successes, failures by kind, tokens, and cost
-where the bodies carry one (``usage.cost``). Latencies and retries are not in the file, and are
+interrupted) run can be summed up later: requests, successes, failures by kind, tokens, and cost:
+the proxy's ``x-litellm-response-cost`` the batch keeps in each line's ``"litellm"`` key, else
+the ``usage.cost`` of the body. Latencies and retries are not in the file, and are
 not made up here. Outcomes are named as the batch summary names them: ``succeeded``,
 ``http_<status>`` for an error answer, or the error code of a request that got no answer.
 Synchronous, no trio: one pass over the file.
@@ -50,12 +51,16 @@ class OutputUsage(ModelTotals, frozen=True, kw_only=True):
 
     ``model`` is the one the input asked for when the input file was given, else the one the
     answer names (a failure without an answer counts under ``"-"``). ``cost`` is the sum of the
-    ``usage.cost`` the bodies carry, None when none does; ``cost_complete`` says whether every
-    success carried one.
+    lines' costs (``litellm.response_cost``, else the body's ``usage.cost``), None when none has
+    one; ``cost_complete`` says whether every
+    success carried one. ``duplicates`` counts the lines whose ``custom_id`` an earlier line
+    already has (two runs wrote the file at once, or it was edited); they are counted like any
+    line, as their requests were made and paid for.
     """
 
     path: str
     cost_complete: bool
+    duplicates: int
     per_model: dict[str, ModelTotals]
 
 
@@ -79,10 +84,15 @@ class _Error(msgspec.Struct):
     code: str | None = None
 
 
+class _Proxy(msgspec.Struct):
+    response_cost: float | None = None
+
+
 class _Line(msgspec.Struct):
     custom_id: str
     response: _Response | None = None
     error: _Error | None = None
+    litellm: _Proxy | None = None
 
 
 class _InputLine(msgspec.Struct):
@@ -107,16 +117,16 @@ class _Totals:
         self.costed = 0
         self.costed_ok = 0
 
-    def add(self, outcome: str, body: _Body | None) -> None:
+    def add(self, outcome: str, body: _Body | None, proxy_cost: float | None) -> None:
         self.requests += 1
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         usage = body.usage if body is not None else None
-        if usage is None:
-            return
-        self.tokens_in += usage.prompt_tokens or 0
-        self.tokens_out += usage.completion_tokens or 0
-        if usage.cost is not None:
-            self.cost += usage.cost
+        if usage is not None:
+            self.tokens_in += usage.prompt_tokens or 0
+            self.tokens_out += usage.completion_tokens or 0
+        cost = proxy_cost if proxy_cost is not None else usage.cost if usage is not None else None
+        if cost is not None:
+            self.cost += cost
             self.costed += 1
             self.costed_ok += outcome == SUCCEEDED
 
@@ -139,6 +149,8 @@ def read_output_usage(
     requested = _requested_models(input_path) if input_path is not None else {}
     total = _Totals()
     models: dict[str, _Totals] = {}
+    seen: set[str] = set()
+    duplicates = 0
     with open(name, "rb") as file:
         for line_no, raw in enumerate(file, 1):
             if not raw.endswith(b"\n"):
@@ -159,12 +171,16 @@ def read_output_usage(
                 raise OutputCorruptError(
                     name, line_no, "not a batch output record: both response and error are null"
                 )
+            if line.custom_id in seen:
+                duplicates += 1
+            seen.add(line.custom_id)
             model = requested.get(line.custom_id) or (body.model if body else None)
-            total.add(outcome, body)
+            proxy_cost = line.litellm.response_cost if line.litellm is not None else None
+            total.add(outcome, body, proxy_cost)
             totals = models.get(model or UNKNOWN_MODEL)
             if totals is None:
                 totals = models[model or UNKNOWN_MODEL] = _Totals()
-            totals.add(outcome, body)
+            totals.add(outcome, body, proxy_cost)
     return OutputUsage(
         path=name,
         requests=total.requests,
@@ -175,6 +191,7 @@ def read_output_usage(
         tokens_out=total.tokens_out,
         cost=total.cost if total.costed else None,
         cost_complete=total.costed > 0 and total.costed_ok == total.succeeded,
+        duplicates=duplicates,
         per_model={
             model: ModelTotals(
                 requests=totals.requests,
@@ -228,7 +245,7 @@ def render_output_usage(usage: OutputUsage, console: Console) -> None:
     u = usage
     cost = Text(_money(u.cost))
     if u.cost is None:
-        cost.append(" (no answer in the file carries usage.cost)", style="dim")
+        cost.append(" (no line in the file carries a cost)", style="dim")
     elif not u.cost_complete:
         cost.append(" (incomplete: not every success carries a cost)", style="yellow")
     lines = Table.grid(padding=(0, 2))
@@ -236,6 +253,15 @@ def render_output_usage(usage: OutputUsage, console: Console) -> None:
     lines.add_column()
     lines.add_row("File", Text(u.path))
     lines.add_row("Requests", f"{u.requests:,} · {u.succeeded:,} succeeded · {u.failed:,} failed")
+    if u.duplicates:
+        lines.add_row(
+            "Duplicates",
+            Text(
+                f"of {u.requests:,} lines, {u.duplicates:,} repeat a custom_id an earlier line "
+                "has (two runs wrote the file at once, or it was edited); every line is counted",
+                style="yellow",
+            ),
+        )
     lines.add_row("Tokens", f"{u.tokens_in:,} in · {u.tokens_out:,} out")
     lines.add_row("Cost", cost)
     lines.add_row("Latency", Text("not in the output file (see the run's summary)", style="dim"))

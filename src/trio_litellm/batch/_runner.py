@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import trio
@@ -22,17 +21,21 @@ from rich.console import Console
 from .._client import Client
 from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
+from .._meta import ResponseMeta, meta_from_headers
 from ._input import InputProblem, InputScan, iter_input, scan_input, shard_of
 from ._output import (
+    OutputLock,
     OutputState,
     OutputWriter,
+    ProxyFigures,
     drop_failed,
     error_record,
     recover_output,
     response_record,
 )
 from ._progress import BatchProgress
-from ._summary import BatchSummary, SummaryBuilder
+from ._report import read_output_usage
+from ._summary import BatchSummary, JobTotals, SummaryBuilder
 
 __all__ = ["BatchPlan", "plan_batch", "run_batch"]
 
@@ -114,6 +117,7 @@ async def run_batch(
     progress: bool | None = None,
     max_buffer: int = 256,
     on_result: Callable[[JobResult], None] | None = None,
+    stop: trio.Event | None = None,
 ) -> BatchSummary:
     """Run every request of ``input_path`` not yet answered in ``output_path``; return the summary.
 
@@ -121,9 +125,45 @@ async def run_batch(
     unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
     runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
     the failed answers from the output and runs those requests again. ``progress`` shows a
-    progress bar (None: only on a terminal).
+    progress bar (None: only on a terminal). The run holds the output's lock throughout: while
+    another run holds it, raises :class:`OutputLockedError` at once, naming that run's PID.
+    Setting ``stop`` ends the run early but cleanly: the requests in flight are cancelled (they
+    are not written, so the next run sends them) and the summary, marked ``interrupted``, covers
+    what finished.
     """
     input_path, output_path = Path(input_path), Path(output_path)
+    with OutputLock(output_path):
+        return await _run_locked(
+            client,
+            input_path,
+            output_path,
+            model=model,
+            shard=shard,
+            retry_failed=retry_failed,
+            skip_invalid=skip_invalid,
+            console=console,
+            progress=progress,
+            max_buffer=max_buffer,
+            on_result=on_result,
+            stop=stop,
+        )
+
+
+async def _run_locked(
+    client: Client,
+    input_path: Path,
+    output_path: Path,
+    *,
+    model: str | None,
+    shard: tuple[int, int] | None,
+    retry_failed: bool,
+    skip_invalid: bool,
+    console: Console | None,
+    progress: bool | None,
+    max_buffer: int,
+    on_result: Callable[[JobResult], None] | None,
+    stop: trio.Event | None,
+) -> BatchSummary:
     scan: InputScan = await trio.to_thread.run_sync(
         lambda: scan_input(input_path, model=model, shard=shard)
     )
@@ -131,7 +171,8 @@ async def run_batch(
         scan.raise_for_problems()
     state: OutputState = await trio.to_thread.run_sync(recover_output, output_path)
     if retry_failed:
-        await trio.to_thread.run_sync(drop_failed, output_path, state)
+        await trio.to_thread.run_sync(drop_failed, output_path, state)  # state.failed is now 0
+    before = await trio.to_thread.run_sync(_job_totals, output_path)
     skip = state.done
     already = sum(1 for cid in skip if shard is None or shard_of(cid, shard[1]) == shard[0])
     invalid = scan.in_shard_problems
@@ -145,6 +186,8 @@ async def run_batch(
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sync_periodically, writer)
+            if stop is not None:
+                nursery.start_soon(_cancel_when_set, stop, nursery.cancel_scope)
             async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
                 nursery.start_soon(
                     _produce, input_path, model, shard, skip, send_jobs, writer, builder
@@ -162,6 +205,23 @@ async def run_batch(
         input_requests=scan.in_shard,
         already_done=already,
         invalid=invalid,
+        failed_before=state.failed,
+        interrupted=stop is not None and stop.is_set(),
+        before=before,
+    )
+
+
+def _job_totals(output_path: Path) -> JobTotals:
+    """The figures of what the output holds, earlier runs' lines, from the file itself."""
+    usage = read_output_usage(output_path)
+    return JobTotals(
+        requests=usage.requests,
+        succeeded=usage.succeeded,
+        failed=usage.failed,
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        cost=usage.cost,
+        cost_complete=usage.cost_complete,
     )
 
 
@@ -199,8 +259,14 @@ async def _produce(
 
 
 def _record(result: JobResult) -> bytes:
-    """The output line for one result, in OpenAI's batch output format."""
+    """The output line for one result, in OpenAI's batch output format, with the proxy's own
+    figures under ``"litellm"``.
+
+    An answer is written as it came: its status, its request id and its body bytes, whether or
+    not we could decode it (an answer our decoder refuses was still paid for).
+    """
     custom_id = str(result.id)
+    figures = _figures(result)
     response = result.response
     if response is not None and response.meta is not None and response.meta.body is not None:
         meta = response.meta
@@ -209,8 +275,19 @@ def _record(result: JobResult) -> bytes:
             status_code=meta.status,
             request_id=meta.request_id or meta.call_id,
             body=meta.body,
+            litellm=figures,
         )
     error = result.error
+    answered = _answer_of(error)
+    if answered is not None:
+        meta, body = answered
+        return response_record(
+            custom_id,
+            status_code=meta.status,
+            request_id=meta.request_id or meta.call_id,
+            body=body,
+            litellm=figures,
+        )
     if isinstance(error, APIStatusError) and error.status is not None:
         body = _error_body_encoder.encode(
             {
@@ -223,46 +300,106 @@ def _record(result: JobResult) -> bytes:
             }
         )
         return response_record(
-            custom_id, status_code=error.status, request_id=error.call_id, body=body
+            custom_id,
+            status_code=error.status,
+            request_id=error.call_id,
+            body=body,
+            litellm=figures,
         )
     code = type(error).__name__ if error is not None else "unknown"
     return error_record(
-        custom_id, code=code, message=str(error) if error is not None else "no result"
+        custom_id,
+        code=code,
+        message=str(error) if error is not None else "no result",
+        litellm=figures,
+    )
+
+
+def _answer_of(error: Exception | None) -> tuple[ResponseMeta, bytes] | None:
+    """The proxy's answer an error carries (an error status, or a body we could not decode),
+    with what its headers say; None for an error that had no answer."""
+    if not isinstance(error, LiteLLMError):
+        return None
+    if error.status is None or error.response_body is None:
+        return None
+    return meta_from_headers(error.status, error.response_headers or {}), error.response_body
+
+
+def _figures(result: JobResult) -> ProxyFigures:
+    """What the proxy said of one request (its headers), for the output line and the summary.
+
+    The cost is ``x-litellm-response-cost``, else the ``usage.cost`` of the body.
+    """
+    meta: ResponseMeta | None = None
+    cost: float | None = None
+    response = result.response
+    if response is not None:
+        meta = response.meta
+        usage = response.usage
+        cost = usage.cost if usage is not None else None
+    else:
+        answered = _answer_of(result.error)
+        meta = answered[0] if answered is not None else None
+    if meta is not None and meta.response_cost is not None:
+        cost = meta.response_cost
+    error = result.error
+    return ProxyFigures(
+        response_cost=cost,
+        call_id=(meta.call_id if meta is not None else None)
+        or (error.call_id if isinstance(error, LiteLLMError) else None),
+        model_id=meta.model_id if meta is not None else None,
+        model_group=meta.model_group if meta is not None else None,
+        attempts=result.attempts,
     )
 
 
 def _account(builder: SummaryBuilder, result: JobResult) -> None:
+    figures = _figures(result)
     response = result.response
     if response is not None:
-        meta: Any = response.meta
         usage = response.usage
-        cost = meta.response_cost if meta is not None else None
-        if cost is None and usage is not None:
-            cost = usage.cost
-        served = (meta.model_group if meta is not None else None) or response.model
         builder.add(
-            model=served or "-",
+            model=figures.model_group or response.model or "-",
             ok=True,
             outcome="succeeded",
             attempts=result.attempts,
             latency=result.latency,
             tokens_in=usage.prompt_tokens if usage is not None else 0,
             tokens_out=usage.completion_tokens if usage is not None else 0,
-            cost=cost,
+            cost=figures.response_cost,
         )
         return
     error = result.error
+    answered = _answer_of(error)
+    asked = error.model if isinstance(error, LiteLLMError) else None
+    if answered is not None and 200 <= answered[0].status < 300:
+        # Written as a success; only its tokens are unknown, as its body could not be read.
+        builder.add(
+            model=figures.model_group or asked or "-",
+            ok=True,
+            outcome="succeeded",
+            attempts=result.attempts,
+            latency=result.latency,
+            cost=figures.response_cost,
+        )
+        return
     if isinstance(error, APIStatusError) and error.status is not None:
         outcome = f"http_{error.status}"
     else:
         outcome = type(error).__name__ if error is not None else "unknown"
     builder.add(
-        model=(error.model if isinstance(error, LiteLLMError) else None) or "-",
+        model=asked or "-",
         ok=False,
         outcome=outcome,
         attempts=result.attempts,
         latency=result.latency,
+        cost=figures.response_cost,
     )
+
+
+async def _cancel_when_set(stop: trio.Event, scope: trio.CancelScope) -> None:
+    await stop.wait()
+    scope.cancel()
 
 
 async def _sync_periodically(writer: OutputWriter) -> None:

@@ -29,6 +29,7 @@ from .._usage import Percentiles
 
 __all__ = [
     "BatchSummary",
+    "JobTotals",
     "ModelSummary",
     "Percentiles",
     "SummaryBuilder",
@@ -54,6 +55,21 @@ class ModelSummary(msgspec.Struct, frozen=True, kw_only=True):
     latency: Percentiles | None
 
 
+class JobTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole job: every line of the output, written by this run and every earlier one.
+
+    ``cost`` is None when no line has one; ``cost_complete`` says whether every success has one.
+    """
+
+    requests: int
+    succeeded: int
+    failed: int
+    tokens_in: int
+    tokens_out: int
+    cost: float | None
+    cost_complete: bool
+
+
 class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     """The report of one batch run.
 
@@ -65,7 +81,12 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     and output tokens, as rate limits (TPM) do. ``cost`` is None when no request reported a
     cost, else their sum; ``cost_complete`` says whether every successful request reported one
     (False when ``cost`` is None). ``latency`` is None when no request reached the proxy,
-    ``ttft`` when no request was a stream.
+    ``ttft`` when no request was a stream. ``failed_in_output`` counts the failed lines the
+    output holds once the run is over, earlier runs' too: while it is not 0 the output is not
+    done (``--retry-failed`` runs them again), and the command exits 1. ``interrupted`` says the
+    run was stopped before the end (Ctrl-C): its figures cover what finished until then.
+    Every figure above is this run's; ``job`` sums the whole output after the run, earlier
+    runs' lines too (None when the summary was built without the output's figures).
     """
 
     input_requests: int
@@ -86,6 +107,9 @@ class BatchSummary(msgspec.Struct, frozen=True, kw_only=True):
     latency: Percentiles | None
     ttft: Percentiles | None
     per_model: dict[str, ModelSummary]
+    failed_in_output: int = 0
+    interrupted: bool = False
+    job: JobTotals | None = None
 
 
 def _nearest_rank(ordered: Sequence[float], percent: int) -> float:
@@ -212,9 +236,21 @@ class SummaryBuilder:
                 self._costed_ok += 1
 
     def summary(
-        self, *, elapsed: float, input_requests: int, already_done: int, invalid: int
+        self,
+        *,
+        elapsed: float,
+        input_requests: int,
+        already_done: int,
+        invalid: int,
+        failed_before: int = 0,
+        interrupted: bool = False,
+        before: JobTotals | None = None,
     ) -> BatchSummary:
-        """The report of everything added so far (sorts the latencies: O(n log n), call once)."""
+        """The report of everything added so far (sorts the latencies: O(n log n), call once).
+
+        ``failed_before`` is the number of failed lines the output held before this run and kept;
+        ``before`` the totals of those lines, to which this run's are added in ``job``.
+        """
         per_model: dict[str, ModelSummary] = {}
         latencies: array[float] = array("d")
         costed = 0
@@ -231,6 +267,8 @@ class SummaryBuilder:
                 latency=_percentiles(stats.latencies),
             )
         tokens = self.tokens_in + self.tokens_out
+        cost = self.cost if costed else None
+        cost_complete = costed > 0 and self._costed_ok == self.succeeded
         return BatchSummary(
             input_requests=input_requests,
             already_done=already_done,
@@ -245,11 +283,30 @@ class SummaryBuilder:
             tokens_per_second=tokens / elapsed if elapsed > 0 else 0.0,
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
-            cost=self.cost if costed else None,
-            cost_complete=costed > 0 and self._costed_ok == self.succeeded,
+            cost=cost,
+            cost_complete=cost_complete,
             latency=_percentiles(latencies),
             ttft=_percentiles(self._ttfts),
             per_model=per_model,
+            failed_in_output=failed_before + self.failed,
+            interrupted=interrupted,
+            job=None if before is None else self._job(before, cost, cost_complete),
+        )
+
+    def _job(self, before: JobTotals, cost: float | None, cost_complete: bool) -> JobTotals:
+        """The output's totals before the run plus this run's."""
+        costs = [c for c in (before.cost, cost) if c is not None]
+        complete = (before.succeeded == 0 or before.cost_complete) and (
+            self.succeeded == 0 or cost_complete
+        )
+        return JobTotals(
+            requests=before.requests + self.done,
+            succeeded=before.succeeded + self.succeeded,
+            failed=before.failed + self.failed,
+            tokens_in=before.tokens_in + self.tokens_in,
+            tokens_out=before.tokens_out + self.tokens_out,
+            cost=sum(costs) if costs else None,
+            cost_complete=bool(costs) and complete,
         )
 
 
@@ -337,8 +394,40 @@ def render_summary(summary: BatchSummary, console: Console) -> None:
         f"{s.tokens_in:,} in · {s.tokens_out:,} out · {_rate(s.tokens_per_second)} tok/s",
     )
     lines.add_row("Cost", cost)
+    if s.job is not None:
+        job = s.job
+        lines.add_row(
+            "Whole job",
+            f"{job.requests:,} in the output (every run) · {job.succeeded:,} succeeded · "
+            f"{job.failed:,} failed",
+        )
+        job_cost = Text(
+            f"{job.tokens_in:,} tokens in · {job.tokens_out:,} out · cost {_money(job.cost)}"
+        )
+        if job.cost is not None and not job.cost_complete:
+            job_cost.append(" (incomplete)", style="yellow")
+        lines.add_row("", job_cost)
     lines.add_row("Latency", _percentiles_text(s.latency, "no request reached the proxy"))
     lines.add_row("TTFT", _percentiles_text(s.ttft, "no streams"))
+    if s.interrupted:
+        lines.add_row(
+            "Stopped",
+            Text(
+                "interrupted: the requests in flight were cancelled and are not in the output; "
+                "the same command runs them",
+                style="yellow",
+            ),
+        )
+    if s.failed_in_output:
+        plural = "line remains" if s.failed_in_output == 1 else "lines remain"
+        lines.add_row(
+            "Output",
+            Text(
+                f"{s.failed_in_output:,} failed {plural} in the output; "
+                "--retry-failed runs them again",
+                style="yellow",
+            ),
+        )
 
     outcomes = Table(box=None, pad_edge=False, padding=(0, 2))
     outcomes.add_column("outcome")

@@ -1,0 +1,42 @@
+"""Ctrl-C in any command: the "interrupted" line and exit code 130, however the interrupt
+leaves the command (bare, or inside an exception group)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from trio_litellm import _cli as cli
+
+
+@pytest.fixture
+def err(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    captured = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=captured, width=200))
+    monkeypatch.setattr(cli, "out", Console(file=io.StringIO(), width=200))
+    return captured
+
+
+def interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_in_a_group(*args: object, **kwargs: object) -> None:
+    raise BaseExceptionGroup("nursery", [KeyboardInterrupt()])
+
+
+@pytest.mark.parametrize("raiser", [interrupt, interrupt_in_a_group], ids=["bare", "in-a-group"])
+def test_an_interrupted_command_says_so_and_exits_130(
+    tmp_path: Path,
+    err: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+    raiser: object,
+) -> None:
+    monkeypatch.setattr(cli, "read_output_usage", raiser)
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(b"")
+    assert cli.main(["usage", str(output)]) == 130
+    assert "interrupted: what finished is saved" in err.getvalue()
