@@ -4,9 +4,13 @@ recorder dumps, the fake provider.
 Exit codes (every command):
 
 - 0: done; for ``batch``, every request succeeded (or the dry-run plan is valid)
-- 1: ``batch`` finished but some requests failed (each failure is a line in the output)
+- 1: a request failed: ``batch`` finished but some requests failed (each failure is a line in
+  the output); the proxy answered the request of ``chat``, ``models`` or ``model-info`` with an
+  error (an unknown model, an upstream 500), or it timed out; ``health --deep`` found an unhealthy
+  deployment
 - 2: bad usage or an invalid input file (every bad line is listed with its number)
-- 3: the proxy cannot be reached, refused the key, or the configuration is invalid
+- 3: the proxy could not be used at all: it cannot be reached, it refused the key, or the
+  configuration is invalid
 - 130: interrupted (Ctrl-C); a ``batch`` run resumes where it stopped when run again
 """
 
@@ -27,7 +31,14 @@ from . import __version__
 from ._client import open_client
 from ._config import ClientConfig
 from ._dump_view import render_dump
-from ._errors import ConfigError, InvalidRequestError, LiteLLMError
+from ._errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    LiteLLMError,
+    ProxyCertificateError,
+    ProxyConnectionError,
+)
 from ._nursery import single_leaf
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
@@ -50,8 +61,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = cyclopts.App(
     name="trio-litellm",
-    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 some batch requests failed, "
-    "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
+    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 a request failed "
+    "(some batch requests, or the proxy answered an error), 2 bad usage or invalid input, "
+    "3 proxy unreachable, key refused or bad configuration, 130 interrupted.",
     version=__version__,
     backend="trio",
 )
@@ -444,6 +456,16 @@ def _run(argv: list[str] | None) -> object:
         raise leaf from None
 
 
+_UNUSABLE = (ConfigError, AuthenticationError, ProxyConnectionError, ProxyCertificateError)
+"""Errors that mean the proxy cannot be used at all (exit code 3): a bad configuration, a
+refused key, a proxy that cannot be reached. Any other error is one request's (exit code 1)."""
+
+
+def _exit_code(exc: LiteLLMError) -> int:
+    """3 when the proxy cannot be used at all, 1 when it answered one request with an error."""
+    return EXIT_PROXY if isinstance(exc, _UNUSABLE) else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trio-litellm`` script: run a command, map failures to exit codes."""
     # Retries are counted in the summary; stamina's own per-retry warnings would only be noise.
@@ -459,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRequestError as exc:
         return _fail("invalid request", str(exc), EXIT_USAGE)
     except LiteLLMError as exc:  # an AuthenticationError says that the proxy refused the key
-        return _fail("error", str(exc), EXIT_PROXY)
+        return _fail("error", str(exc), _exit_code(exc))
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
