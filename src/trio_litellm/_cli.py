@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from ._client import open_client
+from ._client import Client, open_client
 from ._config import ClientConfig
 from ._dump_view import render_dump
 from ._errors import (
@@ -39,6 +39,7 @@ from ._errors import (
     ProxyCertificateError,
     ProxyConnectionError,
 )
+from ._health import DeploymentStatus
 from ._nursery import single_leaf
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
@@ -415,23 +416,52 @@ async def health(
     proxy_url: ProxyUrl = None,
     api_key: ApiKey = None,
 ) -> int:
-    """Is the proxy up and ready? Exit code 3 when it is not."""
+    """Is the proxy up and ready, and does it accept the key? Exit code 3 when it is down or
+    refuses the key; 1 when --deep finds an unhealthy deployment."""
     async with open_client(_config(proxy_url, api_key)) as client:
         report = await client.health()
         out.print(
             f"{client.config.display_url}: {report.status} ({report.latency * 1000:.0f} ms)"
-            + (f" - {report.error}" if report.error else "")
+            + (f" - {report.error}" if report.error else ""),
+            markup=False,
+            highlight=False,
         )
         if not report.healthy:
             return EXIT_PROXY
+        if client.config.api_key:
+            # The health routes need no key: only a keyed request says whether this one works.
+            try:
+                listed = await client.list_models()
+            except AuthenticationError as exc:
+                out.print(f"key refused: {exc}", markup=False, highlight=False)
+                return EXIT_PROXY
+            out.print(f"key accepted ({len(listed)} model groups)")
         if deep:
-            deployments = await client.deployment_health()
-            table = Table("deployment", "state", "error")
-            for item in deployments.healthy_endpoints:
-                table.add_row(str(item.model), "healthy", "")
-            for item in deployments.unhealthy_endpoints:
-                table.add_row(str(item.model), "unhealthy", (item.error or "")[:100])
-            out.print(table)
+            return await _deep_health(client)
+    return EXIT_OK
+
+
+async def _deep_health(client: Client) -> int:
+    """One row per deployment, named by its model group; 1 when any is unhealthy."""
+    deployments = await client.deployment_health()
+    groups = {info.id: info.model_name for info in await client.model_infos() if info.id}
+
+    def group(item: DeploymentStatus) -> str:
+        # /health names the upstream model (openai/echo); the model group is what callers use.
+        return groups.get(item.model_id or "") or str(item.model)
+
+    table = Table("model group", "state", "error")
+    rows = [(group(item), "healthy", "") for item in deployments.healthy_endpoints] + [
+        (group(item), "unhealthy", (item.error or "")[:100])
+        for item in deployments.unhealthy_endpoints
+    ]
+    for name, state, error in sorted(rows):
+        table.add_row(name, state, error)
+    out.print(table)
+    if deployments.unhealthy_endpoints:
+        names = sorted({group(item) for item in deployments.unhealthy_endpoints})
+        err.print(f"unhealthy: {', '.join(names)}", markup=False, highlight=False)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -41,3 +41,26 @@ def test_model_info_of_an_unknown_model_exits_1(stack: Stack) -> None:
     run = cli("model-info", "no-such-model", stack=stack)
     assert run.returncode == 1, run.stderr
     assert "no-such-model" in run.stderr
+
+
+def test_health_with_a_refused_key_says_so_and_exits_3(stack: Stack) -> None:
+    run = cli("health", "--api-key", "sk-wrong-71d3", stack=stack)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "refused the API key" in run.stdout + run.stderr
+    assert "sk-wrong-71d3" not in run.stdout + run.stderr
+
+
+def test_health_with_the_right_key_says_it_is_accepted(stack: Stack) -> None:
+    run = cli("health", stack=stack)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "key accepted" in run.stdout
+
+
+def test_deep_health_with_an_unhealthy_deployment_exits_1_naming_model_groups(
+    stack: Stack,
+) -> None:
+    run = cli("health", "--deep", stack=stack, timeout=240)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "failing-gpt" in run.stdout
+    assert "local-gpt" in run.stdout
+    assert "status=500" not in run.stdout  # the upstream's name, not the model group's
