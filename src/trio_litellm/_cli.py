@@ -171,6 +171,8 @@ async def batch(
     Resumable: running the same command again skips the custom_ids already in the output.
     """
     shard_pair = _parse_shard(shard)
+    if not output.parent.is_dir():  # a typo in the path must not become a new directory tree
+        raise _Exit(EXIT_USAGE, f"the output's directory does not exist: {output.parent}")
     if dry_run:
         plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
         _print_plan(plan, rpm=rpm, tpm=tpm)

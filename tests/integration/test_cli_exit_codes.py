@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from trio_litellm._devstack import Stack
 
@@ -64,3 +65,18 @@ def test_deep_health_with_an_unhealthy_deployment_exits_1_naming_model_groups(
     assert "failing-gpt" in run.stdout
     assert "local-gpt" in run.stdout
     assert "status=500" not in run.stdout  # the upstream's name, not the model group's
+
+
+def test_batch_into_a_missing_directory_exits_2_and_creates_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    requests = tmp_path / "in.jsonl"
+    requests.write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", '
+        '"body": {"model": "local-gpt", "messages": [{"role": "user", "content": "hi"}]}}\n'
+    )
+    target = tmp_path / "missing" / "dir" / "out.jsonl"
+    run = cli("batch", str(requests), "-o", str(target), stack=stack)
+    assert run.returncode == 2, run.stderr
+    assert "missing" in run.stderr
+    assert not (tmp_path / "missing").exists()
