@@ -555,7 +555,7 @@ class Client:
             except LiteLLMError as exc:
                 if trace is not None and exc.response_body is not None and exc.status is not None:
                     trace.answered(
-                        number, exc.status, exc.response_headers or {}, exc.response_body
+                        number, exc.status, exc.response_headers or {}, exc.response_body.encode()
                     )
                 raise
             if trace is not None:

@@ -367,7 +367,8 @@ class Transport:
             error.args = (error.message,)
         error = self.scrub(error)
         secret = self._secret.encode() if self._secret else b""
-        error.response_body = content.replace(secret, b"***") if secret else content
+        masked = content.replace(secret, b"***") if secret else content
+        error.response_body = masked.decode("utf-8", "replace")
         error.response_headers = headers
         return error
 
