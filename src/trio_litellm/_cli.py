@@ -144,8 +144,15 @@ async def batch(
         Path | None, Parameter(help="Also write the summary as JSON to this file.")
     ] = None,
     progress: Annotated[
-        bool | None, Parameter(help="Show a progress bar (default: on a terminal only).")
+        bool | None,
+        Parameter(
+            help="Show progress: a bar on a terminal, else a plain line every "
+            "--progress-interval seconds (default: on; --no-progress for none)."
+        ),
     ] = None,
+    progress_interval: Annotated[
+        float, Parameter(help="Seconds between plain progress lines (when not on a terminal).")
+    ] = 10.0,
     record_to: Annotated[
         Path | None,
         Parameter(
@@ -179,6 +186,8 @@ async def batch(
         return EXIT_OK
     if concurrency < 1:
         raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
+    if not progress_interval > 0:
+        raise _Exit(EXIT_USAGE, f"--progress-interval must be above 0, got {progress_interval}")
     if record_to is not None and (record_last < 1 or record_body_limit < 0):
         raise _Exit(
             EXIT_USAGE, "--record-last must be at least 1 and --record-body-limit at least 0"
@@ -214,6 +223,7 @@ async def batch(
                 skip_invalid=skip_invalid,
                 console=err,
                 progress=progress,
+                progress_interval=progress_interval,
             )
     finally:
         # After the client closed, so the requests it cancelled are recorded too.

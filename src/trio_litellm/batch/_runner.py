@@ -31,7 +31,7 @@ from ._output import (
     recover_output,
     response_record,
 )
-from ._progress import BatchProgress
+from ._progress import LINE_INTERVAL, BatchProgress
 from ._summary import BatchSummary, SummaryBuilder
 
 __all__ = ["BatchPlan", "plan_batch", "run_batch"]
@@ -112,6 +112,7 @@ async def run_batch(
     skip_invalid: bool = False,
     console: Console | None = None,
     progress: bool | None = None,
+    progress_interval: float = LINE_INTERVAL,
     max_buffer: int = 256,
     on_result: Callable[[JobResult], None] | None = None,
 ) -> BatchSummary:
@@ -120,8 +121,9 @@ async def run_batch(
     Raises :class:`BatchInputError` (every bad line, with its number) before sending anything,
     unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
     runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
-    the failed answers from the output and runs those requests again. ``progress`` shows a
-    progress bar (None: only on a terminal).
+    the failed answers from the output and runs those requests again. ``progress`` shows the
+    progress (None or True: a bar on a terminal, else a plain line every ``progress_interval``
+    seconds; False: nothing).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     scan: InputScan = await trio.to_thread.run_sync(
@@ -141,10 +143,11 @@ async def run_batch(
     start = trio.current_time()
     with (
         OutputWriter(output_path) as writer,
-        BatchProgress(total, console=console, enabled=progress) as bar,
+        BatchProgress(total, console=console, enabled=progress, interval=progress_interval) as bar,
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sync_periodically, writer)
+            nursery.start_soon(bar.run, client)
             async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
                 nursery.start_soon(
                     _produce, input_path, model, shard, skip, send_jobs, writer, builder
