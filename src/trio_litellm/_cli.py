@@ -1,5 +1,5 @@
-"""The ``trio-litellm`` command: batch jobs and their usage, a streamed chat, models, health,
-recorder dumps, the fake provider.
+"""The ``trio-litellm`` command: batch jobs, their status and usage, a streamed chat, models,
+health, recorder dumps, the fake provider.
 
 Exit codes (every command):
 
@@ -54,6 +54,7 @@ from .batch import (
     write_summary_json,
 )
 from .batch._report import usage_to_json
+from .batch._status import read_status, render_status, status_to_json
 from .fake_provider.__main__ import app as fake_provider_app
 
 __all__ = ["app", "main"]
@@ -288,6 +289,33 @@ def usage(
     if entries is not None:
         out.print()
         render_dump(entries, out)
+    return EXIT_OK
+
+
+@app.command
+def status(
+    input: Annotated[Path, Parameter(help="The batch's input file (OpenAI Batch API format).")],
+    output: Annotated[Path, Parameter(help="Its output file (`batch -o FILE`), if any yet.")],
+    /,
+    *,
+    json: Annotated[bool, Parameter(help="Print the figures as JSON instead of a table.")] = False,
+) -> int:
+    """Where a batch stands: done, failed, remaining, duplicates, ids the input does not hold,
+    cost so far. Reads the two files only: sends nothing, changes nothing, safe beside a run.
+
+    An output line that is not a record is an error naming the line (exit code 2).
+    """
+    try:
+        figures = read_status(input, output)
+    except OutputCorruptError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"cannot read {exc.filename}: {exc.strerror}") from None
+    if json:
+        sys.stdout.buffer.write(status_to_json(figures) + b"\n")
+        sys.stdout.flush()
+    else:
+        render_status(figures, out, title=f"{input} -> {output}")
     return EXIT_OK
 
 
