@@ -354,13 +354,12 @@ class BatchProgress:
     def _line(self, now: float) -> str:
         builder = self._builder or SummaryBuilder()
         done = builder.done
-        req_rate, _ = self._rates(now, done, builder.tokens_in + builder.tokens_out)
+        req_rate = self._rates(now, done, builder.tokens_in + builder.tokens_out)[0] or 0.0
         remaining = max(self.total - done, 0)
-        eta = (
-            _duration(math.ceil(remaining / req_rate))
-            if req_rate > 0
-            else ("0s" if remaining == 0 else "-")
-        )
+        if remaining == 0:
+            eta = "0s"
+        else:
+            eta = _duration(math.ceil(remaining / req_rate)) if req_rate > 0 else "-"
         percent = 100 * done // self.total if self.total else 100
         parts = [
             f"progress {done:,}/{self.total:,} ({percent}%)",
@@ -378,8 +377,9 @@ class BatchProgress:
     def _say(self, line: str) -> None:
         self._console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def _rates(self, now: float, done: int, tokens: int) -> tuple[float, float]:
-        """(requests/s, tokens/s) over about the last :data:`RATE_WINDOW` seconds."""
+    def _rates(self, now: float, done: int, tokens: int) -> tuple[float | None, float | None]:
+        """(requests/s, tokens/s) over about the last :data:`RATE_WINDOW` seconds; None before
+        any time has passed."""
         samples = self._samples
         samples.append((now, done, tokens))
         while len(samples) > 2 and samples[1][0] <= now - RATE_WINDOW:
@@ -387,21 +387,19 @@ class BatchProgress:
         then, done_then, tokens_then = samples[0]
         span = now - then
         if span <= 0:
-            return 0.0, 0.0
+            return None, None
         return (done - done_then) / span, (tokens - tokens_then) / span
 
     def _push(self, progress: Progress, builder: SummaryBuilder, now: float) -> None:
         if self._task is None:  # update() before __enter__: nothing is shown yet
             return
         done = self._shown = builder.done
-        tokens = builder.tokens_in + builder.tokens_out
-        span = now - self._samples[0][0] if self._samples else 0.0
-        req_rate, tok_rate = self._rates(now, done, tokens)
+        req_rate, tok_rate = self._rates(now, done, builder.tokens_in + builder.tokens_out)
         progress.update(
             self._task,
             completed=done,
-            req_rate=req_rate if span > 0 else None,
-            tok_rate=tok_rate if span > 0 else None,
+            req_rate=req_rate,
+            tok_rate=tok_rate,
             errors=builder.failed,
             retries=builder.retries,
             cost=builder.cost,
