@@ -214,7 +214,8 @@ class Transport:
         try:
             # Straight to the transport, as calls are sent: httpx2's client layer would log
             # every probe at INFO, a line every few seconds in an application's log.
-            response = await self._probe_http._transport.handle_async_request(request)
+            transport = self._probe_http._transport_for_url(request.url)
+            response = await transport.handle_async_request(request)
             try:
                 await response.aread()
             finally:
