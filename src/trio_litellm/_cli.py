@@ -1,13 +1,16 @@
-"""The ``trio-litellm`` command: batch jobs and their usage, a streamed chat, models, health,
-recorder dumps, the fake provider.
+"""The ``trio-litellm`` command: batch jobs, their status and usage, a streamed chat, models,
+health, recorder dumps, the fake provider.
 
 Exit codes (every command):
 
 - 0: done; for ``batch``, every request succeeded (or the dry-run plan is valid)
-- 1: ``batch`` finished but its output holds failed lines, this run's or earlier ones'
-  (``--retry-failed`` runs them again)
+- 1: a request failed: ``batch`` finished but its output holds failed lines, this run's or
+  earlier ones' (``--retry-failed`` runs them again); the proxy answered the request of ``chat``,
+  ``models`` or ``model-info`` with an error (an unknown model, an upstream 500), or it timed
+  out; ``health --deep`` found an unhealthy deployment
 - 2: bad usage or an invalid input file (every bad line is listed with its number)
-- 3: the proxy cannot be reached, refused the key, or the configuration is invalid
+- 3: the proxy could not be used at all: it cannot be reached, it refused the key, or the
+  configuration is invalid
 - 130: interrupted (Ctrl-C); a ``batch`` run resumes where it stopped when run again
 """
 
@@ -27,10 +30,18 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from ._client import open_client
+from ._client import Client, open_client
 from ._config import ClientConfig
 from ._dump_view import render_dump
-from ._errors import ConfigError, InvalidRequestError, LiteLLMError
+from ._errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    LiteLLMError,
+    ProxyCertificateError,
+    ProxyConnectionError,
+)
+from ._health import DeploymentStatus
 from ._nursery import single_leaf
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
@@ -46,6 +57,7 @@ from .batch import (
     write_summary_json,
 )
 from .batch._report import usage_to_json
+from .batch._status import read_status, render_status, status_to_json
 from .fake_provider.__main__ import app as fake_provider_app
 
 __all__ = ["app", "main"]
@@ -54,8 +66,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = cyclopts.App(
     name="trio-litellm",
-    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 the batch output holds failed lines, "
-    "2 bad usage or invalid input, 3 proxy unreachable or bad configuration, 130 interrupted.",
+    help="A trio-native client for the LiteLLM proxy.\n\nExit codes: 0 done, 1 a request failed "
+    "(some batch requests, or the proxy answered an error), 2 bad usage or invalid input, "
+    "3 proxy unreachable, key refused or bad configuration, 130 interrupted.",
     version=__version__,
     backend="trio",
     # Not cyclopts' sys.exit(130): main() prints the "interrupted" line, which a bare
@@ -160,8 +173,15 @@ async def batch(
         Path | None, Parameter(help="Also write the summary as JSON to this file.")
     ] = None,
     progress: Annotated[
-        bool | None, Parameter(help="Show a progress bar (default: on a terminal only).")
+        bool | None,
+        Parameter(
+            help="Show progress: a bar on a terminal, else a plain line every "
+            "--progress-interval seconds (default: on; --no-progress for none)."
+        ),
     ] = None,
+    progress_interval: Annotated[
+        float, Parameter(help="Seconds between plain progress lines (when not on a terminal).")
+    ] = 10.0,
     record_to: Annotated[
         Path | None,
         Parameter(
@@ -187,12 +207,16 @@ async def batch(
     Resumable: running the same command again skips the custom_ids already in the output.
     """
     shard_pair = _parse_shard(shard)
+    if not output.parent.is_dir():  # a typo in the path must not become a new directory tree
+        raise _Exit(EXIT_USAGE, f"the output's directory does not exist: {output.parent}")
     if dry_run:
         plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
         _print_plan(plan, rpm=rpm, tpm=tpm)
         return EXIT_OK
     if concurrency < 1:
         raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
+    if not progress_interval > 0:
+        raise _Exit(EXIT_USAGE, f"--progress-interval must be above 0, got {progress_interval}")
     if record_to is not None and (record_last < 1 or record_body_limit < 0):
         raise _Exit(
             EXIT_USAGE, "--record-last must be at least 1 and --record-body-limit at least 0"
@@ -235,6 +259,7 @@ async def batch(
                         skip_invalid=skip_invalid,
                         console=err,
                         progress=progress,
+                        progress_interval=progress_interval,
                         stop=interrupts.stop,
                     )
                     interrupts.graceful = False
@@ -307,6 +332,33 @@ def usage(
     if entries is not None:
         out.print()
         render_dump(entries, out)
+    return EXIT_OK
+
+
+@app.command
+def status(
+    input: Annotated[Path, Parameter(help="The batch's input file (OpenAI Batch API format).")],
+    output: Annotated[Path, Parameter(help="Its output file (`batch -o FILE`), if any yet.")],
+    /,
+    *,
+    json: Annotated[bool, Parameter(help="Print the figures as JSON instead of a table.")] = False,
+) -> int:
+    """Where a batch stands: done, failed, remaining, duplicates, ids the input does not hold,
+    cost so far. Reads the two files only: sends nothing, changes nothing, safe beside a run.
+
+    An output line that is not a record is an error naming the line (exit code 2).
+    """
+    try:
+        figures = read_status(input, output)
+    except OutputCorruptError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    except OSError as exc:
+        raise _Exit(EXIT_USAGE, f"cannot read {exc.filename}: {exc.strerror}") from None
+    if json:
+        sys.stdout.buffer.write(status_to_json(figures) + b"\n")
+        sys.stdout.flush()
+    else:
+        render_status(figures, out, title=f"{input} -> {output}")
     return EXIT_OK
 
 
@@ -447,23 +499,52 @@ async def health(
     proxy_url: ProxyUrl = None,
     api_key: ApiKey = None,
 ) -> int:
-    """Is the proxy up and ready? Exit code 3 when it is not."""
+    """Is the proxy up and ready, and does it accept the key? Exit code 3 when it is down or
+    refuses the key; 1 when --deep finds an unhealthy deployment."""
     async with open_client(_config(proxy_url, api_key)) as client:
         report = await client.health()
         out.print(
             f"{client.config.display_url}: {report.status} ({report.latency * 1000:.0f} ms)"
-            + (f" - {report.error}" if report.error else "")
+            + (f" - {report.error}" if report.error else ""),
+            markup=False,
+            highlight=False,
         )
         if not report.healthy:
             return EXIT_PROXY
+        if client.config.api_key:
+            # The health routes need no key: only a keyed request says whether this one works.
+            try:
+                listed = await client.list_models()
+            except AuthenticationError as exc:
+                out.print(f"key refused: {exc}", markup=False, highlight=False)
+                return EXIT_PROXY
+            out.print(f"key accepted ({len(listed)} model groups)")
         if deep:
-            deployments = await client.deployment_health()
-            table = Table("deployment", "state", "error")
-            for item in deployments.healthy_endpoints:
-                table.add_row(str(item.model), "healthy", "")
-            for item in deployments.unhealthy_endpoints:
-                table.add_row(str(item.model), "unhealthy", (item.error or "")[:100])
-            out.print(table)
+            return await _deep_health(client)
+    return EXIT_OK
+
+
+async def _deep_health(client: Client) -> int:
+    """One row per deployment, named by its model group; 1 when any is unhealthy."""
+    deployments = await client.deployment_health()
+    groups = {info.id: info.model_name for info in await client.model_infos() if info.id}
+
+    def group(item: DeploymentStatus) -> str:
+        # /health names the upstream model (openai/echo); the model group is what callers use.
+        return groups.get(item.model_id or "") or str(item.model)
+
+    table = Table("model group", "state", "error")
+    rows = [(group(item), "healthy", "") for item in deployments.healthy_endpoints] + [
+        (group(item), "unhealthy", (item.error or "")[:100])
+        for item in deployments.unhealthy_endpoints
+    ]
+    for name, state, error in sorted(rows):
+        table.add_row(name, state, error)
+    out.print(table)
+    if deployments.unhealthy_endpoints:
+        names = sorted({group(item) for item in deployments.unhealthy_endpoints})
+        err.print(f"unhealthy: {', '.join(names)}", markup=False, highlight=False)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -488,6 +569,16 @@ def _run(argv: list[str] | None) -> object:
         raise leaf from None
 
 
+_UNUSABLE = (ConfigError, AuthenticationError, ProxyConnectionError, ProxyCertificateError)
+"""Errors that mean the proxy cannot be used at all (exit code 3): a bad configuration, a
+refused key, a proxy that cannot be reached. Any other error is one request's (exit code 1)."""
+
+
+def _exit_code(exc: LiteLLMError) -> int:
+    """3 when the proxy cannot be used at all, 1 when it answered one request with an error."""
+    return EXIT_PROXY if isinstance(exc, _UNUSABLE) else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trio-litellm`` script: run a command, map failures to exit codes."""
     # Retries are counted in the summary; stamina's own per-retry warnings would only be noise.
@@ -505,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRequestError as exc:
         return _fail("invalid request", str(exc), EXIT_USAGE)
     except LiteLLMError as exc:  # an AuthenticationError says that the proxy refused the key
-        return _fail("error", str(exc), EXIT_PROXY)
+        return _fail("error", str(exc), _exit_code(exc))
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:

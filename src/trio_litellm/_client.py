@@ -555,7 +555,7 @@ class Client:
             except LiteLLMError as exc:
                 if trace is not None and exc.response_body is not None and exc.status is not None:
                     trace.answered(
-                        number, exc.status, exc.response_headers or {}, exc.response_body
+                        number, exc.status, exc.response_headers or {}, exc.response_body.encode()
                     )
                 raise
             if trace is not None:
@@ -565,7 +565,7 @@ class Client:
             except ResponseDecodeError as exc:
                 if call.keep_body:  # a paid answer: whoever asked for the bytes keeps them
                     exc.status = answer.status
-                    exc.response_body = answer.content
+                    exc.response_body = answer.content.decode("utf-8", "replace")
                     exc.response_headers = answer.headers
                 raise
             if not (response.choices if call.kind == "chat" else response.data):

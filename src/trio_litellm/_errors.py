@@ -93,12 +93,13 @@ class LiteLLMError(Exception):
     Carries what the proxy said when it said anything: the HTTP ``status``, its ``message``,
     ``type``, ``param`` and ``code`` fields, the ``call_id`` (``x-litellm-call-id``) and the
     ``model`` asked for. ``retryable`` says whether the retry policy may try the request again.
-    An error answer's raw body and headers are in ``response_body`` and ``response_headers``
-    (the API key masked, should the proxy echo it); None for errors that had no answer.
+    An error answer's body (text, decoded as UTF-8 with bad bytes replaced, as the debug
+    recorder keeps it) and headers are in ``response_body`` and ``response_headers`` (the API key
+    masked, should the proxy echo it); None for errors that had no answer.
     """
 
     retryable: bool = False
-    response_body: bytes | None = None
+    response_body: str | None = None
     response_headers: Mapping[str, str] | None = None
 
     def __init__(

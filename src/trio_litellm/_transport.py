@@ -211,10 +211,18 @@ class Transport:
         """The status a health probe of ``path`` gets, on the probes' own pool; raises ours if
         nothing answers. ``keyed`` sends the API key (the health routes need none)."""
         headers = {"authorization": f"Bearer {self._secret}"} if keyed and self._secret else None
+        request = self._probe_http.build_request(
+            "GET", path, headers=headers, extensions={"timeout": _timeout_ext(timeout)}
+        )
         try:
-            response = await self._probe_http.get(
-                path, headers=headers, extensions={"timeout": _timeout_ext(timeout)}
-            )
+            # Straight to the transport, as calls are sent: httpx2's client layer would log
+            # every probe at INFO, a line every few seconds in an application's log.
+            transport = self._probe_http._transport_for_url(request.url)
+            response = await transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx2.HTTPError as exc:
             raise self.map_error(exc) from exc
         return response.status_code
@@ -460,7 +468,8 @@ class Transport:
             error.args = (error.message,)
         error = self.scrub(error)
         secret = self._secret.encode() if self._secret else b""
-        error.response_body = content.replace(secret, b"***") if secret else content
+        masked = content.replace(secret, b"***") if secret else content
+        error.response_body = masked.decode("utf-8", "replace")
         error.response_headers = headers
         return error
 

@@ -303,7 +303,7 @@ def test_the_cli_commands_answer(stack: Stack) -> None:
     chat = cli("chat", "hello there", "--model", "local-gpt", stack=stack)
     assert chat.returncode == 0 and "Echo: hello there" in chat.stdout
     missing = cli("model-info", "nope", stack=stack)
-    assert missing.returncode == 3 and "nope" in missing.stderr
+    assert missing.returncode == 1 and "nope" in missing.stderr
 
 
 def test_an_unreachable_proxy_exits_3(tmp_path: Path) -> None:

@@ -434,11 +434,11 @@ def test_disabled_progress_writes_nothing() -> None:
     assert out.getvalue() == ""
 
 
-def test_progress_is_off_by_default_on_a_non_terminal() -> None:
+def test_progress_on_a_non_terminal_is_no_bar_and_prints_nothing_by_itself() -> None:
     out = io.StringIO()
     builder = SummaryBuilder()
     with BatchProgress(3, console=Console(file=out)) as bar:
-        assert not bar.enabled
+        assert not bar.live  # plain lines instead, printed by bar.run (test_batch_progress)
         fail(builder)
         bar.update(builder)
     assert out.getvalue() == ""

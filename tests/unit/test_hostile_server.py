@@ -198,7 +198,7 @@ async def test_an_early_error_answer_to_a_large_body_is_returned(
         with pytest.raises(APIStatusError) as caught:
             await client.complete(model="m", messages=big)
     assert caught.value.status == 413
-    assert caught.value.response_body == TOO_LARGE
+    assert caught.value.response_body == TOO_LARGE.decode()
 
 
 @BACKENDS

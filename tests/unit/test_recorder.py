@@ -223,7 +223,7 @@ async def test_an_error_answer_echoing_the_key_is_recorded_masked() -> None:
         with pytest.raises(LiteLLMError) as caught:
             await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
-    assert SECRET.encode() not in (caught.value.response_body or b"")
+    assert SECRET not in (caught.value.response_body or "")
     assert entry.response_body is not None and "***" in entry.response_body
     assert SECRET not in msgspec.json.encode(entry).decode()
 

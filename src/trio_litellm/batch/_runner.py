@@ -33,7 +33,7 @@ from ._output import (
     recover_output,
     response_record,
 )
-from ._progress import BatchProgress
+from ._progress import LINE_INTERVAL, BatchProgress
 from ._report import read_output_usage
 from ._summary import BatchSummary, JobTotals, SummaryBuilder
 
@@ -115,6 +115,7 @@ async def run_batch(
     skip_invalid: bool = False,
     console: Console | None = None,
     progress: bool | None = None,
+    progress_interval: float = LINE_INTERVAL,
     max_buffer: int = 256,
     on_result: Callable[[JobResult], None] | None = None,
     stop: trio.Event | None = None,
@@ -124,8 +125,9 @@ async def run_batch(
     Raises :class:`BatchInputError` (every bad line, with its number) before sending anything,
     unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
     runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
-    the failed answers from the output and runs those requests again. ``progress`` shows a
-    progress bar (None: only on a terminal). The run holds the output's lock throughout: while
+    the failed answers from the output and runs those requests again. ``progress`` shows the
+    progress (None or True: a bar on a terminal, else a plain line every ``progress_interval``
+    seconds; False: nothing). The run holds the output's lock throughout: while
     another run holds it, raises :class:`OutputLockedError` at once, naming that run's PID.
     Setting ``stop`` ends the run early but cleanly: the requests in flight are cancelled (they
     are not written, so the next run sends them) and the summary, marked ``interrupted``, covers
@@ -143,6 +145,7 @@ async def run_batch(
             skip_invalid=skip_invalid,
             console=console,
             progress=progress,
+            progress_interval=progress_interval,
             max_buffer=max_buffer,
             on_result=on_result,
             stop=stop,
@@ -160,6 +163,7 @@ async def _run_locked(
     skip_invalid: bool,
     console: Console | None,
     progress: bool | None,
+    progress_interval: float,
     max_buffer: int,
     on_result: Callable[[JobResult], None] | None,
     stop: trio.Event | None,
@@ -182,12 +186,13 @@ async def _run_locked(
     start = trio.current_time()
     with (
         OutputWriter(output_path) as writer,
-        BatchProgress(total, console=console, enabled=progress) as bar,
+        BatchProgress(total, console=console, enabled=progress, interval=progress_interval) as bar,
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sync_periodically, writer)
             if stop is not None:
                 nursery.start_soon(_cancel_when_set, stop, nursery.cancel_scope)
+            nursery.start_soon(bar.run, client)
             async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
                 nursery.start_soon(
                     _produce, input_path, model, shard, skip, send_jobs, writer, builder
@@ -322,7 +327,8 @@ def _answer_of(error: Exception | None) -> tuple[ResponseMeta, bytes] | None:
         return None
     if error.status is None or error.response_body is None:
         return None
-    return meta_from_headers(error.status, error.response_headers or {}), error.response_body
+    body = error.response_body.encode()  # the text of the answer's bytes, the key masked
+    return meta_from_headers(error.status, error.response_headers or {}), body
 
 
 def _figures(result: JobResult) -> ProxyFigures:
