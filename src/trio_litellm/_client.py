@@ -829,28 +829,35 @@ class Client:
 
 
 class _ActiveWork:
-    """The jobs of one ``open_jobs`` block still running, so leaving it can end them all."""
+    """The jobs of one ``open_jobs`` block still running, so leaving it can end them all.
+
+    Leaving waits for each job's task to be over (``Work.ended``, set by the dispatcher in a
+    ``finally``), not only for its delivery: a KeyboardInterrupt, which trio raises in whatever
+    code runs when it comes, may cut a delivery short, and must not leave the exit waiting.
+    """
 
     def __init__(self) -> None:
         self._works: set[Work] = set()
-        self._drained = trio.Event()
-        self._drained.set()
 
     def add(self, work: Work) -> None:
+        work.ended = trio.Event()
         self._works.add(work)
-        self._drained = trio.Event() if self._drained.is_set() else self._drained
 
     def discard(self, work: Work) -> None:
+        """``work`` delivered its result, or was never handed over: it is over."""
         self._works.discard(work)
-        if not self._works:
-            self._drained.set()
+        if work.ended is not None:
+            work.ended.set()
 
     async def cancel_and_wait(self) -> None:
-        """Cancel every running job and wait, shielded, until each has delivered."""
-        for work in list(self._works):
+        """Cancel every running job and wait, shielded, until each is over."""
+        works = list(self._works)
+        for work in works:
             work.scope.cancel()
         with trio.CancelScope(shield=True):
-            await self._drained.wait()
+            for work in works:
+                if work.ended is not None:
+                    await work.ended.wait()
 
 
 class _JobDelivery:

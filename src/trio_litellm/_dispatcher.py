@@ -87,6 +87,7 @@ class Work:
         "attempts",
         "deliver",
         "delivered",
+        "ended",
         "held",
         "kind",
         "last_error",
@@ -130,6 +131,9 @@ class Work:
         self.held = 0.0  # seconds spent waiting for a proxy that is down
         self.last_error: Exception | None = None  # the latest failed attempt's error
         self.delivered = False
+        # Set once the work's task is over, whatever way it ended (a KeyboardInterrupt included),
+        # for whoever must wait for it (open_jobs' exit); None when nobody waits.
+        self.ended: trio.Event | None = None
         self.submitted_at = 0.0
         self.started_at = 0.0
         self.started_wall = 0.0
@@ -189,6 +193,8 @@ class Dispatcher:
                             await self._limiter.acquire_on_behalf_of(work)
                         except trio.Cancelled:
                             await self._deliver_closed(work)
+                            if work.ended is not None:
+                                work.ended.set()
                             raise
                         nursery.start_soon(self._execute, work)
                 finally:
@@ -272,9 +278,13 @@ class Dispatcher:
             result, error = await self._perform(work)
             await self._deliver(work, result, error)
         finally:
-            if not work.delivered:
-                await self._deliver_closed(work)
-            self._limiter.release_on_behalf_of(work)
+            try:
+                if not work.delivered:
+                    await self._deliver_closed(work)
+            finally:
+                self._limiter.release_on_behalf_of(work)
+                if work.ended is not None:
+                    work.ended.set()
 
     async def _perform(self, work: Work) -> tuple[Any, BaseException | None]:
         """Run ``work`` to its outcome and record it; a cancellation from outside is recorded,

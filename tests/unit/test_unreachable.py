@@ -353,3 +353,35 @@ async def test_connection_failures_while_the_monitor_sees_the_proxy_up_use_up_th
             await client.complete(model="m", messages=MESSAGES)
         assert trio.current_time() - start < 3.0
     assert calls == 3
+
+
+async def test_a_keyboard_interrupt_cutting_a_delivery_short_does_not_hang_leaving_open_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # trio raises KeyboardInterrupt in whatever code runs when Ctrl-C comes: here, inside a
+    # job's delivery, after the dispatcher marked it delivered and before the block heard of it.
+    from trio_litellm import Job
+    from trio_litellm._client import _JobDelivery
+
+    interrupted = False
+
+    async def cut_short(self: Any, result: Any, error: Any, work: Any) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+        await original(self, result, error, work)
+
+    original = _JobDelivery.deliver
+    monkeypatch.setattr(_JobDelivery, "deliver", cut_short)
+    proxy = Proxy(up=True)
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
+        async with open_test_client(proxy, health_check_interval=None) as client:
+            async with client.open_jobs() as (send_jobs, receive_results):
+                for i in range(5):
+                    await send_jobs.send(Job(id=i, request={"model": "m", "messages": MESSAGES}))
+                await receive_results.receive()
+    assert interrupted
+    error = caught.value
+    leaves = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+    assert any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves)
