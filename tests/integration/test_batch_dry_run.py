@@ -86,10 +86,10 @@ def test_the_plan_prices_each_model_from_the_proxy_and_says_unknown_for_the_unpr
     )
     assert run.returncode == 0, run.stderr
     # fake-gpt: 10 x 4 prompt tokens at 1.5e-07 + 10 x 100 completion tokens at 6e-07
-    [priced] = lines_with(run.stdout, "fake-gpt")
+    [priced] = lines_with(run.stdout, "model fake-gpt")
     assert "10" in priced and "$0.000606" in priced
     # local-gpt: no price in /v1/model/info, and its completion at the stated default (256)
-    [unpriced] = lines_with(run.stdout, "local-gpt")
+    [unpriced] = lines_with(run.stdout, "model local-gpt")
     assert "unknown" in unpriced and "$0" not in unpriced
     assert "256" in run.stdout
     [total] = lines_with(run.stdout, "estimated cost")
