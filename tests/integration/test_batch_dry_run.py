@@ -160,3 +160,28 @@ def test_an_output_of_another_job_is_named_not_counted_as_done(
     assert last_number(to_run) == "15"
     [foreign] = lines_with(run.stdout, "not in the input")
     assert "7" in foreign and "elsewhere-0" in foreign
+
+
+def test_offline_without_dry_run_is_a_usage_error(mixed_input: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "LITELLM_PROXY_URL": f"http://127.0.0.1:{free_port()}"}
+    results = str(tmp_path / "out.jsonl")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_litellm",
+            "batch",
+            str(mixed_input),
+            "-o",
+            results,
+            "--offline",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "--offline goes with --dry-run" in run.stderr
+    assert not (tmp_path / "out.jsonl").exists()
