@@ -59,7 +59,7 @@ from .batch import (
     run_batch,
     write_summary_json,
 )
-from .batch._plan import COMPLETION_DEFAULT, ModelCost, ModelPrice
+from .batch._plan import COMPLETION_DEFAULT, ModelCost, ModelPrice, plan_to_json
 from .batch._report import usage_to_json
 from .batch._status import read_status, render_status, status_to_json
 from .batch._summary import _money
@@ -175,6 +175,9 @@ async def batch(
     offline: Annotated[
         bool, Parameter(help="With --dry-run: do not ask the proxy for prices (cost unknown).")
     ] = False,
+    json: Annotated[
+        bool, Parameter(help="With --dry-run: print the plan as JSON instead of a table.")
+    ] = False,
     retry_failed: Annotated[
         bool, Parameter(help="Run again only the requests that failed before.")
     ] = False,
@@ -221,8 +224,9 @@ async def batch(
     shard_pair = _parse_shard(shard)
     if not output.parent.is_dir():  # a typo in the path must not become a new directory tree
         raise _Exit(EXIT_USAGE, f"the output's directory does not exist: {output.parent}")
-    if offline and not dry_run:
-        raise _Exit(EXIT_USAGE, "--offline goes with --dry-run (a run needs the proxy)")
+    if (offline or json) and not dry_run:
+        flag = "--offline" if offline else "--json"
+        raise _Exit(EXIT_USAGE, f"{flag} goes with --dry-run (a run's figures: --summary-json)")
     if dry_run:
         plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
         if offline:
@@ -230,7 +234,11 @@ async def batch(
         else:
             prices, why = await _fetch_prices(proxy_url, api_key)
             cost = estimate_cost(plan, prices, unknown_because=why)
-        _print_plan(plan, cost, rpm=rpm, tpm=tpm)
+        if json:
+            sys.stdout.buffer.write(plan_to_json(plan, cost) + b"\n")
+            sys.stdout.flush()
+        else:
+            _print_plan(plan, cost, rpm=rpm, tpm=tpm)
         return EXIT_OK
     if concurrency < 1:
         raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")

@@ -185,3 +185,25 @@ def test_offline_without_dry_run_is_a_usage_error(mixed_input: Path, tmp_path: P
     assert run.returncode == 2
     assert "--offline goes with --dry-run" in run.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_plan_as_json_has_the_cost_per_model_null_where_unknown(
+    stack: Stack, mixed_input: Path, tmp_path: Path
+) -> None:
+    run = dry_run(
+        str(mixed_input),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+        "--json",
+        proxy_url=stack.proxy_url,
+        api_key=stack.api_key,
+    )
+    assert run.returncode == 0, run.stderr
+    plan = msgspec.json.decode(run.stdout)
+    assert plan["to_run"] == 15
+    priced, unpriced = plan["per_model"]["fake-gpt"], plan["per_model"]["local-gpt"]
+    assert priced["cost"] == pytest.approx(0.000606)
+    assert (priced["prompt_tokens"], priced["completion_tokens"]) == (40, 1000)
+    assert unpriced["cost"] is None and unpriced["cost_unknown_because"]
+    assert plan["cost"]["known"] == pytest.approx(0.000606)
+    assert plan["cost"]["unknown_models"] == ["local-gpt"]

@@ -25,6 +25,7 @@ __all__ = [
     "ModelPrice",
     "estimate_cost",
     "plan_batch",
+    "plan_to_json",
     "prices_from_infos",
 ]
 
@@ -192,6 +193,46 @@ def estimate_cost(
         per_model=per_model,
         known=sum(cost.cost for cost in per_model.values() if cost.cost is not None),
         unknown=sorted(name for name, cost in per_model.items() if cost.cost is None),
+    )
+
+
+def plan_to_json(plan: BatchPlan, cost: CostEstimate) -> bytes:
+    """The plan and its cost as one JSON object (``batch --dry-run --json``); an unknown cost is
+    ``null`` with the reason beside it."""
+    scan = plan.scan
+    per_model = {}
+    for name, figures in sorted(plan.per_model.items()):
+        model_cost = cost.per_model.get(name)
+        per_model[name] = {
+            "requests": figures.requests,
+            "prompt_tokens": figures.prompt_tokens,
+            "completion_tokens": figures.completion_tokens,
+            "cost": None if model_cost is None else model_cost.cost,
+            "cost_unknown_because": (
+                cost.unknown_because if model_cost is None else model_cost.unknown_because
+            ),
+        }
+    return msgspec.json.encode(
+        {
+            "input": scan.path,
+            "requests_in_file": scan.lines,
+            "in_shard": scan.in_shard,
+            "already_done": plan.already_done,
+            "to_retry": plan.to_retry,
+            "to_run": plan.to_run,
+            "not_in_input": {"count": plan.foreign, "example": plan.foreign_example},
+            "by_url": scan.by_url,
+            "prompt_tokens": plan.prompt_tokens,
+            "completion_tokens": plan.completion_tokens,
+            "completion_default": COMPLETION_DEFAULT,
+            "per_model": per_model,
+            "cost": {
+                "known": cost.known,
+                "complete": not cost.unknown,
+                "unknown_models": cost.unknown,
+                "unknown_because": cost.unknown_because,
+            },
+        }
     )
 
 
