@@ -463,17 +463,18 @@ def _print_plan(plan: BatchPlan, cost: CostEstimate, *, rpm: int | None, tpm: in
     table = Table(title=f"plan for {scan.path}", show_header=False)
     table.add_row("requests in file", str(scan.lines))
     table.add_row("in this shard", str(scan.in_shard))
+    for url, count in sorted(scan.by_url.items()):
+        table.add_row(f"  {url}", str(count))
     table.add_row("already in the output", str(plan.already_done))
     if plan.foreign:
         table.add_row(
             "not in the input",
-            f"{plan.foreign:,} custom_ids of the output, e.g. {plan.foreign_example!r}: "
+            f"{plan.foreign:,} custom_id{'s' if plan.foreign != 1 else ''} of the output, "
+            f"e.g. {plan.foreign_example!r}: "
             "another job's output?",
         )
     retry = f" ({plan.to_retry:,} failed before)" if plan.to_retry else ""
     table.add_row("to run", f"{plan.to_run}{retry}")
-    for url, count in sorted(scan.by_url.items()):
-        table.add_row(f"  {url}", str(count))
     table.add_row(
         "estimated tokens",
         f"{plan.prompt_tokens + plan.completion_tokens:,} = {plan.prompt_tokens:,} prompt + "
