@@ -47,17 +47,22 @@ from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
     BatchInputError,
     BatchPlan,
+    CostEstimate,
     OutputCorruptError,
     OutputLockedError,
+    estimate_cost,
     plan_batch,
+    prices_from_infos,
     read_output_usage,
     render_output_usage,
     render_summary,
     run_batch,
     write_summary_json,
 )
+from .batch._plan import COMPLETION_DEFAULT, ModelCost, ModelPrice, plan_to_json
 from .batch._report import usage_to_json
 from .batch._status import read_status, render_status, status_to_json
+from .batch._summary import _money
 from .fake_provider.__main__ import app as fake_provider_app
 
 __all__ = ["app", "main"]
@@ -161,7 +166,17 @@ async def batch(
         str | None, Parameter(help="Run only the custom_ids of shard I of N, e.g. 0/4.")
     ] = None,
     dry_run: Annotated[
-        bool, Parameter(help="Validate every line and print the plan; send nothing.")
+        bool,
+        Parameter(
+            help="Validate every line and print the plan with its estimated cost; send no "
+            "request (the proxy is asked only for its prices)."
+        ),
+    ] = False,
+    offline: Annotated[
+        bool, Parameter(help="With --dry-run: do not ask the proxy for prices (cost unknown).")
+    ] = False,
+    json: Annotated[
+        bool, Parameter(help="With --dry-run: print the plan as JSON instead of a table.")
     ] = False,
     retry_failed: Annotated[
         bool, Parameter(help="Run again only the requests that failed before.")
@@ -209,9 +224,21 @@ async def batch(
     shard_pair = _parse_shard(shard)
     if not output.parent.is_dir():  # a typo in the path must not become a new directory tree
         raise _Exit(EXIT_USAGE, f"the output's directory does not exist: {output.parent}")
+    if (offline or json) and not dry_run:
+        flag = "--offline" if offline else "--json"
+        raise _Exit(EXIT_USAGE, f"{flag} goes with --dry-run (a run's figures: --summary-json)")
     if dry_run:
         plan = plan_batch(input, output, model=model, shard=shard_pair, retry_failed=retry_failed)
-        _print_plan(plan, rpm=rpm, tpm=tpm)
+        if offline:
+            cost = estimate_cost(plan, None, unknown_because="--offline: the proxy was not asked")
+        else:
+            prices, why = await _fetch_prices(proxy_url, api_key)
+            cost = estimate_cost(plan, prices, unknown_because=why)
+        if json:
+            sys.stdout.buffer.write(plan_to_json(plan, cost) + b"\n")
+            sys.stdout.flush()
+        else:
+            _print_plan(plan, cost, rpm=rpm, tpm=tpm)
         return EXIT_OK
     if concurrency < 1:
         raise _Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
@@ -394,27 +421,103 @@ def _read_recorded(path: Path, *, failed_only: bool) -> list[RecordedExchange]:
     return [entry for entry in entries if not entry.ok] if failed_only else entries
 
 
-def _print_plan(plan: BatchPlan, *, rpm: int | None, tpm: int | None) -> None:
+PRICE_TIMEOUT = 15.0
+"""Seconds a dry run waits for the proxy's prices before it prints the plan without them."""
+
+
+async def _fetch_prices(
+    proxy_url: str | None, api_key: str | None
+) -> tuple[dict[str, ModelPrice] | None, str | None]:
+    """The proxy's prices per model group, or None and why they could not be had: a dry run
+    prints its plan whatever the proxy does."""
+    try:
+        config = ClientConfig(
+            proxy_url=proxy_url,
+            api_key=api_key,
+            max_retries=1,
+            health_check_interval=None,
+            price_lookup=False,
+            total_timeout=PRICE_TIMEOUT,
+        )
+    except ConfigError as exc:
+        return None, f"bad configuration: {exc}"
+    with trio.move_on_after(PRICE_TIMEOUT):
+        try:
+            async with open_client(config) as client:
+                return prices_from_infos(await client.model_infos()), None
+        except AuthenticationError:
+            if not config.api_key:
+                return None, "no key: the proxy asks for one (--api-key or $LITELLM_API_KEY)"
+            return None, "the proxy refused the key"
+        except ProxyCertificateError:
+            return None, f"cannot reach the proxy at {config.display_url}: certificate refused"
+        except ProxyConnectionError:
+            return None, f"cannot reach the proxy at {config.display_url}"
+        except LiteLLMError as exc:
+            return None, f"the proxy's /v1/model/info failed: {exc}"
+    return None, f"the proxy at {config.display_url} did not answer in {PRICE_TIMEOUT:.0f} s"
+
+
+def _print_plan(plan: BatchPlan, cost: CostEstimate, *, rpm: int | None, tpm: int | None) -> None:
     scan = plan.scan
     table = Table(title=f"plan for {scan.path}", show_header=False)
     table.add_row("requests in file", str(scan.lines))
     table.add_row("in this shard", str(scan.in_shard))
-    table.add_row("already in the output", str(plan.already_done))
-    table.add_row("to run", str(plan.to_run))
-    table.add_row("estimated tokens", f"{scan.estimated_tokens:,}")
     for url, count in sorted(scan.by_url.items()):
         table.add_row(f"  {url}", str(count))
-    for name, count in sorted(scan.by_model.items()):
-        table.add_row(f"  model {name}", str(count))
+    table.add_row("already in the output", str(plan.already_done))
+    if plan.foreign:
+        table.add_row(
+            "not in the input",
+            f"{plan.foreign:,} custom_id{'s' if plan.foreign != 1 else ''} of the output, "
+            f"e.g. {plan.foreign_example!r}: "
+            "another job's output?",
+        )
+    retry = f" ({plan.to_retry:,} failed before)" if plan.to_retry else ""
+    table.add_row("to run", f"{plan.to_run}{retry}")
+    table.add_row(
+        "estimated tokens",
+        f"{plan.prompt_tokens + plan.completion_tokens:,} = {plan.prompt_tokens:,} prompt + "
+        f"{plan.completion_tokens:,} completion",
+    )
+    table.add_row("completion counted at", f"max_tokens, else {COMPLETION_DEFAULT} per choice")
+    for name, figures in sorted(plan.per_model.items()):
+        table.add_row(
+            f"  model {name}",
+            f"{figures.requests:,} requests, {figures.prompt_tokens:,} + "
+            f"{figures.completion_tokens:,} tokens, {_model_cost(cost.per_model.get(name))}",
+        )
+    table.add_row("estimated cost", _cost_line(plan, cost))
     to_run = plan.to_run
     if rpm:
         table.add_row("at least (rpm)", f"{to_run / rpm:.1f} min")
-    if tpm and scan.in_shard:
+    if tpm:
         table.add_row(
-            "at least (tpm)", f"{scan.estimated_tokens * to_run / scan.in_shard / tpm:.1f} min"
+            "at least (tpm)", f"{(plan.prompt_tokens + plan.completion_tokens) / tpm:.1f} min"
         )
     out.print(table)
     out.print("dry run: nothing was sent")
+
+
+def _model_cost(cost: ModelCost | None) -> str:
+    if cost is None:  # no prices at all: the total says why
+        return "cost unknown"
+    if cost.cost is None:
+        return f"cost unknown ({cost.unknown_because})"
+    return _money(cost.cost)
+
+
+def _cost_line(plan: BatchPlan, cost: CostEstimate) -> str:
+    """The total: known, partly known (naming what it leaves out) or unknown (saying why)."""
+    if not plan.per_model:
+        return _money(0.0)
+    if cost.unknown_because is not None:
+        return f"unknown ({cost.unknown_because})"
+    if not cost.unknown:
+        return _money(cost.known)
+    if len(cost.unknown) == len(plan.per_model):
+        return "unknown (no model is priced)"
+    return f"{_money(cost.known)} and unknown for {', '.join(cost.unknown)} (not priced)"
 
 
 @app.command

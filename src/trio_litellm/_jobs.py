@@ -42,6 +42,7 @@ __all__ = [
     "build_request",
     "chat_request",
     "check_call_options",
+    "completion_budget",
     "embedding_request",
     "prepare",
     "prepare_job",
@@ -233,9 +234,15 @@ def _chat_tokens(messages: Any, max_tokens: int | None, n: Any) -> int:
             else getattr(message, "content", None)
         )
         chars += _chars(content)
+    return chars // _CHARS_PER_TOKEN + 1 + completion_budget(max_tokens, n)
+
+
+def completion_budget(max_tokens: Any, n: Any) -> int:
+    """Completion tokens a chat request may cost: its ``max_tokens`` (else
+    :data:`DEFAULT_COMPLETION_ESTIMATE`) for each of its ``n`` choices."""
     choices = n if isinstance(n, int) and n > 0 else 1
-    completion = max_tokens if max_tokens is not None else DEFAULT_COMPLETION_ESTIMATE
-    return chars // _CHARS_PER_TOKEN + 1 + completion * choices
+    completion = max_tokens if isinstance(max_tokens, int) else DEFAULT_COMPLETION_ESTIMATE
+    return completion * choices
 
 
 def _text_tokens(value: Any) -> int:

@@ -12,8 +12,9 @@ from ._output import (
     OutputState,
     recover_output,
 )
+from ._plan import BatchPlan, CostEstimate, estimate_cost, plan_batch, prices_from_infos
 from ._report import ModelTotals, OutputUsage, read_output_usage, render_output_usage
-from ._runner import BatchPlan, plan_batch, run_batch
+from ._runner import run_batch
 from ._summary import BatchSummary, render_summary, write_summary_json
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "BatchLine",
     "BatchPlan",
     "BatchSummary",
+    "CostEstimate",
     "InputProblem",
     "InputScan",
     "ModelTotals",
@@ -29,7 +31,9 @@ __all__ = [
     "OutputLockedError",
     "OutputState",
     "OutputUsage",
+    "estimate_cost",
     "plan_batch",
+    "prices_from_infos",
     "read_output_usage",
     "recover_output",
     "render_output_usage",

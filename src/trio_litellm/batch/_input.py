@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from .._errors import ConfigError, LiteLLMError
-from .._jobs import InvalidRequestError, prepare
+from .._jobs import InvalidRequestError, completion_budget, prepare
 
 __all__ = [
     "MAX_KEPT_PROBLEMS",
@@ -60,7 +60,9 @@ class BatchLine(msgspec.Struct, frozen=True, kw_only=True):
     """One valid request of the input file.
 
     ``line_no`` counts from 1, blank lines included, so it matches an editor's. ``body`` carries
-    the model override when one was given; ``tokens`` is :func:`prepare`'s cost estimate.
+    the model override when one was given; ``tokens`` is :func:`prepare`'s cost estimate, of which
+    ``completion_tokens`` is the completion budget (``max_tokens``, or the stated default, for each
+    choice; 0 for embeddings).
     """
 
     line_no: int
@@ -68,6 +70,12 @@ class BatchLine(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     body: dict[str, Any]
     tokens: int
+    completion_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The estimated prompt tokens: the estimate without the completion budget."""
+        return self.tokens - self.completion_tokens
 
     @property
     def kind(self) -> str:
@@ -212,7 +220,21 @@ def parse_line(raw: bytes, line_no: int, *, model: str | None = None) -> BatchLi
         return _problem(line_no, custom_id, f"invalid request: {exc}")
     if call.kind != SUPPORTED_URLS[url]:
         return _problem(line_no, custom_id, f"body is a {call.kind} request but url is {url!r}")
-    return BatchLine(line_no=line_no, custom_id=custom_id, url=url, body=body, tokens=call.tokens)
+    completion = (
+        completion_budget(
+            body.get("max_tokens") or body.get("max_completion_tokens"), body.get("n")
+        )
+        if call.kind == "chat"
+        else 0
+    )
+    return BatchLine(
+        line_no=line_no,
+        custom_id=custom_id,
+        url=url,
+        body=body,
+        tokens=call.tokens,
+        completion_tokens=completion,
+    )
 
 
 def scan_input(

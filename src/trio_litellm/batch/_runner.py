@@ -37,71 +37,13 @@ from ._progress import LINE_INTERVAL, BatchProgress
 from ._report import read_output_usage
 from ._summary import BatchSummary, JobTotals, SummaryBuilder
 
-__all__ = ["BatchPlan", "plan_batch", "run_batch"]
+__all__ = ["run_batch"]
 
 SYNC_INTERVAL = 1.0
 """Seconds between fsyncs of the output: a machine crash loses at most this much finished work
 (a killed process loses nothing that was written)."""
 
 _error_body_encoder = msgspec.json.Encoder()
-
-
-class BatchPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """What a run would do: the input's shape, what the output already holds, what is left."""
-
-    scan: InputScan
-    already_done: int
-    to_retry: int
-    to_run: int
-
-
-def plan_batch(
-    input_path: str | Path,
-    output_path: str | Path,
-    *,
-    model: str | None = None,
-    shard: tuple[int, int] | None = None,
-    retry_failed: bool = False,
-) -> BatchPlan:
-    """Validate the input and read the output, sending nothing (``--dry-run``); raises
-    :class:`BatchInputError` listing every bad line."""
-    scan = scan_input(input_path, model=model, shard=shard)
-    scan.raise_for_problems()
-    state = _peek_output(Path(output_path))
-    done = {
-        cid: ok for cid, ok in state.items() if shard is None or shard_of(cid, shard[1]) == shard[0]
-    }
-    failed = sum(1 for ok in done.values() if not ok)
-    already = len(done) - (failed if retry_failed else 0)
-    return BatchPlan(
-        scan=scan,
-        already_done=already,
-        to_retry=failed if retry_failed else 0,
-        to_run=max(scan.in_shard - already, 0),
-    )
-
-
-def _peek_output(path: Path) -> dict[str, bool]:
-    """The done map of an output file without repairing it (a dry run changes nothing)."""
-    if not path.exists():
-        return {}
-    done: dict[str, bool] = {}
-    with path.open("rb") as file:
-        for line in file:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                record = msgspec.json.decode(line)
-                response = record.get("response")
-                ok = (
-                    bool(response)
-                    and record.get("error") is None
-                    and 200 <= response.get("status_code", 0) < 300
-                )
-                done[record["custom_id"]] = ok
-            except (msgspec.DecodeError, AttributeError, KeyError, TypeError):
-                continue
-    return done
 
 
 async def run_batch(
