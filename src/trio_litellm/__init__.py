@@ -7,7 +7,7 @@
 """
 
 from ._client import Client, ClientStatistics, open_client
-from ._config import ClientConfig
+from ._config import ClientConfig, ModelLimits
 from ._dispatcher import DispatcherStatistics
 from ._errors import (
     APIConnectionError,
@@ -55,7 +55,7 @@ from ._monitor import HealthTransition, MonitorStatistics
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
-from ._throttle import ThrottleStatistics
+from ._throttle import ModelThrottleStatistics, ThrottleStatistics
 from ._usage import RequestRecord, UsageStats
 from ._wire import (
     ChatCompletion,
@@ -125,7 +125,9 @@ __all__ = [
     "Message",
     "Model",
     "ModelInfo",
+    "ModelLimits",
     "ModelNotFoundError",
+    "ModelThrottleStatistics",
     "MonitorStatistics",
     "NotFoundError",
     "PermissionDeniedError",
