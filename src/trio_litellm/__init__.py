@@ -8,7 +8,7 @@
 
 from ._client import Client, ClientStatistics, open_client
 from ._config import ClientConfig, ModelLimits
-from ._dispatcher import DispatcherStatistics
+from ._dispatcher import DispatcherStatistics, ModelDispatcherStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -124,6 +124,7 @@ __all__ = [
     "LiteLLMError",
     "Message",
     "Model",
+    "ModelDispatcherStatistics",
     "ModelInfo",
     "ModelLimits",
     "ModelNotFoundError",

@@ -145,6 +145,7 @@ async def _open_client(
         unavailable_timeout=config.unavailable_timeout,
         on_finished=observer.finished,
         events=events,
+        model_limits=config.model_limits,
     )
     actors: list[_Actor] = []
     try:
