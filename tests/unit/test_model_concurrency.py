@@ -122,3 +122,25 @@ async def test_statistics_show_each_models_requests_in_flight(autojump_clock: Mo
         usage = client.statistics().dispatcher.models["a"]
         assert (usage.in_flight, usage.max_in_flight, usage.waiting) == (2, 2, 1)
         assert client.statistics().dispatcher.in_flight == 2
+
+
+async def test_leaving_open_jobs_cancels_the_requests_waiting_for_their_model_at_once(
+    autojump_clock: MockClock,
+) -> None:
+    proxy = SlowProxy()
+    limits = {"a": ModelLimits(max_in_flight=1)}
+    async with open_test_client(proxy, model_limits=limits) as client:
+        async with client.open_jobs() as (send_jobs, _):
+            for name in ("a0", "a1", "a2"):
+                request = {"model": "a", "messages": [{"role": "user", "content": name}]}
+                await send_jobs.send(Job(id=name, request=request))
+            await wait_all_tasks_blocked()
+            assert client.statistics().dispatcher.models["a"].waiting == 2
+        assert trio.current_time() == 0.0
+        stats = client.statistics().dispatcher
+        assert (stats.in_flight, stats.models["a"].in_flight, stats.models["a"].waiting) == (
+            0,
+            0,
+            0,
+        )
+    assert proxy.running == {"a": 0}
