@@ -1,5 +1,6 @@
-"""Per-model concurrency: a model's requests beyond its ``max_in_flight`` wait without taking one
-of the client's slots and without holding up other models' requests.
+"""Per-model limits through the client. Concurrency: a model's requests beyond its
+``max_in_flight`` wait without taking one of the client's slots and without holding up other
+models' requests; and a model's tpm needs the client's token estimates.
 
 An in-memory proxy answers each request 10 s after it starts (on ``MockClock``), and logs when
 each started, so the starts are asserted exactly.
@@ -144,3 +145,22 @@ async def test_leaving_open_jobs_cancels_the_requests_waiting_for_their_model_at
             0,
         )
     assert proxy.running == {"a": 0}
+
+
+async def test_a_models_tpm_alone_makes_the_client_estimate_tokens(
+    autojump_clock: MockClock,
+) -> None:
+    proxy = SlowProxy()
+    async with (
+        open_test_client(proxy, model_limits={"a": ModelLimits(tpm=100)}) as client,
+        trio.open_nursery() as nursery,
+    ):
+        for name in ("a0", "a1"):
+            messages = [{"role": "user", "content": name}]
+            nursery.start_soon(
+                lambda m=messages: client.complete(model="a", messages=m, max_tokens=80)
+            )
+            await wait_all_tasks_blocked()
+    # Each is estimated at 80 tokens and more: the second fits only once the first has left
+    # the model's window.
+    assert proxy.by_time() == [("a0", 0.0), ("a1", 60.0)]
