@@ -7,8 +7,8 @@
 """
 
 from ._client import Client, ClientStatistics, open_client
-from ._config import ClientConfig
-from ._dispatcher import DispatcherStatistics
+from ._config import ClientConfig, ModelLimits
+from ._dispatcher import DispatcherStatistics, ModelDispatcherStatistics
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -55,7 +55,7 @@ from ._monitor import HealthTransition, MonitorStatistics
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
-from ._throttle import ThrottleStatistics
+from ._throttle import ModelThrottleStatistics, ThrottleStatistics
 from ._usage import RequestRecord, UsageStats
 from ._wire import (
     ChatCompletion,
@@ -124,8 +124,11 @@ __all__ = [
     "LiteLLMError",
     "Message",
     "Model",
+    "ModelDispatcherStatistics",
     "ModelInfo",
+    "ModelLimits",
     "ModelNotFoundError",
+    "ModelThrottleStatistics",
     "MonitorStatistics",
     "NotFoundError",
     "PermissionDeniedError",

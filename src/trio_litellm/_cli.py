@@ -31,7 +31,7 @@ from rich.table import Table
 
 from . import __version__
 from ._client import Client, open_client
-from ._config import ClientConfig
+from ._config import ClientConfig, ModelLimits
 from ._dump_view import render_dump
 from ._errors import (
     AuthenticationError,
@@ -141,6 +141,43 @@ def _parse_shard(shard: str | None) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+_MODEL_LIMIT_USAGE = "MODEL=rpm:N,tpm:N,concurrency:N (any of the three)"
+_MODEL_LIMIT_FIELDS = {"rpm": "rpm", "tpm": "tpm", "concurrency": "max_in_flight"}
+
+
+def _parse_model_limits(flags: list[str] | None) -> dict[str, ModelLimits]:
+    """``--model-limit`` flags as the client's ``model_limits``."""
+    limits: dict[str, ModelLimits] = {}
+    for flag in flags or ():
+        model, _, spec = flag.rpartition("=")
+        model = model.strip()
+        if not model or not spec.strip():
+            raise _Exit(EXIT_USAGE, f"--model-limit must be {_MODEL_LIMIT_USAGE}, got {flag!r}")
+        if model in limits:
+            raise _Exit(EXIT_USAGE, f"--model-limit: {model!r} is given twice")
+        values: dict[str, int] = {}
+        for part in spec.split(","):
+            name, colon, value = part.strip().partition(":")
+            field = _MODEL_LIMIT_FIELDS.get(name.strip())
+            if field is None or not colon:
+                raise _Exit(
+                    EXIT_USAGE,
+                    f"--model-limit {flag!r}: {part.strip()!r} is not one of rpm:N, tpm:N, "
+                    "concurrency:N",
+                )
+            if field in values:
+                raise _Exit(EXIT_USAGE, f"--model-limit {flag!r}: {name.strip()} is given twice")
+            if not value.strip().isdigit() or int(value) < 1:
+                raise _Exit(
+                    EXIT_USAGE,
+                    f"--model-limit {flag!r}: {name.strip()} must be a whole number >= 1, "
+                    f"got {value.strip()!r}",
+                )
+            values[field] = int(value)
+        limits[model] = ModelLimits(**values)
+    return limits
+
+
 @app.command
 async def batch(
     input: Path,
@@ -155,6 +192,15 @@ async def batch(
     rpm: Annotated[int | None, Parameter(help="Requests per minute to stay under.")] = None,
     tpm: Annotated[
         int | None, Parameter(help="Tokens per minute to stay under (estimated, then reconciled).")
+    ] = None,
+    model_limit: Annotated[
+        list[str] | None,
+        Parameter(
+            negative=(),
+            consume_multiple=False,
+            help="Limits of one model's requests, on top of --concurrency/--rpm/--tpm: "
+            "MODEL=rpm:N,tpm:N,concurrency:N, any of the three; repeat for each model.",
+        ),
     ] = None,
     model: Annotated[
         str | None, Parameter(help="Send every request to this model instead of the body's.")
@@ -222,6 +268,7 @@ async def batch(
     Resumable: running the same command again skips the custom_ids already in the output.
     """
     shard_pair = _parse_shard(shard)
+    model_limits = _parse_model_limits(model_limit)
     if not output.parent.is_dir():  # a typo in the path must not become a new directory tree
         raise _Exit(EXIT_USAGE, f"the output's directory does not exist: {output.parent}")
     if (offline or json) and not dry_run:
@@ -255,6 +302,7 @@ async def batch(
         max_retries=max_retries,
         rpm=rpm,
         tpm=tpm,
+        model_limits=model_limits,
         record_last=record_last if record_to is not None else 0,
         record_body_limit=record_body_limit,
         unavailable_timeout=unavailable_timeout,

@@ -118,7 +118,7 @@ async def _open_client(
 ) -> AsyncIterator[Client]:
     """:func:`open_client` on a resolved config; tests may put an in-memory HTTP transport under it."""
     transport = Transport(config, http_transport=http_transport)
-    throttle = Throttle(rpm=config.rpm, tpm=config.tpm)
+    throttle = Throttle(rpm=config.rpm, tpm=config.tpm, model_limits=config.model_limits)
     monitor = None
     if config.health_check_interval is not None:
         monitor = HealthMonitor(
@@ -145,6 +145,7 @@ async def _open_client(
         unavailable_timeout=config.unavailable_timeout,
         on_finished=observer.finished,
         events=events,
+        model_limits=config.model_limits,
     )
     actors: list[_Actor] = []
     try:
@@ -384,7 +385,9 @@ class Client:
         self._dispatcher = dispatcher
         self._throttle = throttle
         self._monitor = monitor
-        self._estimate = config.tpm is not None
+        self._estimate = config.tpm is not None or any(
+            limits.tpm is not None for limits in config.model_limits.values()
+        )
 
     def __repr__(self) -> str:
         return f"<trio_litellm.Client {self._config.display_url}>"

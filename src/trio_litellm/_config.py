@@ -17,9 +17,33 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigError
 
-__all__ = ["DEFAULT_PROXY_URL", "ClientConfig", "resolve_config"]
+__all__ = ["DEFAULT_PROXY_URL", "ClientConfig", "ModelLimits", "resolve_config"]
 
 DEFAULT_PROXY_URL = "http://localhost:4000"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ModelLimits:
+    """Limits of one model's requests, on top of the client's own: any subset of the three.
+
+    A request counts against both the client's ``rpm`` / ``tpm`` / ``max_in_flight`` and its
+    model's; a model waiting on its own limit does not hold up other models' requests.
+    """
+
+    rpm: int | None = None
+    """Requests per minute of this model; never more start in any 60 s window. None: no limit."""
+
+    tpm: int | None = None
+    """Tokens per minute of this model (estimated, then reconciled with usage). None: no limit."""
+
+    max_in_flight: int | None = None
+    """Requests of this model running at once; more wait without taking one of the client's
+    ``max_in_flight`` slots. None: no limit."""
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm", "max_in_flight"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +141,10 @@ class ClientConfig:
     max_in_flight: int | None = None
     """Requests running at once; None means ``max_connections``. More wait their turn."""
 
+    model_limits: Mapping[str, ModelLimits] = dataclasses.field(default_factory=dict)
+    """Per-model ``rpm`` / ``tpm`` / ``max_in_flight``, by model name as requests give it (a
+    :class:`ModelLimits`, or a mapping of its fields). Counted on top of the client's limits."""
+
     health_check_interval: float | None = 5.0
     """Seconds between liveness probes while the proxy is up; None turns the monitor off."""
 
@@ -210,6 +238,7 @@ class ClientConfig:
         for name in ("rpm", "tpm", "max_in_flight"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
+        object.__setattr__(self, "model_limits", _check_model_limits(self.model_limits))
         if self.health_check_interval is not None:
             _check_positive("health_check_interval", self.health_check_interval)
         _check_positive("health_down_interval", self.health_down_interval)
@@ -322,6 +351,33 @@ def _check_int(name: str, value: Any, *, minimum: int) -> None:
         raise ConfigError(name, f"must be an integer, not {type(value).__name__}")
     if value < minimum:
         raise ConfigError(name, f"must be >= {minimum}, got {value!r}")
+
+
+def _check_model_limits(limits: Any) -> dict[str, ModelLimits]:
+    if not isinstance(limits, Mapping):
+        raise ConfigError(
+            "model_limits",
+            f"must be a mapping of model to ModelLimits, not {type(limits).__name__}",
+        )
+    checked: dict[str, ModelLimits] = {}
+    for model, value in limits.items():
+        if not isinstance(model, str) or not model:
+            raise ConfigError("model_limits", f"a model name must be a non-empty string: {model!r}")
+        if isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in dataclasses.fields(ModelLimits)}
+            if unknown:
+                raise ConfigError(
+                    "model_limits",
+                    f"{model!r}: unknown limit {sorted(map(str, unknown))[0]!r} "
+                    "(known: max_in_flight, rpm, tpm)",
+                )
+            value = ModelLimits(**value)
+        elif not isinstance(value, ModelLimits):
+            raise ConfigError(
+                "model_limits", f"{model!r}: must be a ModelLimits, not {type(value).__name__}"
+            )
+        checked[model] = value
+    return checked
 
 
 def _check_headers(headers: Any) -> None:

@@ -17,6 +17,13 @@ the proxy is back, ``unavailable_timeout`` at most in all), while one the monito
 confirm does; and a proxy never reached since the client opened is not waited for at all (a
 wrong URL, far more often than a restart), so its requests fail after their retries, in seconds.
 
+A model may have a ``max_in_flight`` of its own (:class:`._config.ModelLimits`). Its work does
+not go through the dispatcher's task: it gets a task of its own that takes a slot of the model's
+``CapacityLimiter``, then one of the client's, so a request waiting for its model holds no client
+slot, and other models' requests pass it. The producer still feels backpressure: such tasks
+waiting for their slots are at most ``max_in_flight`` (of the client), and beyond that
+:meth:`Dispatcher.submit` waits.
+
 Every work item gets exactly one delivery: its result, its typed error, or
 :class:`ClientClosedError` when the client closes first.
 """
@@ -26,12 +33,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
 
+from ._config import ModelLimits
 from ._errors import (
     APIStatusError,
     BudgetExceededError,
@@ -52,7 +60,7 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from ._recorder import Trace
 
-__all__ = ["Dispatcher", "DispatcherStatistics", "Runner", "Work"]
+__all__ = ["Dispatcher", "DispatcherStatistics", "ModelDispatcherStatistics", "Runner", "Work"]
 
 T = TypeVar("T")
 logger = logging.getLogger("trio_litellm")
@@ -64,8 +72,18 @@ SUBMIT_BUFFER = 0
 set of in-flight slots is felt by the submitter at once."""
 
 
+class ModelDispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """One model's own concurrency limit: ``in_flight`` of its ``max_in_flight`` slots are taken
+    (running, or waiting for a client slot); ``waiting`` requests wait for one."""
+
+    in_flight: int
+    max_in_flight: int
+    waiting: int
+
+
 class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of the dispatcher."""
+    """A snapshot of the dispatcher; ``models`` holds each model with a ``max_in_flight`` of
+    its own."""
 
     in_flight: int
     max_in_flight: int
@@ -74,6 +92,7 @@ class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
     succeeded: int
     failed: int
     retries: int
+    models: dict[str, ModelDispatcherStatistics] = msgspec.field(default_factory=dict)
 
 
 class Work:
@@ -155,6 +174,7 @@ class Dispatcher:
         unavailable_timeout: float = math.inf,
         on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
         events: EventBus | None = None,
+        model_limits: Mapping[str, ModelLimits] | None = None,
     ) -> None:
         self._on_finished = on_finished
         self._events = events
@@ -162,6 +182,13 @@ class Dispatcher:
         self._throttle = throttle
         self._monitor = monitor
         self._limiter = trio.CapacityLimiter(max_in_flight)
+        # Models with a max_in_flight of their own, and the bound on work waiting for them.
+        self._model_limiters = {
+            model: trio.CapacityLimiter(limits.max_in_flight)
+            for model, limits in (model_limits or {}).items()
+            if limits.max_in_flight is not None
+        }
+        self._waiting_room = trio.CapacityLimiter(max_in_flight)
         self._max_retries = max_retries
         self._backoff_initial = backoff_initial
         self._total_timeout = total_timeout
@@ -217,6 +244,10 @@ class Dispatcher:
         """
         work.submitted_at = trio.current_time()
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._model_limiters and work.model in self._model_limiters:
+            await self._submit_limited(work, self._model_limiters[work.model])
+            self._submitted += 1
+            return
         nursery = self._claim_free_slot(work)
         if nursery is not None:
             nursery.start_soon(self._execute, work)
@@ -238,6 +269,8 @@ class Dispatcher:
         """
         work.submitted_at = trio.current_time()
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._model_limiters and work.model in self._model_limiters:
+            return None  # it waits for its model's slot in a task of its own (submit)
         if self._claim_free_slot(work) is None:
             return None
         self._submitted += 1
@@ -259,6 +292,37 @@ class Dispatcher:
         self._limiter.acquire_on_behalf_of_nowait(work)
         return nursery
 
+    async def _submit_limited(self, work: Work, model_limiter: trio.CapacityLimiter) -> None:
+        """Start ``work``'s task, which waits for its model's slot and then a client slot;
+        waits while ``max_in_flight`` such tasks are already waiting."""
+        await self._waiting_room.acquire_on_behalf_of(work)
+        nursery = self._nursery
+        if nursery is None:
+            self._waiting_room.release_on_behalf_of(work)
+            raise ClientClosedError("the client is closed")
+        nursery.start_soon(self._execute_limited, work, model_limiter)
+
+    async def _execute_limited(self, work: Work, model_limiter: trio.CapacityLimiter) -> None:
+        try:
+            try:
+                await model_limiter.acquire_on_behalf_of(work)
+                try:
+                    await self._limiter.acquire_on_behalf_of(work)
+                except BaseException:
+                    model_limiter.release_on_behalf_of(work)
+                    raise
+            finally:
+                self._waiting_room.release_on_behalf_of(work)
+        except BaseException:
+            await self._deliver_closed(work)  # only a cancellation: the client is closing
+            if work.ended is not None:
+                work.ended.set()
+            raise
+        try:
+            await self._execute(work)
+        finally:
+            model_limiter.release_on_behalf_of(work)
+
     def statistics(self) -> DispatcherStatistics:
         limiter = self._limiter.statistics()
         return DispatcherStatistics(
@@ -269,6 +333,14 @@ class Dispatcher:
             succeeded=self._succeeded,
             failed=self._failed,
             retries=self._retries,
+            models={
+                model: ModelDispatcherStatistics(
+                    in_flight=model_limiter.borrowed_tokens,
+                    max_in_flight=int(model_limiter.total_tokens),
+                    waiting=model_limiter.statistics().tasks_waiting,
+                )
+                for model, model_limiter in self._model_limiters.items()
+            },
         )
 
     # --- one work item --------------------------------------------------------------------------

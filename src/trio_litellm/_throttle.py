@@ -19,10 +19,15 @@ model's. A waiter held only by its model's pause
 is parked aside, so those queued behind it for other models are not held up by it; the FIFO
 order holds for what everyone shares (the rpm and tpm windows, a pause for everyone).
 
+A model may have rpm / tpm windows of its own (:class:`._config.ModelLimits`): a request counts
+against the client's windows and its model's, and one held by its model's window is parked like
+one held by its model's pause.
+
 The arithmetic is :class:`RateWindow` and :class:`Restrictions`, pure classes beside the actor (no
 trio, no await, no IO).
 
-With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model,
+With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model
+(a model with a window of its own always has one),
 :meth:`Throttle.acquire` admits on a fast path that only reads the actor's state and sends it
 nothing: the dispatcher acquires for every request, and an unlimited client should pay close to
 nothing for it. All times are trio's clock.
@@ -38,6 +43,7 @@ from typing import TypeAlias
 import msgspec
 import trio
 
+from ._config import ModelLimits
 from ._errors import ClientClosedError, ConfigError, LiteLLMError
 from ._meta import MODEL_LIMITER_SCOPES, RateLimitInfo
 
@@ -46,6 +52,7 @@ __all__ = [
     "LIMITER_WINDOW",
     "MESSAGE_BUFFER",
     "PERIOD",
+    "ModelThrottleStatistics",
     "Permit",
     "RateWindow",
     "Restrictions",
@@ -322,11 +329,28 @@ class Permit(msgspec.Struct, frozen=True, kw_only=True):
     """Admission of one request: give it back to :meth:`Throttle.reconcile` with the real usage.
 
     ``entry`` is the request's place in the tpm window (None when tpm is unlimited, or on the
-    fast path); nothing needs releasing, the recorded units age out of the window.
+    fast path), ``model_entry`` its place in its ``model``'s own tpm window (None without one);
+    nothing needs releasing, the recorded units age out of the windows.
     """
 
     tokens: int
     entry: WindowEntry | None = None
+    model: str | None = None
+    model_entry: WindowEntry | None = None
+
+
+class ModelThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """One model's own rpm / tpm windows: the limits (None when not set), what the last 60 s
+    hold, what could start now under them (0 while the model is paused), and ``waiting``, its
+    requests queued in the throttle."""
+
+    rpm: int | None
+    tpm: int | None
+    requests_in_window: int | None
+    tokens_in_window: int | None
+    requests_available: int | None
+    tokens_available: int | None
+    waiting: int
 
 
 class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -342,6 +366,7 @@ class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
     ``paused_until`` is trio time of the pause for everyone, None when none is in force;
     ``paused_models`` maps each model group paused on its own to the trio time its pause ends.
     ``pauses`` counts pause requests (429s, and answers saying nothing is left), for any scope.
+    ``models`` holds the usage of each model with an rpm or tpm of its own.
     """
 
     queued: int
@@ -357,6 +382,7 @@ class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
     pauses: int
     paused_models: dict[str, float] = msgspec.field(default_factory=dict)
     parked: int = 0
+    models: dict[str, ModelThrottleStatistics] = msgspec.field(default_factory=dict)
 
 
 # --- the actor's messages and private state ------------------------------------------------------
@@ -381,8 +407,28 @@ class _Acquire(msgspec.Struct, frozen=True, kw_only=True, tag="acquire"):
 
 
 class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
-    entry: WindowEntry
+    entry: WindowEntry | None
+    model: str | None
+    model_entry: WindowEntry | None
     tokens: int
+
+
+class _ModelWindows:
+    """A model's own rpm and tpm windows (either may be None)."""
+
+    __slots__ = ("requests", "tokens")
+
+    def __init__(self, limits: ModelLimits) -> None:
+        self.requests = RateWindow(limits.rpm, PERIOD) if limits.rpm is not None else None
+        self.tokens = RateWindow(limits.tpm, PERIOD) if limits.tpm is not None else None
+
+    def ready_at(self, tokens: int, now: float) -> float:
+        ready = now
+        if self.requests is not None:
+            ready = self.requests.ready_at(1, now)
+        if self.tokens is not None:
+            ready = max(ready, self.tokens.ready_at(tokens, now))
+        return ready
 
 
 class _RateLimited(msgspec.Struct, frozen=True, kw_only=True, tag="rate_limited"):
@@ -425,7 +471,13 @@ class Throttle:
     there is nothing left to adapt.
     """
 
-    def __init__(self, *, rpm: int | None, tpm: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        model_limits: Mapping[str, ModelLimits] | None = None,
+    ) -> None:
         for name, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -442,6 +494,13 @@ class Throttle:
         self._models: dict[str, Restrictions] = {}
         self._restricted_until = -math.inf  # latest restriction for everyone: the fast path's test
         self._model_restricted_until: dict[str, float] = {}  # the same, per model
+        # Models with an rpm or tpm of their own; each is restricted for good (no fast path).
+        self._model_windows: dict[str, _ModelWindows] = {}
+        for model, limits in (model_limits or {}).items():
+            if limits.rpm is not None or limits.tpm is not None:
+                self._model_windows[model] = _ModelWindows(limits)
+                self._models[model] = Restrictions()
+                self._model_restricted_until[model] = math.inf
         self._wake_scope: trio.CancelScope | None = None  # cancelled to re-examine a blocked head
         self._received = 0
         self._admitted = 0
@@ -513,8 +572,13 @@ class Throttle:
         if isinstance(message, _Acquire):
             self._queue.append(message.ticket)
         elif isinstance(message, _Reconcile):
-            if self._tokens is not None:
-                self._tokens.adjust(message.entry, max(message.tokens, 0))
+            tokens = max(message.tokens, 0)
+            if self._tokens is not None and message.entry is not None:
+                self._tokens.adjust(message.entry, tokens)
+            if message.model_entry is not None and message.model is not None:
+                window = self._model_windows[message.model].tokens
+                if window is not None:
+                    window.adjust(message.model_entry, tokens)
         elif isinstance(message, _RateLimited):
             self._pauses += 1
             self._restrict(message.model, self._scope(message.model).pause(message.until))
@@ -559,7 +623,7 @@ class Throttle:
             model = ticket.model
             restrictions = None
             if model is not None and (restrictions := self._models.get(model)) is not None:
-                ready = restrictions.ready_at(ticket.tokens, now)
+                ready = self._model_ready_at(model, restrictions, ticket.tokens, now)
                 if ready > now:
                     queue.popleft()
                     self._parked.setdefault(model, deque()).append(ticket)
@@ -583,7 +647,7 @@ class Throttle:
             if not parked:
                 del self._parked[model]
                 continue
-            ready = self._models[model].ready_at(parked[0].tokens, now)
+            ready = self._model_ready_at(model, self._models[model], parked[0].tokens, now)
             if ready > now:
                 deadline = min(deadline, ready)
                 continue
@@ -602,6 +666,15 @@ class Throttle:
             else:
                 del self._parked[model]
 
+    def _model_ready_at(
+        self, model: str, restrictions: Restrictions, tokens: int, now: float
+    ) -> float:
+        ready = restrictions.ready_at(tokens, now)
+        windows = self._model_windows.get(model)
+        if windows is not None:
+            ready = max(ready, windows.ready_at(tokens, now))
+        return ready
+
     def _shared_ready_at(self, tokens: int, now: float) -> float:
         ready = self._everyone.ready_at(tokens, now)
         if self._requests is not None:
@@ -615,9 +688,18 @@ class Throttle:
             self._requests.record(1, now)
         entry = self._tokens.record(ticket.tokens, now) if self._tokens is not None else None
         self._everyone.grant(ticket.tokens)
+        model_entry = None
         if restrictions is not None:
             restrictions.grant(ticket.tokens)
-        ticket.permit = Permit(tokens=ticket.tokens, entry=entry)
+            windows = self._model_windows.get(ticket.model) if ticket.model is not None else None
+            if windows is not None:
+                if windows.requests is not None:
+                    windows.requests.record(1, now)
+                if windows.tokens is not None:
+                    model_entry = windows.tokens.record(ticket.tokens, now)
+        ticket.permit = Permit(
+            tokens=ticket.tokens, entry=entry, model=ticket.model, model_entry=model_entry
+        )
         ticket.event.set()
         self._admitted += 1
 
@@ -668,8 +750,13 @@ class Throttle:
 
     async def reconcile(self, permit: Permit, actual_tokens: int) -> None:
         """Replace ``permit``'s token estimate by the real usage (no-op without a tpm entry)."""
-        if permit.entry is not None and permit.entry.live:
-            await self._post(_Reconcile(entry=permit.entry, tokens=actual_tokens))
+        entry, model_entry = permit.entry, permit.model_entry
+        if (entry is not None and entry.live) or (model_entry is not None and model_entry.live):
+            await self._post(
+                _Reconcile(
+                    entry=entry, model=permit.model, model_entry=model_entry, tokens=actual_tokens
+                )
+            )
 
     async def rate_limited(self, retry_after: float | None, *, model: str | None = None) -> None:
         """The proxy answered 429: pause admission for ``retry_after`` seconds from now, of the
@@ -766,4 +853,30 @@ class Throttle:
                 if restrictions.paused(now)
             },
             parked=parked,
+            models={
+                model: self._model_statistics(model, windows, now)
+                for model, windows in self._model_windows.items()
+            },
+        )
+
+    def _model_statistics(
+        self, model: str, windows: _ModelWindows, now: float
+    ) -> ModelThrottleStatistics:
+        requests_used = tokens_used = None
+        if windows.requests is not None:
+            requests_used = round(windows.requests.used(now))
+        if windows.tokens is not None:
+            tokens_used = round(windows.tokens.used(now))
+        restrictions = self._models[model]
+        waiting = len(self._parked.get(model, ())) + sum(
+            1 for ticket in self._queue if ticket.model == model and not ticket.abandoned
+        )
+        return ModelThrottleStatistics(
+            rpm=None if windows.requests is None else int(windows.requests.limit),
+            tpm=None if windows.tokens is None else int(windows.tokens.limit),
+            requests_in_window=requests_used,
+            tokens_in_window=tokens_used,
+            requests_available=restrictions.request_room(windows.requests, requests_used, now),
+            tokens_available=restrictions.token_room(windows.tokens, tokens_used, now),
+            waiting=waiting,
         )
