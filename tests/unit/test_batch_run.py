@@ -134,3 +134,16 @@ async def test_setting_stop_ends_the_run_with_a_summary_marked_interrupted(
     assert summary.interrupted
     assert (summary.ran, summary.succeeded) == (1, 1)
     assert list(lines_by_id(results)) == written == ["fine"]  # the cancelled ones run next time
+
+
+async def test_ids_of_another_job_in_the_output_are_not_counted_as_done(tmp_path: Path) -> None:
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(requests, "other-1", "other-2")
+    async with client() as c:
+        await run_batch(c, requests, results, progress=False)  # another job's answers
+        write_input(requests, "mine-1", "mine-2", "mine-3", "other-1")
+        summary = await run_batch(c, requests, results, progress=False)
+    assert summary.input_requests == 4
+    assert summary.already_done == 1  # other-1 only: other-2 is not in this input
+    assert summary.ran == 3
+    assert summary.input_requests == summary.already_done + summary.ran

@@ -161,6 +161,8 @@ class InputScan(msgspec.Struct, kw_only=True):
     by_model: dict[str, int]
     estimated_tokens: int
     largest_tokens: int
+    already_done: int = 0
+    """Valid requests of this shard whose custom_id is in ``done`` (answered in the output)."""
 
     @property
     def ok(self) -> bool:
@@ -242,11 +244,13 @@ def scan_input(
     *,
     model: str | None = None,
     shard: tuple[int, int] | None = None,
+    done: Container[str] = (),
 ) -> InputScan:
     """Check every line of an input file in one streaming pass, and count what a run would send.
 
     ``shard`` is ``(index, count)``; duplicates are found across the whole file whatever the
-    shard. Raises :class:`BatchInputError` only when the file cannot be read; problems in its
+    shard. ``done`` holds the custom_ids already answered: those of this shard are counted in
+    ``already_done`` (an output's ids that the input does not hold are not). Raises :class:`BatchInputError` only when the file cannot be read; problems in its
     lines are returned (see :meth:`InputScan.raise_for_problems`).
     """
     _check_shard(shard)
@@ -279,6 +283,8 @@ def scan_input(
         if shard is not None and shard_of(item.custom_id, shard[1]) != shard[0]:
             continue
         scan.in_shard += 1
+        if item.custom_id in done:
+            scan.already_done += 1
         scan.by_url[item.url] = scan.by_url.get(item.url, 0) + 1
         scan.by_model[item.model] = scan.by_model.get(item.model, 0) + 1
         scan.estimated_tokens += item.tokens

@@ -22,7 +22,7 @@ from .._client import Client
 from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
 from .._meta import ResponseMeta, meta_from_headers
-from ._input import InputProblem, InputScan, iter_input, scan_input, shard_of
+from ._input import InputProblem, InputScan, iter_input, scan_input
 from ._output import (
     OutputLock,
     OutputState,
@@ -110,17 +110,19 @@ async def _run_locked(
     on_result: Callable[[JobResult], None] | None,
     stop: trio.Event | None,
 ) -> BatchSummary:
-    scan: InputScan = await trio.to_thread.run_sync(
-        lambda: scan_input(input_path, model=model, shard=shard)
-    )
-    if not skip_invalid:
-        scan.raise_for_problems()
     state: OutputState = await trio.to_thread.run_sync(recover_output, output_path)
     if retry_failed:
         await trio.to_thread.run_sync(drop_failed, output_path, state)  # state.failed is now 0
-    before = await trio.to_thread.run_sync(_job_totals, output_path)
     skip = state.done
-    already = sum(1 for cid in skip if shard is None or shard_of(cid, shard[1]) == shard[0])
+    # Only the input's own ids count as done: an output holding another job's ids (or ids since
+    # removed from the input) would otherwise make the figures not add up.
+    scan: InputScan = await trio.to_thread.run_sync(
+        lambda: scan_input(input_path, model=model, shard=shard, done=skip)
+    )
+    if not skip_invalid:
+        scan.raise_for_problems()
+    before = await trio.to_thread.run_sync(_job_totals, output_path)
+    already = scan.already_done
     invalid = scan.in_shard_problems
     total = max(scan.in_shard - already, 0) + (invalid if skip_invalid else 0)
     builder = SummaryBuilder()
