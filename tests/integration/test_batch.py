@@ -507,3 +507,28 @@ def test_a_run_on_an_output_with_duplicate_ids_says_so_and_sends_nothing(
     assert upstream_requests(stack) == before
     usage = cli("usage", str(results), stack=stack)
     assert "1 repeat a custom_id" in usage.stdout, usage.stdout
+
+
+def test_a_base64_embedding_answer_is_kept_whole_in_the_output(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # The openai SDK's default encoding: the answer's vectors are base64 strings. The output keeps
+    # the proxy's answer as it came, with its figures, never "response": null.
+    requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    line = {
+        "custom_id": "emb-1",
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": "local-embed", "input": ["a", "b"], "encoding_format": "base64"},
+    }
+    requests.write_bytes(encoder.encode(line) + b"\n")
+    run = cli("batch", str(requests), "-o", str(results), stack=stack)
+    assert run.returncode == 0, run.stderr
+    [record] = read_output(results)
+    assert record["error"] is None
+    response = record["response"]
+    assert response["status_code"] == 200
+    vectors = [item["embedding"] for item in response["body"]["data"]]
+    assert len(vectors) == 2
+    assert all(isinstance(vector, str) and vector for vector in vectors)  # base64, as sent
+    assert record["litellm"]["model_group"] == "local-embed"
