@@ -20,6 +20,18 @@ __all__ = [
     "parse_duration",
 ]
 
+_MODEL_SCOPES = (
+    "model_per_key",
+    "model_per_team",
+    "model_per_team_ptu",
+    "model_per_organization",
+    "model_per_project",
+    "model_per_project_itpm",
+    "model_per_project_otpm",
+    "priority_model",
+    "model_saturation_check",
+)
+
 LIMITER_SCOPES = (
     "api_key",
     "user",
@@ -34,15 +46,7 @@ LIMITER_SCOPES = (
     "mcp_per_key",
     "mcp_per_team",
     "mcp_server",
-    "model_per_key",
-    "model_per_team",
-    "model_per_team_ptu",
-    "model_per_organization",
-    "model_per_project",
-    "model_per_project_itpm",
-    "model_per_project_otpm",
-    "priority_model",
-    "model_saturation_check",
+    *_MODEL_SCOPES,
 )
 """The scopes (descriptors) LiteLLM 1.110.2's own rate limiter counts, each reported on an answer
 as ``x-ratelimit-<scope>-remaining-<requests|tokens>`` and ``x-ratelimit-<scope>-limit-...``
@@ -50,19 +54,7 @@ as ``x-ratelimit-<scope>-remaining-<requests|tokens>`` and ``x-ratelimit-<scope>
 dynamic limiter). It sends them on non-streamed answers only, and no reset: each counts a fixed
 window of ``LITELLM_RATE_LIMIT_WINDOW_SIZE`` seconds (60 by default) from its first request."""
 
-MODEL_LIMITER_SCOPES = frozenset(
-    {
-        "model_per_key",
-        "model_per_team",
-        "model_per_team_ptu",
-        "model_per_organization",
-        "model_per_project",
-        "model_per_project_itpm",
-        "model_per_project_otpm",
-        "priority_model",
-        "model_saturation_check",
-    }
-)
+MODEL_LIMITER_SCOPES = frozenset(_MODEL_SCOPES)
 """The scopes of :data:`LIMITER_SCOPES` that count one model group (for a key, team, organization,
 project or priority); every other scope counts whatever model is asked for."""
 
