@@ -121,17 +121,18 @@ class Transport:
     ) -> None:
         self._config = config
         self._secret = config.api_key
+        limits = httpx2.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_keepalive_connections,
+            keepalive_expiry=config.keepalive_expiry,
+        )
+        probe_limits = httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry)
         probe_transport = http_transport  # tests' in-memory transport, else the same as calls
         if http_transport is None:
             # One route to the proxy for the calls, the streams and the health probe: the same
             # outbound proxy (or none) and the same TLS context, each with a pool of its own.
             proxy = _outbound_proxy(config)
             tls = _tls_context(config, proxy)
-            limits = httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_keepalive_connections,
-                keepalive_expiry=config.keepalive_expiry,
-            )
             if config.http_backend == "fast" and (
                 proxy is None or (proxy.url.scheme == "http" and config.base_url[:5] == "http:")
             ):
@@ -151,11 +152,7 @@ class Transport:
                         proxy,
                     )
                 http_transport = _httpx2_transport(tls, proxy, limits)
-            probe_transport = _httpx2_transport(
-                tls,
-                proxy,
-                httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
-            )
+            probe_transport = _httpx2_transport(tls, proxy, probe_limits)
         headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
         headers.update(config.headers)
         if config.api_key:
@@ -169,11 +166,7 @@ class Transport:
                 write=config.write_timeout,
                 pool=config.pool_timeout,
             ),
-            limits=httpx2.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_keepalive_connections,
-                keepalive_expiry=config.keepalive_expiry,
-            ),
+            limits=limits,
             follow_redirects=False,
             transport=http_transport,
             trust_env=False,  # what the environment says is in the transport already
@@ -193,7 +186,7 @@ class Transport:
             base_url=config.base_url,
             headers={"user-agent": f"trio-litellm/{_VERSION}"},
             timeout=httpx2.Timeout(config.connect_timeout),
-            limits=httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry),
+            limits=probe_limits,
             follow_redirects=False,
             transport=probe_transport,
             trust_env=False,
