@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import msgspec
 import pytest
+from _cli_run import run_cli
 
 from trio_litellm import open_client
 from trio_litellm._devstack import Stack
@@ -54,15 +55,7 @@ def read_output(path: Path) -> list[dict[str, Any]]:
 
 
 def cli(*args: str, stack: Stack, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "trio_litellm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, proxy_url=stack.proxy_url, api_key=stack.api_key, timeout=timeout)
 
 
 def upstream_requests(stack: Stack) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from _cli_run import run_cli
 
 from trio_litellm._devstack import Stack, free_port
 
@@ -40,17 +41,14 @@ def write_lines(path: Path, lines: list[tuple[str, str, dict[str, Any]]]) -> Non
 def dry_run(
     *args: str, proxy_url: str, api_key: str | None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LITELLM_PROXY_URL": proxy_url, "COLUMNS": "200"}
-    env.pop("LITELLM_API_KEY", None)
-    if api_key is not None:
-        env["LITELLM_API_KEY"] = api_key
-    return subprocess.run(
-        [sys.executable, "-m", "trio_litellm", "batch", *args, "--dry-run"],
-        env=env,
-        capture_output=True,
-        text=True,
+    return run_cli(
+        "batch",
+        *args,
+        "--dry-run",
+        proxy_url=proxy_url,
+        api_key=api_key,
         timeout=timeout,
-        check=False,
+        COLUMNS="200",
     )
 
 

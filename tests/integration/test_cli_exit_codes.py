@@ -6,24 +6,16 @@ configuration); a proxy that answered one request with an error is exit code 1.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from _cli_run import run_cli
 
 from trio_litellm._devstack import Stack
 
 
 def cli(*args: str, stack: Stack, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "trio_litellm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, proxy_url=stack.proxy_url, api_key=stack.api_key, timeout=timeout)
 
 
 def test_chat_with_an_unknown_model_exits_1_with_the_proxys_words(stack: Stack) -> None:

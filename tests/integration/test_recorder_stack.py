@@ -4,7 +4,6 @@ failures carry their error, and a batch run writes its recording however it ends
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from _cli_run import cli_env, run_cli
 
 from trio_litellm import InternalServerError, open_client, read_dump
 from trio_litellm._devstack import Stack
@@ -125,19 +125,8 @@ def write_input(path: Path, lines: list[tuple[str, str, str]]) -> None:
             file.write(encoder.encode(record) + b"\n")
 
 
-def cli_env(stack: Stack) -> dict[str, str]:
-    return {**os.environ, "LITELLM_PROXY_URL": stack.proxy_url, "LITELLM_API_KEY": stack.api_key}
-
-
 def cli(*args: str, stack: Stack) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trio_litellm", *args],
-        env={**cli_env(stack), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, proxy_url=stack.proxy_url, api_key=stack.api_key, COLUMNS="200")
 
 
 def test_a_batch_records_its_requests_and_usage_reads_its_output(
@@ -209,7 +198,7 @@ def test_an_interrupted_batch_still_writes_its_recording(stack: Stack, tmp_path:
             "--record-to",
             str(dump),
         ],
-        env=cli_env(stack),
+        env=cli_env(stack.proxy_url, stack.api_key),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

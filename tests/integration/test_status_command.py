@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 import msgspec
+from _cli_run import run_cli
 
 from trio_litellm._devstack import Stack
 
@@ -25,15 +24,7 @@ def requests_file(path: Path, ids: list[str]) -> Path:
 
 
 def trio_litellm(*args: str, proxy_url: str, api_key: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LITELLM_PROXY_URL": proxy_url, "LITELLM_API_KEY": api_key}
-    return subprocess.run(
-        [sys.executable, "-m", "trio_litellm", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, proxy_url=proxy_url, api_key=api_key, timeout=120)
 
 
 def upstream_requests(stack: Stack) -> int:

@@ -7,15 +7,13 @@ they stop its proxy.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from _cli_run import run_cli
 
 from trio_litellm import ProxyConnectionError, RequestTimeoutError, open_client
 from trio_litellm._devstack import DevStack, free_port
@@ -76,15 +74,9 @@ async def test_health_of_a_closed_port_says_unhealthy_without_raising(closed_url
 def test_cli_commands_against_a_closed_port_exit_3_in_seconds(
     closed_url: str, argv: list[str]
 ) -> None:
-    env = {**os.environ, "LITELLM_API_KEY": "sk-cli-secret"}
     start = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "trio_litellm", *argv, "--proxy-url", closed_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
+    run = run_cli(
+        *argv, "--proxy-url", closed_url, proxy_url=None, api_key="sk-cli-secret", timeout=60
     )
     assert time.monotonic() - start < FAST + 5
     assert run.returncode == 3, run.stderr
