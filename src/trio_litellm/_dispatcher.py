@@ -1,75 +1,62 @@
-"""The dispatcher actor: every request of a client, method call or job, takes this one path.
+"""The dispatcher actor: the slots every request of a client takes, and the jobs it runs.
 
 Why it is shaped this way: admission must be decided in one place for the whole client, or the
-rate limits, the health gate and the concurrency limit would each see only part of the traffic.
-The dispatcher receives :class:`Work` over a bounded channel and starts one task per item under a
-``CapacityLimiter`` of ``max_in_flight``; when every slot is taken it stops receiving, the channel
-fills, and the submitter waits: backpressure reaches the producer instead of a queue growing.
+in-flight limit would see only part of the traffic. Every request, whatever started it, takes
+a :meth:`Dispatcher.slot` before its first attempt and holds it until its outcome:
 
-Each attempt of a request waits for the health gate (the proxy is up), then for the throttle
-(the rpm/tpm windows and any 429 pause), then runs. A 429 pauses the throttle for its model
-group, or for everyone when the limit is the key's or the proxy's own; a connection failure (or a
-502/503/504) is reported to the health monitor, which probes at once and may close the gate; the
-answer's rate-limit headers and token usage go back to the throttle. Retries follow the
-transport's stamina policy, with two rules of waiting: a connection failure that the monitor
-then confirms as an outage does not use up ``max_retries`` (the retry waits at the gate until
-the proxy is back, ``unavailable_timeout`` at most in all), while one the monitor does not
-confirm does; and a proxy never reached since the client opened is not waited for at all (a
-wrong URL, far more often than a restart), so its requests fail after their retries, in seconds.
+- a method call (:meth:`Client.complete`, :meth:`Client.embed`) takes it in its caller's task;
+- a stream takes it in its reader task;
+- a job takes it in a task of the dispatcher's own nursery: :meth:`Dispatcher.serve_jobs`
+  starts, for each ``open_jobs`` block, a task there that receives the block's jobs on their
+  channel and runs one task per job.
 
-A model may have a ``max_in_flight`` of its own (:class:`._config.ModelLimits`). Its work does
-not go through the dispatcher's task: it gets a task of its own that takes a slot of the model's
-``CapacityLimiter``, then one of the client's, so a request waiting for its model holds no client
-slot, and other models' requests pass it. The producer still feels backpressure: such tasks
-waiting for their slots are at most ``max_in_flight`` (of the client), and beyond that
-:meth:`Dispatcher.submit` waits.
+A slot is a ``trio.CapacityLimiter`` token (first come, first served: a request that finds every
+slot taken queues behind those before it), plus one of its model's limiter first when the model
+has a ``max_in_flight`` of its own (:class:`._config.ModelLimits`), so a request waiting for its
+model holds no client slot and other models' requests pass it. The slot also owns the request's
+total deadline (its cancel scope) and its record: leaving the slot by any path (an answer, an
+error, the deadline, a cancellation, the client closing) records the outcome exactly once.
 
-Every work item gets exactly one delivery: its result, its typed error, or
-:class:`ClientClosedError` when the client closes first.
+Backpressure reaches the producer of jobs: the task that receives them stops once
+``max_in_flight`` jobs wait for a slot, the job channel fills, and the producer waits. When the
+client closes, the dispatcher cancels every request still holding a slot and waits until each has
+left it, so each ends with :class:`ClientClosedError`; jobs still waiting get that error as their
+result when the results channel has room for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import trio
 
 from ._config import ModelLimits
-from ._errors import (
-    APIStatusError,
-    BudgetExceededError,
-    ClientClosedError,
-    LiteLLMError,
-    ProxyConnectionError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServiceUnavailableError,
-)
-from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
-from ._limit_scope import rate_limit_model
-from ._meta import ResponseMeta
-from ._monitor import HealthMonitor
-from ._throttle import Throttle
-from ._transport import Transport
+from ._errors import ClientClosedError, InvalidRequestError
+from ._jobs import Job, JobResult, prepare_job
+from ._recorder import Trace
+from ._retry import RetryPolicy, timed_out
 
 if TYPE_CHECKING:
-    from ._recorder import Trace
+    from ._jobs import Call
+    from ._meta import ResponseMeta
+    from ._wire import ChatCompletion, EmbeddingResponse, Usage
 
-__all__ = ["Dispatcher", "DispatcherStatistics", "ModelDispatcherStatistics", "Runner", "Work"]
+__all__ = [
+    "Dispatcher",
+    "DispatcherStatistics",
+    "JobBlock",
+    "ModelDispatcherStatistics",
+    "Request",
+    "Slot",
+]
 
-T = TypeVar("T")
 logger = logging.getLogger("trio_litellm")
-Runner = Callable[[Callable[[int], Awaitable[Any]]], Awaitable[Any]]
-"""Runs an attempt function (``attempt(n)``) with admission and retries; given to operations."""
-
-SUBMIT_BUFFER = 0
-"""Work waiting for the dispatcher to take it: none. A submitter hands over directly, so a full
-set of in-flight slots is felt by the submitter at once."""
 
 
 class ModelDispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,24 +82,24 @@ class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
     models: dict[str, ModelDispatcherStatistics] = msgspec.field(default_factory=dict)
 
 
-class Work:
-    """One request for the dispatcher: what to run, its token estimate, and where its outcome goes.
+class Request:
+    """One request from its call to its outcome: what it is, how it goes, what it got.
 
-    ``operation(run)`` does the request, calling ``run(attempt)`` for the part that must be
-    admitted and retried; ``deliver(result, error, work)`` is awaited exactly once.
+    The request path fills in ``attempts``, ``meta``, ``usage`` and ``first_content_at`` as they
+    become known; ``error`` is an outcome that did not raise (a stream interrupted after content
+    hands its error to the caller through the stream, not as an exception).
     """
 
     __slots__ = (
         "attempts",
-        "deliver",
-        "delivered",
-        "ended",
+        "error",
+        "first_content_at",
         "held",
         "kind",
         "last_error",
         "max_retries",
+        "meta",
         "model",
-        "operation",
         "scope",
         "started_at",
         "started_wall",
@@ -121,218 +108,116 @@ class Work:
         "timeout",
         "tokens",
         "trace",
+        "usage",
     )
 
     def __init__(
         self,
-        operation: Callable[[Runner], Awaitable[Any]],
-        deliver: Callable[[Any, BaseException | None, Work], Awaitable[None]],
         *,
+        kind: str,
+        model: str,
         tokens: int = 0,
+        stream: bool = False,
         max_retries: int | None = None,
         timeout: float | None = None,
-        kind: str = "chat",
-        model: str = "",
-        stream: bool = False,
         trace: Trace | None = None,
     ) -> None:
-        self.operation = operation
-        self.deliver = deliver
-        self.tokens = tokens
-        self.max_retries = max_retries
-        self.timeout = timeout
         self.kind = kind
         self.model = model
+        self.tokens = tokens
         self.stream = stream
-        self.trace = trace  # only when the debug recorder is on: what the request sent and got
-        self.scope = trio.CancelScope()
+        self.max_retries = max_retries
+        self.timeout = timeout  # None: the client's total_timeout
+        self.trace = trace  # only when the debug recorder is on: what was sent and got
+        self.scope = trio.CancelScope()  # the total deadline; the client's closing cancels it
         self.attempts = 0
         self.held = 0.0  # seconds spent waiting for a proxy that is down
         self.last_error: Exception | None = None  # the latest failed attempt's error
-        self.delivered = False
-        # Set once the work's task is over, whatever way it ended (a KeyboardInterrupt included),
-        # for whoever must wait for it (open_jobs' exit); None when nobody waits.
-        self.ended: trio.Event | None = None
+        self.meta: ResponseMeta | None = None
+        self.usage: Usage | None = None
+        self.first_content_at: float | None = None
+        self.error: Exception | None = None
         self.submitted_at = 0.0
         self.started_at = 0.0
         self.started_wall = 0.0
 
 
+class Recorder(Protocol):
+    """Whoever keeps the record of each finished request (the client's observer)."""
+
+    def finished(self, request: Request, error: BaseException | None) -> None: ...
+
+
+class Sender(Protocol):
+    """Whoever sends a prepared call through its attempts (the client's request path)."""
+
+    async def send(self, call: Call, request: Request) -> ChatCompletion | EmbeddingResponse: ...
+
+
 class Dispatcher:
-    """Admits, runs and retries every request of one client."""
+    """The slots of one client's requests, and the runner of its jobs."""
 
     def __init__(
         self,
-        transport: Transport,
-        throttle: Throttle,
-        monitor: HealthMonitor | None,
         *,
         max_in_flight: int,
-        max_retries: int,
-        backoff_initial: float,
-        total_timeout: float | None = None,
-        unavailable_timeout: float = math.inf,
-        on_finished: Callable[[Work, Any, BaseException | None], None] | None = None,
-        events: EventBus | None = None,
+        total_timeout: float | None,
+        recorder: Recorder,
+        policy: RetryPolicy,
         model_limits: Mapping[str, ModelLimits] | None = None,
     ) -> None:
-        self._on_finished = on_finished
-        self._events = events
-        self._transport = transport
-        self._throttle = throttle
-        self._monitor = monitor
+        self._recorder = recorder
+        self._policy = policy
+        self._total_timeout = total_timeout
         self._limiter = trio.CapacityLimiter(max_in_flight)
-        # Models with a max_in_flight of their own, and the bound on work waiting for them.
+        # Models with a max_in_flight of their own.
         self._model_limiters = {
             model: trio.CapacityLimiter(limits.max_in_flight)
             for model, limits in (model_limits or {}).items()
             if limits.max_in_flight is not None
         }
-        self._waiting_room = trio.CapacityLimiter(max_in_flight)
-        self._max_retries = max_retries
-        self._backoff_initial = backoff_initial
-        self._total_timeout = total_timeout
-        self._unavailable_timeout = unavailable_timeout
-        # Whether the proxy ever answered this client (a request or a probe): a proxy never
-        # reached is a wrong URL or a dead one far more often than a restarting one, so its
-        # requests use up their retries instead of waiting at the gate.
-        self._reached = False
-        self._last_connection_error: ProxyConnectionError | None = None
-        self._send, self._receive = trio.open_memory_channel[Work](SUBMIT_BUFFER)
+        self._max_in_flight = max_in_flight
         self._nursery: trio.Nursery | None = None
-        self._idle = False  # run() waits in receive with nothing handed over since
         self._closing = False
-        self._inline: set[Work] = set()  # work running in its caller's task (perform)
-        self._inline_done = trio.Event()
-        self._submitted = self._succeeded = self._failed = self._retries = 0
+        self._active: set[Request] = set()  # requests holding a slot
+        self._drained = trio.Event()
+        self._waiting_jobs = 0
+        self._submitted = self._succeeded = self._failed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Take work and start a task for each, under the in-flight limit, until cancelled."""
-        async with trio.open_nursery() as nursery:
-            with self._receive, self._send:
+        """Own the nursery the jobs run in, until cancelled; then end every request in flight."""
+        try:
+            async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
-                try:
-                    while True:
-                        self._idle = True
-                        work = await self._receive.receive()
-                        try:
-                            await self._limiter.acquire_on_behalf_of(work)
-                        except trio.Cancelled:
-                            await self._deliver_closed(work)
-                            if work.ended is not None:
-                                work.ended.set()
-                            raise
-                        nursery.start_soon(self._execute, work)
-                finally:
-                    self._idle = False
-                    self._nursery = None
-                    self._closing = True
-                    for work in self._inline:
-                        work.scope.cancel()
-                    with trio.CancelScope(shield=True):  # they end at their next checkpoint
-                        while self._inline:
-                            self._inline_done = trio.Event()
-                            await self._inline_done.wait()
-
-    async def submit(self, work: Work) -> None:
-        """Hand ``work`` over; waits while every in-flight slot is taken.
-
-        When a slot is free and nobody is queued before us, the work's task starts right here,
-        without a round trip through the dispatcher's own task: a producer submitting many jobs
-        in a row fills every free slot in one go instead of one per scheduler pass.
-        """
-        work.submitted_at = trio.current_time()
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._model_limiters and work.model in self._model_limiters:
-            await self._submit_limited(work, self._model_limiters[work.model])
-            self._submitted += 1
-            return
-        nursery = self._claim_free_slot(work)
-        if nursery is not None:
-            nursery.start_soon(self._execute, work)
-        else:
-            self._idle = False  # a hand-over is under way: later submitters queue behind it
-            try:
-                await self._send.send(work)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise ClientClosedError("the client is closed") from None
-        self._submitted += 1
-
-    async def perform(self, work: Work) -> tuple[Any, BaseException | None] | None:
-        """Run ``work`` in the calling task, if a slot is free and nobody is queued; else None
-        (then :meth:`submit` it). Returns its result and its error, one of them None.
-
-        A method call waits for its answer anyway, so running it here saves a task, a hand-over
-        and a wake-up per request; it takes a slot, the gate, the throttle and the retries like
-        any other work, and closing the client cancels it like any other.
-        """
-        work.submitted_at = trio.current_time()
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._model_limiters and work.model in self._model_limiters:
-            return None  # it waits for its model's slot in a task of its own (submit)
-        if self._claim_free_slot(work) is None:
-            return None
-        self._submitted += 1
-        self._inline.add(work)
-        try:
-            return await self._perform(work)
+                await trio.sleep_forever()
         finally:
-            self._inline.discard(work)
-            self._limiter.release_on_behalf_of(work)
-            if not self._inline:
-                self._inline_done.set()
+            self._nursery = None
+            self.close()
+            with trio.CancelScope(shield=True):  # they leave their slots at their next checkpoint
+                while self._active:
+                    self._drained = trio.Event()
+                    await self._drained.wait()
 
-    def _claim_free_slot(self, work: Work) -> trio.Nursery | None:
-        """Take a slot for ``work`` now if one is free and nobody is queued before it; then the
-        nursery to run it in, else None (it must queue)."""
-        nursery = self._nursery
-        if not self._idle or nursery is None or self._limiter.available_tokens < 1:
-            return None
-        self._limiter.acquire_on_behalf_of_nowait(work)
-        return nursery
+    def close(self) -> None:
+        """Refuse new requests and cancel those in flight (each ends with ClientClosedError).
 
-    async def _submit_limited(self, work: Work, model_limiter: trio.CapacityLimiter) -> None:
-        """Start ``work``'s task, which waits for its model's slot and then a client slot;
-        waits while ``max_in_flight`` such tasks are already waiting."""
-        await self._waiting_room.acquire_on_behalf_of(work)
-        nursery = self._nursery
-        if nursery is None:
-            self._waiting_room.release_on_behalf_of(work)
-            raise ClientClosedError("the client is closed")
-        nursery.start_soon(self._execute_limited, work, model_limiter)
-
-    async def _execute_limited(self, work: Work, model_limiter: trio.CapacityLimiter) -> None:
-        try:
-            try:
-                await model_limiter.acquire_on_behalf_of(work)
-                try:
-                    await self._limiter.acquire_on_behalf_of(work)
-                except BaseException:
-                    model_limiter.release_on_behalf_of(work)
-                    raise
-            finally:
-                self._waiting_room.release_on_behalf_of(work)
-        except BaseException:
-            await self._deliver_closed(work)  # only a cancellation: the client is closing
-            if work.ended is not None:
-                work.ended.set()
-            raise
-        try:
-            await self._execute(work)
-        finally:
-            model_limiter.release_on_behalf_of(work)
+        The client calls it before stopping the actor, so every task being cancelled already
+        knows why."""
+        self._closing = True
+        for request in self._active:
+            request.scope.cancel()
 
     def statistics(self) -> DispatcherStatistics:
         limiter = self._limiter.statistics()
         return DispatcherStatistics(
             in_flight=limiter.borrowed_tokens,
             max_in_flight=int(limiter.total_tokens),
-            waiting=self._send.statistics().tasks_waiting_send,
+            waiting=limiter.tasks_waiting + self._waiting_jobs,
             submitted=self._submitted,
             succeeded=self._succeeded,
             failed=self._failed,
-            retries=self._retries,
+            retries=self._policy.retries,
             models={
                 model: ModelDispatcherStatistics(
                     in_flight=model_limiter.borrowed_tokens,
@@ -343,214 +228,261 @@ class Dispatcher:
             },
         )
 
-    # --- one work item --------------------------------------------------------------------------
+    # --- slots ----------------------------------------------------------------------------------
 
-    async def _execute(self, work: Work) -> None:
+    def slot(self, request: Request) -> Slot:
+        """``async with dispatcher.slot(request):`` wait for a slot, then run under the request's
+        deadline; the outcome is recorded on the way out."""
+        return Slot(self, request)
+
+    async def _acquire(self, request: Request) -> None:
+        if self._closing:
+            raise ClientClosedError("the client is closed", model=request.model)
+        request.submitted_at = trio.current_time()
+        model_limiter = self._model_limiters.get(request.model) if self._model_limiters else None
+        if model_limiter is not None:
+            await model_limiter.acquire_on_behalf_of(request)
         try:
-            result, error = await self._perform(work)
-            await self._deliver(work, result, error)
-        finally:
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                if not work.delivered:
-                    await self._deliver_closed(work)
-            finally:
-                self._limiter.release_on_behalf_of(work)
-                if work.ended is not None:
-                    work.ended.set()
-
-    async def _perform(self, work: Work) -> tuple[Any, BaseException | None]:
-        """Run ``work`` to its outcome and record it; a cancellation from outside is recorded,
-        then propagates."""
-        result: Any = None
-        error: BaseException | None = None
-        work.started_at = trio.current_time()
-        work.started_wall = time.time()  # records are windowed by wall-clock time
-        # The total deadline (retries and waits included) is the work's own scope's: one cancel
-        # scope less per request than a move_on_after of its own.
-        total = self._total_timeout if work.timeout is None else work.timeout
-        if total is not None:
-            work.scope.deadline = work.started_at + total
-        try:
-            with work.scope:
-                try:
-                    result = await work.operation(lambda attempt: self._run(work, attempt))
-                except Exception as exc:  # a failed request is an outcome, not a crash
-                    error = exc
+                # Free and nobody queued (trio's limiter checks both): no trip through the
+                # scheduler; else wait in line, first come first served.
+                self._limiter.acquire_on_behalf_of_nowait(request)
+            except trio.WouldBlock:
+                await self._limiter.acquire_on_behalf_of(request)
         except BaseException:
-            self._failed += 1
-            self._finished(work, None, ClientClosedError("the request was cancelled"))
+            if model_limiter is not None:
+                model_limiter.release_on_behalf_of(request)
             raise
-        if work.scope.cancelled_caught:
-            if trio.current_time() >= work.scope.deadline:
-                error = RequestTimeoutError(
-                    f"no answer within the total timeout of {total} s", model=work.model
-                )
-                error.__cause__ = work.last_error
+        if self._closing:  # closed while it waited
+            self._release(request)
+            raise ClientClosedError("the client is closed", model=request.model)
+        self._submitted += 1
+        self._active.add(request)
+        request.started_at = trio.current_time()
+        request.started_wall = time.time()  # records are windowed by wall-clock time
+        total = self._total_timeout if request.timeout is None else request.timeout
+        if total is not None:
+            request.scope.deadline = request.started_at + total
+
+    def _release(self, request: Request) -> None:
+        self._limiter.release_on_behalf_of(request)
+        model_limiter = self._model_limiters.get(request.model) if self._model_limiters else None
+        if model_limiter is not None:
+            model_limiter.release_on_behalf_of(request)
+
+    def _leave(self, request: Request, caught: bool, exc: BaseException | None) -> Exception | None:
+        """``request`` left its slot: release it and record the outcome. When its scope caught
+        a cancellation (the deadline, or the client closing), the error to raise instead."""
+        self._active.discard(request)
+        self._release(request)
+        if self._closing and not self._active:
+            self._drained.set()
+        error: BaseException | None = exc
+        replaced: Exception | None = None
+        if caught:
+            if trio.current_time() >= request.scope.deadline:
+                total = self._total_timeout if request.timeout is None else request.timeout
+                replaced = timed_out(total, request.model, request.last_error)
             elif self._closing:
-                error = ClientClosedError("the client closed before the request finished")
+                replaced = ClientClosedError(
+                    "the client closed before the request finished", model=request.model
+                )
             else:
-                error = ClientClosedError("the request was cancelled before it finished")
+                replaced = ClientClosedError(
+                    "the request was cancelled before it finished", model=request.model
+                )
+            error = replaced
+        elif exc is None:
+            error = request.error
+        elif not isinstance(exc, Exception):  # cancelled from outside, or interrupted
+            error = ClientClosedError("the request was cancelled", model=request.model)
         if error is None:
             self._succeeded += 1
         else:
             self._failed += 1
-        self._finished(work, result, error)
-        return result, error
-
-    def _finished(self, work: Work, result: Any, error: BaseException | None) -> None:
-        """Tell the observer (usage records, logs); its failure never reaches the request."""
-        if self._on_finished is None:
-            return
         try:
-            self._on_finished(work, result, error)
-        except Exception:
+            self._recorder.finished(request, error)
+        except Exception:  # the record's failure never reaches the request
             logger.exception("recording a finished request failed")
+        return replaced
 
-    async def _deliver(self, work: Work, result: Any, error: BaseException | None) -> None:
-        work.delivered = True
-        await work.deliver(result, error, work)
+    # --- jobs -----------------------------------------------------------------------------------
 
-    async def _deliver_closed(self, work: Work) -> None:
-        """Tell ``work`` the client closed, without waiting (we are being cancelled)."""
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            await self._deliver(
-                work, None, ClientClosedError("the client closed before the request finished")
+    async def serve_jobs(
+        self,
+        jobs: trio.MemoryReceiveChannel[Job],
+        results: trio.MemorySendChannel[JobResult],
+        sender: Sender,
+        *,
+        estimate: bool,
+        trace: bool,
+    ) -> JobBlock:
+        """Run the jobs arriving on ``jobs`` in the dispatcher's nursery until that channel
+        closes, each result on ``results``; both channels are ours from now on (closed when
+        done). :meth:`JobBlock.stop` ends it early."""
+        nursery = self._nursery
+        if nursery is None:
+            jobs.close()
+            results.close()
+            raise ClientClosedError("the client is closed")
+        block = JobBlock(self, jobs, results, sender, estimate=estimate, trace=trace)
+        await nursery.start(block.run)
+        return block
+
+
+class Slot:
+    """A request's hold on the dispatcher (see :meth:`Dispatcher.slot`)."""
+
+    __slots__ = ("_dispatcher", "_request")
+
+    def __init__(self, dispatcher: Dispatcher, request: Request) -> None:
+        self._dispatcher = dispatcher
+        self._request = request
+
+    async def __aenter__(self) -> Request:
+        await self._dispatcher._acquire(self._request)
+        self._request.scope.__enter__()
+        return self._request
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        request = self._request
+        try:
+            # True with no exception too: "caught" means a Cancelled of ours was swallowed.
+            caught = request.scope.__exit__(exc_type, exc, traceback) and exc is not None
+        except BaseException as changed:  # the scope turned the exception into another
+            self._dispatcher._leave(request, False, changed)
+            raise
+        replaced = self._dispatcher._leave(request, caught, exc)
+        if replaced is not None:
+            raise replaced
+        return False
+
+
+class JobBlock:
+    """The jobs of one ``open_jobs`` block, run in the dispatcher's nursery."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        jobs: trio.MemoryReceiveChannel[Job],
+        results: trio.MemorySendChannel[JobResult],
+        sender: Sender,
+        *,
+        estimate: bool,
+        trace: bool,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._jobs = jobs
+        self._results = results
+        self._sender = sender
+        self._estimate = estimate
+        self._trace = trace
+        # Jobs taken from the channel and still waiting for a slot: at most max_in_flight.
+        self._waiting_room = trio.CapacityLimiter(dispatcher._max_in_flight)
+        self._scope = trio.CancelScope()
+        self._ended = trio.Event()
+
+    async def stop(self) -> None:
+        """Cancel whatever is still running and wait, shielded, until all of it has ended."""
+        self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._ended.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self._scope, self._results, self._jobs:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    await self._feed(nursery)
+        finally:
+            self._ended.set()  # whatever ended it, a KeyboardInterrupt included
+
+    async def _feed(self, nursery: trio.Nursery) -> None:
+        jobs = self._jobs
+        async for job in jobs:
+            # Then whatever else is buffered, without a scheduler pass per job: when many
+            # requests finished in one pass, as many new ones start in the next.
+            while True:
+                await self._start(job, nursery)
+                try:
+                    job = jobs.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    async def _start(self, job: Job, nursery: trio.Nursery) -> None:
+        try:
+            call = prepare_job(job, estimate=self._estimate)
+        except InvalidRequestError as exc:
+            await self._deliver(JobResult(id=getattr(job, "id", None), error=exc))
+            return
+        trace = Trace("POST", call.path, call.body) if self._trace else None
+        request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
+        await self._waiting_room.acquire_on_behalf_of(request)
+        self._dispatcher._waiting_jobs += 1
+        nursery.start_soon(self._run_job, job.id, call, request)
+
+    async def _run_job(self, job_id: Any, call: Call, request: Request) -> None:
+        dispatcher = self._dispatcher
+        submitted = trio.current_time()
+        waiting = True  # in the waiting room, until it holds a slot
+        try:
+            async with dispatcher.slot(request):
+                waiting = self._leave_waiting_room(request)
+                response = await self._sender.send(call, request)
+        except Exception as exc:
+            result = JobResult(
+                id=job_id,
+                error=exc,
+                attempts=request.attempts,
+                latency=trio.current_time() - submitted,
             )
-
-    def _proxy_reached(self) -> bool:
-        """Whether the proxy ever answered a request or a probe of this client."""
-        if not self._reached and self._monitor is not None:
-            probes = self._monitor.statistics()
-            self._reached = probes.probes > probes.failed_probes
-        return self._reached
-
-    async def _wait_for_proxy(self, work: Work, monitor: HealthMonitor) -> bool:
-        """Wait at the health gate while the proxy is down, for ``unavailable_timeout`` at most
-        over the request's life; then raise a :class:`ProxyConnectionError` that is not retried.
-        True if it waited (the monitor saw the proxy down).
-
-        A proxy never reached is not waited for (the request tries, and uses up its retries).
-        """
-        gate = monitor.gate
-        if gate.is_open or not self._proxy_reached():
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return False
-        if work.last_error is None:  # held for what another request ran into
-            work.last_error = self._last_connection_error
-        start = trio.current_time()
-        with trio.move_on_after(self._unavailable_timeout - work.held):
-            await gate.wait_open()
-        work.held += trio.current_time() - start
-        if gate.is_open:
-            return True
-        cause = work.last_error
-        reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
-        error = ProxyConnectionError(
-            f"the proxy at {self._transport.display_url} is unavailable: waited "
-            f"{work.held:.1f} s for it (unavailable_timeout={self._unavailable_timeout:g}); "
-            f"last error: {reason}",
-            model=work.model,
-        )
-        error.retryable = False  # the wait for it is over: no more retries
-        raise error from cause
-
-    async def _run(self, work: Work, attempt: Callable[[int], Awaitable[T]]) -> T:
-        retries = self._max_retries if work.max_retries is None else work.max_retries
-        failures = 0
-
-        def hook(exc: Exception) -> bool | float:
-            nonlocal failures
-            if not isinstance(exc, LiteLLMError):
-                return False  # a cancellation passing through stamina, or a bug: not ours to retry
-            work.last_error = exc
-            decision = self._transport.retry_decision(exc)
-            if decision is False:
-                return False
-            failures += 1
-            if failures > retries:
-                return False
-            self._retries += 1
-            self._transport.log_retry(exc, work.attempts, decision, work.model)
-            if self._events is not None and self._events.active:
-                self._events.emit(
-                    RetryScheduled(
-                        at=trio.current_time(),
-                        model=work.model,
-                        attempt=work.attempts,
-                        error=f"{type(exc).__name__}: {exc}",
-                        wait=decision if not isinstance(decision, bool) else None,
+        except BaseException:
+            if waiting and dispatcher._closing:  # it never got a slot: say so, if there is room
+                self._deliver_now(
+                    JobResult(
+                        id=job_id,
+                        error=ClientClosedError(
+                            "the client closed before the request finished", model=request.model
+                        ),
                     )
                 )
-            if (
-                isinstance(exc, ProxyConnectionError)
-                and self._monitor is not None
-                and self._proxy_reached()
-            ):
-                return self._backoff_initial  # the gate does the waiting while the proxy is down
-            return decision
+            raise
+        else:
+            result = JobResult(
+                id=job_id,
+                response=response,
+                attempts=request.attempts,
+                latency=trio.current_time() - submitted,
+            )
+        finally:
+            if waiting:
+                self._leave_waiting_room(request)
+        await self._deliver(result)
 
-        async def admitted(number: int) -> T:
-            nonlocal failures
-            work.attempts = number
-            if (
-                self._monitor is not None
-                and await self._wait_for_proxy(work, self._monitor)
-                and isinstance(work.last_error, ProxyConnectionError)
-                and failures
-            ):
-                # The monitor confirmed an outage: the connection failure before it was the
-                # proxy's absence, and does not use up a retry (unavailable_timeout bounds the
-                # waiting). A failure while the monitor sees the proxy up does.
-                failures -= 1
-            permit = await self._throttle.acquire(work.tokens, work.model)
-            if self._events is not None and self._events.active:
-                self._events.emit(
-                    RequestSent(
-                        at=trio.current_time(), kind=work.kind, model=work.model, attempt=number
-                    )
-                )
+    def _leave_waiting_room(self, request: Request) -> bool:
+        """The job holds a slot, or stopped waiting for one (False: no longer waiting)."""
+        self._waiting_room.release_on_behalf_of(request)
+        self._dispatcher._waiting_jobs -= 1
+        return False
+
+    async def _deliver(self, result: JobResult) -> None:
+        try:
             try:
-                outcome = await attempt(number)
-            except RateLimitError as exc:
-                if not isinstance(exc, BudgetExceededError):
-                    await self._throttle.rate_limited(
-                        exc.retry_after, model=rate_limit_model(exc.message, work.model)
-                    )
-                    if self._events is not None and self._events.active:
-                        self._events.emit(
-                            ThrottlePaused(
-                                at=trio.current_time(), seconds=exc.retry_after, model=work.model
-                            )
-                        )
-                raise
-            except ProxyConnectionError as exc:
-                self._last_connection_error = exc
-                if self._monitor is not None:
-                    await self._monitor.report_connection_failure(exc.message)
-                raise
-            except ServiceUnavailableError as exc:
-                # A gateway in front of the proxy answers 502/503/504 when the proxy behind it is
-                # gone: ask the monitor for a probe now (it decides; the upstream's own 503s leave
-                # the proxy up).
-                self._reached = True
-                if self._monitor is not None:
-                    await self._monitor.report_connection_failure(exc.message)
-                raise
-            except APIStatusError:
-                self._reached = True
-                raise
-            self._reached = True
-            meta = getattr(outcome, "meta", None)
-            if isinstance(meta, ResponseMeta):
-                await self._throttle.observe(
-                    meta.ratelimit, model=work.model, scopes=meta.scope_ratelimits
-                )
-            usage = getattr(outcome, "usage", None)
-            if usage is not None and work.tokens:
-                await self._throttle.reconcile(permit, usage.total_tokens)
-            return outcome
+                self._results.send_nowait(result)
+            except trio.WouldBlock:
+                await self._results.send(result)  # the consumer is behind: wait for it
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the consumer left the block
 
-        return await self._transport.call(
-            admitted, max_retries=retries, timeout=math.inf, hook=hook
-        )
+    def _deliver_now(self, result: JobResult) -> None:
+        """Deliver without waiting (we are being cancelled), if there is room."""
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            self._results.send_nowait(result)

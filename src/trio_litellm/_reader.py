@@ -2,27 +2,30 @@
 
 Why a task: the HTTP body is read by one task that owns the response from open to close, so
 that leaving the caller's ``async with`` (break, exception, cancellation) cancels that task and
-closes the response at one place, whatever the caller was doing. The reader feeds the sans-IO SSE
-parser, decodes chunks with msgspec and sends them into a bounded channel: a slow consumer slows
-the reader (backpressure) and nothing queues without bound.
+closes the response at one place, whatever the caller was doing. :meth:`Client.stream` starts it
+with ``nursery.start``: :meth:`StreamReader.run` is the stream's whole request, top to bottom
+(the dispatcher's slot, then attempts through the request path's gate, throttle and retry
+policy), and calls ``task_status.started()`` once the first content has arrived. It feeds the
+sans-IO SSE parser, decodes chunks with msgspec and sends them into a bounded channel: a slow
+consumer slows the reader (backpressure) and nothing queues without bound.
 
 The reader holds chunks back until the first one with content. Until then nothing has reached
 the caller, so any failure (an error status, an in-band ``{"error": ...}`` event, a dropped
-connection, no first token in time) is raised and retried by the transport's policy. After it,
-every abnormal end becomes a :class:`StreamInterruptedError` carrying the partial completion:
-a stream never ends short in silence, and is never retried.
+connection, no first token in time) is raised and retried by the retry policy, and one that is
+not retried comes out of ``nursery.start`` in the caller's task. After it, every abnormal end
+becomes a :class:`StreamInterruptedError` carrying the partial completion, handed to the caller
+at the end of the chunks: a stream never ends short in silence, and is never retried.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import msgspec
 import trio
 
 from ._aggregate import StreamAccumulator
+from ._dispatcher import Dispatcher, Request
 from ._errors import (
     ClientClosedError,
     LiteLLMError,
@@ -32,9 +35,11 @@ from ._errors import (
     StreamInterruptedError,
     error_from_body,
 )
+from ._jobs import Call
 from ._meta import ResponseMeta, meta_from_headers
+from ._requests import RequestPath
 from ._sse import EventTooLarge, SSEParser, is_done
-from ._transport import BodyStream, Transport
+from ._transport import BodyStream
 from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
 __all__ = ["STREAM_BUFFER", "ChatStream", "StreamReader"]
@@ -46,74 +51,92 @@ most of what a chunk costs."""
 
 
 class StreamReader:
-    """Opens one streamed completion (retrying before content) and reads it into a channel."""
+    """One streamed completion: its request (retrying before content) and its reading."""
 
     def __init__(
         self,
-        transport: Transport,
+        path: RequestPath,
+        dispatcher: Dispatcher,
+        call: Call,
+        request: Request,
         *,
-        path: str,
-        body: bytes,
-        headers: Mapping[str, str] | None,
-        model: str,
         first_token_timeout: float,
         idle_timeout: float | None,
-        total_timeout: float | None = None,
         max_event_bytes: int | None = None,
     ) -> None:
-        self._transport = transport
         self._path = path
-        self._body = body
-        self._headers = headers
-        self._model = model
+        self._transport = path.transport
+        self._dispatcher = dispatcher
+        self._call = call
+        self._request = request
+        self._model = call.model
         self._first_token_timeout = first_token_timeout
         self._idle_timeout = idle_timeout
-        self._total_timeout = total_timeout
         self._max_event_bytes = max_event_bytes
         self._started = False
         self.accumulator = StreamAccumulator()
         self.meta: ResponseMeta | None = None
         self.error: LiteLLMError | None = None
         self.finished = False
-        self.first_content_at: float | None = None
         self.headers: Mapping[str, str] | None = None  # the answer's, for the debug recorder
 
     async def run(
         self,
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
-        run_attempts: Callable[[Callable[[int], Awaitable[StreamReader]]], Awaitable[Any]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Read the stream into ``send``, then close it.
+        """The stream's request: read it into ``send``, then close it.
 
-        ``run_attempts(attempt)`` admits and retries each attempt (the dispatcher's policy).
-        Errors before the first content are raised; later ones are kept in ``error``, as is a
-        cancellation after it (the stream's total deadline, or the client closing): the consumer
-        never sees such a stream end as if it were complete.
+        Errors before the first content are raised (out of ``nursery.start``); later ones are
+        kept in ``error``, as is a cancellation after it (the stream's total deadline, the
+        client closing, the caller leaving): the consumer never sees such a stream end as if
+        it were complete.
         """
-        deadline = trio.current_time() + (self._total_timeout or math.inf)
+        request = self._request
         with send:
             try:
-                await run_attempts(lambda number: self._attempt(number, send, task_status))
-            except LiteLLMError as exc:
+                async with self._dispatcher.slot(request):
+                    try:
+                        await self._attempts(send, task_status)
+                    except LiteLLMError as exc:
+                        if not self._started:
+                            raise
+                        self.error = request.error = self._interrupted(exc)
+            except LiteLLMError as exc:  # the slot's: the total deadline, or the client closed
                 if not self._started:
                     raise
                 self.error = self._interrupted(exc)
             finally:
                 if self._started and not self.finished and self.error is None:
-                    cause: LiteLLMError = (
-                        RequestTimeoutError(
-                            f"the stream did not finish within its timeout of "
-                            f"{self._total_timeout:g} s",
-                            model=self._model,
-                        )
-                        if trio.current_time() >= deadline
-                        else ClientClosedError(
+                    self.error = self._interrupted(
+                        ClientClosedError(
                             "the stream was cancelled before it finished", model=self._model
                         )
                     )
-                    self.error = self._interrupted(cause)
+
+    async def _attempts(
+        self,
+        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
+        task_status: trio.TaskStatus[None],
+    ) -> None:
+        """Open the stream through its attempts until one has content, and read it to its end."""
+        path, request = self._path, self._request
+        retrying = path.retrying(request)
+        while True:
+            number = retrying.next_attempt()
+            request.attempts = number
+            try:
+                permit = await path.admit(request, retrying)
+                await self._attempt(number, send, task_status)
+            except LiteLLMError as exc:
+                if self._started:
+                    raise  # never retried once the caller has seen a chunk
+                await path.failed(request, retrying, exc)
+                continue
+            request.meta, request.usage = self.meta, self.usage
+            await path.answered(request, self.meta, self.usage, permit)
+            return
 
     @property
     def usage(self) -> Usage | None:
@@ -140,15 +163,16 @@ class StreamReader:
         number: int,
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
         task_status: trio.TaskStatus[None],
-    ) -> StreamReader:
+    ) -> None:
         accumulator = StreamAccumulator()
         self.accumulator = accumulator
+        call = self._call
         start = trio.current_time()
         # The first-token deadline covers the wait for headers too: the proxy sends none until
         # the upstream's first chunk. After the first content, _read moves it to the idle deadline.
         with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
             async with self._transport.stream(
-                "POST", self._path, body=self._body, headers=self._headers, model=self._model
+                "POST", call.path, body=call.body, headers=call.headers, model=self._model
             ) as body:
                 self.meta = meta_from_headers(
                     body.status, body.headers, attempts=number, latency=trio.current_time() - start
@@ -171,7 +195,6 @@ class StreamReader:
             raise RequestTimeoutError(
                 f"no first token within {self._first_token_timeout} s", model=self._model
             )
-        return self
 
     async def _read(
         self,
@@ -283,7 +306,7 @@ class StreamReader:
         task_status: trio.TaskStatus[None],
     ) -> None:
         self._started = True
-        self.first_content_at = trio.current_time()
+        self._path.first_content(self._request)
         task_status.started()
         await send.send(held)
 

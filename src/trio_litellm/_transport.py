@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import os
 import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx2
-import stamina
 import trio
 from httpx2._utils import URLPattern, get_environment_proxies
 
@@ -477,104 +475,6 @@ class Transport:
     def display_url(self) -> str:
         """The proxy's URL without credentials, for messages."""
         return self._config.display_url
-
-    def log_retry(
-        self, exc: Exception, attempt: int, wait: bool | float, model: str | None
-    ) -> None:
-        """One WARNING per retry, naming the proxy and the reason (the key is never in either)."""
-        if logger.isEnabledFor(logging.WARNING):
-            logger.warning(
-                "retrying a request%s to %s after attempt %d%s: %s: %s",
-                f" for {model}" if model else "",
-                self.display_url,
-                attempt,
-                f" in {wait:.1f} s" if not isinstance(wait, bool) else "",
-                type(exc).__name__,
-                exc,
-            )
-
-    def retry_policy(
-        self, retries: int, model: str | None = None
-    ) -> Callable[[Exception], bool | float]:
-        """The stamina hook for one call: :meth:`retry_decision` for at most ``retries`` retries,
-        each logged."""
-        failures = 0
-
-        def decide(exc: Exception) -> bool | float:
-            nonlocal failures
-            decision = self.retry_decision(exc)
-            if decision is False or failures >= retries:
-                return False
-            failures += 1
-            self.log_retry(exc, failures, decision, model)
-            return decision
-
-        return decide
-
-    def retry_decision(self, exc: Exception) -> bool | float:
-        """The policy for one failure: False (raise it), True (back off) or seconds to wait."""
-        if not isinstance(exc, LiteLLMError) or not exc.retryable:
-            return False
-        if exc.retry_after is None:
-            return True
-        if exc.retry_after > self._config.max_retry_after:
-            return False
-        return exc.retry_after
-
-    async def call(
-        self,
-        attempt: Callable[[int], Awaitable[T]],
-        *,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        hook: Callable[[Exception], bool | float] | None = None,
-    ) -> T:
-        """Run ``attempt(n)`` (n = 1, 2, ...) under the retry policy and the total deadline.
-
-        ``hook`` replaces :meth:`retry_policy` and then decides alone when to stop (it must
-        count); ``max_retries=0`` still means a single attempt.
-        """
-        config = self._config
-        retries = config.max_retries if max_retries is None else max_retries
-        total = config.total_timeout if timeout is None else timeout
-        if total is None or total == math.inf:
-            return await self._attempts(attempt, retries, hook)
-        with trio.move_on_after(total) as scope:
-            return await self._attempts(attempt, retries, hook)
-        assert scope.cancelled_caught
-        raise RequestTimeoutError(f"no answer within the total timeout of {total} s")
-
-    async def _attempts(
-        self,
-        attempt: Callable[[int], Awaitable[T]],
-        retries: int,
-        hook: Callable[[Exception], bool | float] | None,
-    ) -> T:
-        if retries == 0:
-            return await attempt(1)
-        if hook is None:
-            hook = self.retry_policy(retries)
-        # The first attempt runs outside stamina: entering its retry context costs more than
-        # the rest of a request's client-side work, and most requests need no second try.
-        try:
-            return await attempt(1)
-        except Exception as exc:
-            first: Exception | None = exc
-        config = self._config
-        async for try_ in stamina.retry_context(
-            on=hook,
-            attempts=None,
-            timeout=None,
-            wait_initial=config.backoff_initial,
-            wait_max=config.backoff_max,
-            wait_jitter=config.backoff_jitter,
-        ):
-            with try_:
-                if first is not None:  # stamina's first try is the one that already failed
-                    failed, first = first, None
-                    raise failed
-                return await attempt(try_.num)
-        raise AssertionError("unreachable: stamina raises the last error")  # pragma: no cover
 
 
 def _certificate_failure(exc: BaseException) -> str | None:

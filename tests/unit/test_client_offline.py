@@ -596,41 +596,63 @@ async def test_events_tell_of_sends_retries_and_finished_requests(
     assert names[2].wait == 2.0
 
 
-async def test_submitted_work_holds_its_slot_at_once_and_queued_work_starts_in_order() -> None:
-    from trio_litellm._dispatcher import Work
+class Gated(Script):
+    """Answers each request once ``release`` is set; records the order requests arrived in."""
 
-    release = trio.Event()
-    started: list[int] = []
-    delivered: list[int] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = trio.Event()
+        self.order: list[str] = []
 
-    def operation(number: int) -> Callable[[Any], Any]:
-        async def run(_: Any) -> int:
-            started.append(number)
-            await release.wait()
-            return number
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.order.append(msgspec.json.decode(request.content)["messages"][0]["content"])
+        await self.release.wait()
+        return httpx2.Response(200, content=COMPLETION)
 
-        return run
 
-    async def deliver(result: Any, error: BaseException | None, work: Work) -> None:
-        delivered.append(result)
+async def test_calls_beyond_max_in_flight_wait_for_a_slot_and_start_first_come_first_served() -> (
+    None
+):
+    gated = Gated()
+    replies: list[str] = []
 
+    async def call(client: Client, text: str) -> None:
+        await client.complete(model="m", messages=[{"role": "user", "content": text}])
+        replies.append(text)
+
+    async with open_test_client(gated, max_in_flight=3) as client:
+        async with trio.open_nursery() as nursery:
+            for number in range(6):
+                nursery.start_soon(call, client, f"call {number}")
+                await trio.testing.wait_all_tasks_blocked()
+            assert sorted(gated.order) == ["call 0", "call 1", "call 2"]
+            dispatcher = client.statistics().dispatcher
+            assert (dispatcher.in_flight, dispatcher.waiting) == (3, 3)
+            gated.release.set()
+        assert gated.order[3:] == ["call 3", "call 4", "call 5"]  # first come, first served
+        assert sorted(replies) == [f"call {number}" for number in range(6)]
+        assert client.statistics().dispatcher.in_flight == 0
+
+
+async def test_jobs_beyond_max_in_flight_wait_for_a_slot_and_start_in_the_order_sent() -> None:
+    from trio_litellm import Job
+
+    gated = Gated()
     async with (
-        open_test_client(Script(), max_in_flight=3) as client,
-        trio.open_nursery() as nursery,
+        open_test_client(gated, max_in_flight=2) as client,
+        client.open_jobs() as (send_jobs, receive_results),
     ):
-        dispatcher = client._dispatcher
-        for number in range(3):
-            await dispatcher.submit(Work(operation(number), deliver))
-            # no scheduler pass in between: the slot is taken when submit returns
-            assert client.statistics().dispatcher.in_flight == number + 1
-        for number in range(3, 6):
-            nursery.start_soon(dispatcher.submit, Work(operation(number), deliver))
-            await trio.testing.wait_all_tasks_blocked()
-        assert sorted(started) == [0, 1, 2]  # started together, in any order
-        release.set()
+        async with send_jobs:
+            for number in range(5):
+                request = {"model": "m", "messages": [{"role": "user", "content": f"job {number}"}]}
+                await send_jobs.send(Job(id=number, request=request))
         await trio.testing.wait_all_tasks_blocked()
-    assert started[3:] == [3, 4, 5]  # the queued ones, first come first served
-    assert sorted(delivered) == [0, 1, 2, 3, 4, 5]
+        assert sorted(gated.order) == ["job 0", "job 1"]
+        assert client.statistics().dispatcher.in_flight == 2
+        gated.release.set()
+        ids = [result.id async for result in receive_results if result.ok]
+    assert gated.order[2:] == ["job 2", "job 3", "job 4"]
+    assert sorted(ids) == [0, 1, 2, 3, 4]
 
 
 class Stall(Script):

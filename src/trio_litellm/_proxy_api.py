@@ -1,0 +1,104 @@
+"""The proxy's own routes: models, model info, spend, health.
+
+They do not go through the dispatcher (they are not LLM calls: no slot, no throttle, no usage
+record), but they retry under the same policy and within the same total timeout as calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._errors import (
+    APIStatusError,
+    LiteLLMError,
+    ModelNotFoundError,
+    ResponseDecodeError,
+    SpendUnavailableError,
+)
+from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
+from ._observer import PROBE_TIMEOUT
+from ._requests import decode
+from ._retry import RetryPolicy, deadline
+from ._transport import Transport
+from ._wire import Model, ModelInfo, ModelList, model_infos, model_list_decoder
+
+__all__ = ["ProxyAPI"]
+
+T = TypeVar("T")
+
+_NO_DATABASE = re.compile(
+    r"database not connected|no db connected|db not connected|no_db_connection", re.I
+)
+_spend_decoder = msgspec.json.Decoder(list[dict[str, Any]])
+
+
+class ProxyAPI:
+    """``GET`` routes of the proxy, each read whole and decoded into its typed answer."""
+
+    def __init__(self, transport: Transport, policy: RetryPolicy, total_timeout: float | None):
+        self._transport = transport
+        self._policy = policy
+        self._total_timeout = total_timeout
+
+    async def _get(self, path: str, read: Callable[[bytes], T]) -> T:
+        """``GET path`` through its attempts, within the total timeout; ``read`` its body."""
+        retrying = self._policy.start()
+        with deadline(self._total_timeout):
+            while True:
+                retrying.next_attempt()
+                try:
+                    answer = await self._transport.request("GET", path)
+                    return read(answer.content)
+                except LiteLLMError as exc:
+                    await retrying.failed(exc)
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: the deadline may swallow)
+
+    async def list_models(self) -> list[Model]:
+        models: ModelList = await self._get(
+            "/v1/models", lambda content: decode(model_list_decoder, content, None)
+        )
+        return models.data
+
+    async def model_infos(self) -> list[ModelInfo]:
+        return await self._get("/v1/model/info", _model_infos)
+
+    async def model_info(self, model: str) -> ModelInfo:
+        for info in await self.model_infos():
+            if info.model_name == model:
+                return info
+        raise ModelNotFoundError(f"the proxy serves no model named {model!r}", model=model)
+
+    async def spend(self, start_date: date | None, end_date: date | None) -> list[dict[str, Any]]:
+        end = end_date or datetime.now(UTC).date()
+        start = start_date or end - timedelta(days=30)
+        path = f"/global/spend/report?start_date={start.isoformat()}&end_date={end.isoformat()}"
+        try:
+            answer = await self._transport.request("GET", path, timeout=PROBE_TIMEOUT)
+        except APIStatusError as exc:
+            if _NO_DATABASE.search(exc.message):
+                raise SpendUnavailableError(
+                    f"the proxy has no database, so it keeps no spend: {exc.message}",
+                    status=exc.status,
+                    type=exc.type,
+                    call_id=exc.call_id,
+                ) from exc
+            raise
+        return decode(_spend_decoder, answer.content, None)
+
+    async def health(self, timeout: float) -> ProxyHealth:
+        return await probe_proxy(self._transport, timeout=timeout)
+
+    async def deployment_health(self, model: str | None, timeout: float) -> DeploymentHealth:
+        return await check_deployments(self._transport, model=model, timeout=timeout)
+
+
+def _model_infos(content: bytes) -> list[ModelInfo]:
+    try:
+        return model_infos(content)
+    except msgspec.DecodeError as exc:
+        raise ResponseDecodeError(f"unreadable /v1/model/info answer: {exc}") from exc

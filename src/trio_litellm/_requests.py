@@ -1,0 +1,299 @@
+"""The request path: one coroutine per request, from a prepared call to its typed answer.
+
+A method call reads, top to bottom::
+
+    async with dispatcher.slot(request):        # in-flight limit, total deadline, record
+        await path.send(call, request)
+            for each attempt (the retry policy, _retry):
+                await path.admit(request)       # the health gate, then the throttle
+                answer = await transport.request(...)
+                reply = decode(answer)          # a typed ChatCompletion / EmbeddingResponse
+            (a failure: path.failed(...) tells the throttle or the monitor, then the policy
+             raises it or waits for the next attempt)
+
+A job runs the same :meth:`RequestPath.send` in a task of the dispatcher; a stream runs the same
+steps (:meth:`admit`, :meth:`failed`, :meth:`answered`) in its reader task (``_reader``), since
+what it reads between them differs.
+
+What comes back from the proxy feeds the actors on the way: a 429 pauses the throttle for its
+model group, or for everyone when the limit is the key's or the proxy's own; a connection failure
+(or a 502/503/504) asks the health monitor for a probe, which may close the gate; the answer's
+rate-limit headers and token usage go back to the throttle. Two rules of waiting at the gate: a
+connection failure the monitor then confirms as an outage does not use up ``max_retries`` (the
+retry waits at the gate until the proxy is back, ``unavailable_timeout`` at most in all), while
+one it does not confirm does; and a proxy never reached since the client opened is not waited
+for at all (a wrong URL, far more often than a restart), so its requests fail after their
+retries, in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeVar
+
+import msgspec
+import trio
+
+from ._dispatcher import Request
+from ._errors import (
+    APIStatusError,
+    BudgetExceededError,
+    LiteLLMError,
+    ProxyConnectionError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServiceUnavailableError,
+    error_from_body,
+)
+from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
+from ._jobs import Call
+from ._limit_scope import rate_limit_model
+from ._meta import ResponseMeta, meta_from_headers
+from ._monitor import HealthMonitor
+from ._retry import Retrying, RetryPolicy
+from ._throttle import Permit, Throttle
+from ._transport import Answer, Transport
+from ._wire import (
+    ChatCompletion,
+    EmbeddingResponse,
+    Usage,
+    completion_decoder,
+    embedding_decoder,
+)
+
+__all__ = ["RequestPath", "decode"]
+
+T = TypeVar("T")
+
+
+class RequestPath:
+    """Sends requests through their attempts: gate, throttle, transport, decode, retry."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        throttle: Throttle,
+        monitor: HealthMonitor | None,
+        policy: RetryPolicy,
+        events: EventBus,
+        *,
+        unavailable_timeout: float = math.inf,
+    ) -> None:
+        self.transport = transport
+        self.policy = policy
+        self._throttle = throttle
+        self._monitor = monitor
+        self._events = events
+        self._unavailable_timeout = unavailable_timeout
+        # Whether the proxy ever answered this client (a request or a probe): a proxy never
+        # reached is a wrong URL or a dead one far more often than a restarting one, so its
+        # requests use up their retries instead of waiting at the gate.
+        self._reached = False
+        self._last_connection_error: ProxyConnectionError | None = None
+
+    async def send(self, call: Call, request: Request) -> ChatCompletion | EmbeddingResponse:
+        """Send a call answered in one JSON body through its attempts; its decoded answer."""
+        retrying = self.retrying(request)
+        while True:
+            number = retrying.next_attempt()
+            request.attempts = number
+            try:
+                permit = await self.admit(request, retrying)
+                answer = await self._attempt(call, request, number)
+                reply = _reply(call, answer, number)
+            except LiteLLMError as exc:
+                await self.failed(request, retrying, exc)
+                continue
+            request.meta, request.usage = reply.meta, reply.usage
+            await self.answered(request, reply.meta, reply.usage, permit)
+            return reply
+
+    async def _attempt(self, call: Call, request: Request, number: int) -> Answer:
+        """One attempt on the wire; the debug recorder's trace sees whatever came back."""
+        trace = request.trace
+        try:
+            answer = await self.transport.request(
+                "POST", call.path, body=call.body, headers=call.headers, model=call.model
+            )
+        except LiteLLMError as exc:
+            if trace is not None and exc.response_body is not None and exc.status is not None:
+                trace.answered(
+                    number, exc.status, exc.response_headers or {}, exc.response_body.encode()
+                )
+            raise
+        if trace is not None:
+            trace.answered(number, answer.status, answer.headers, answer.content)
+        return answer
+
+    # --- the steps of an attempt, shared with the stream reader ---------------------------------
+
+    def retrying(self, request: Request) -> Retrying:
+        """The retries of ``request``, under the client's policy."""
+        return self.policy.start(max_retries=request.max_retries, model=request.model)
+
+    async def admit(self, request: Request, retrying: Retrying) -> Permit:
+        """Wait for the health gate, then for the throttle; announce the attempt."""
+        monitor = self._monitor
+        if (
+            monitor is not None
+            and await self._wait_for_proxy(request, monitor)
+            and isinstance(request.last_error, ProxyConnectionError)
+        ):
+            # The monitor confirmed an outage: the connection failure before it was the proxy's
+            # absence, and does not use up a retry (unavailable_timeout bounds the waiting). A
+            # failure while the monitor sees the proxy up does.
+            retrying.forgive()
+        permit = await self._throttle.acquire(request.tokens, request.model)
+        events = self._events
+        if events.active:
+            events.emit(
+                RequestSent(
+                    at=trio.current_time(),
+                    kind=request.kind,
+                    model=request.model,
+                    attempt=request.attempts,
+                )
+            )
+        return permit
+
+    async def failed(self, request: Request, retrying: Retrying, exc: LiteLLMError) -> None:
+        """An attempt failed: tell the throttle or the monitor what it shows, then raise ``exc``
+        unless the policy retries it (after waiting)."""
+        request.last_error = exc
+        monitor = self._monitor
+        if isinstance(exc, RateLimitError):
+            self._reached = True
+            if not isinstance(exc, BudgetExceededError):
+                await self._throttle.rate_limited(
+                    exc.retry_after, model=rate_limit_model(exc.message, request.model)
+                )
+                if self._events.active:
+                    self._events.emit(
+                        ThrottlePaused(
+                            at=trio.current_time(), seconds=exc.retry_after, model=request.model
+                        )
+                    )
+        elif isinstance(exc, ProxyConnectionError):
+            self._last_connection_error = exc
+            if monitor is not None:
+                await monitor.report_connection_failure(exc.message)
+        elif isinstance(exc, ServiceUnavailableError):
+            # A gateway in front of the proxy answers 502/503/504 when the proxy behind it is
+            # gone: ask the monitor for a probe now (it decides; the upstream's own 503s leave
+            # the proxy up).
+            self._reached = True
+            if monitor is not None:
+                await monitor.report_connection_failure(exc.message)
+        elif isinstance(exc, APIStatusError):
+            self._reached = True
+        gated = (
+            isinstance(exc, ProxyConnectionError) and monitor is not None and self._proxy_reached()
+        )
+        await retrying.failed(exc, gated=gated)
+
+    async def answered(
+        self,
+        request: Request,
+        meta: ResponseMeta | None,
+        usage: Usage | None,
+        permit: Permit,
+    ) -> None:
+        """An attempt got its answer: its rate-limit headers and real token usage go to the
+        throttle."""
+        self._reached = True
+        if meta is not None:
+            await self._throttle.observe(
+                meta.ratelimit, model=request.model, scopes=meta.scope_ratelimits
+            )
+        if usage is not None and request.tokens:
+            await self._throttle.reconcile(permit, usage.total_tokens)
+
+    def first_content(self, request: Request) -> None:
+        """A stream's first content arrived: its time to first token is known."""
+        now = request.first_content_at = trio.current_time()
+        if self._events.active:
+            self._events.emit(
+                FirstToken(at=now, model=request.model, ttft=now - request.started_at)
+            )
+
+    # --- the health gate ------------------------------------------------------------------------
+
+    def _proxy_reached(self) -> bool:
+        """Whether the proxy ever answered a request or a probe of this client."""
+        if not self._reached and self._monitor is not None:
+            probes = self._monitor.statistics()
+            self._reached = probes.probes > probes.failed_probes
+        return self._reached
+
+    async def _wait_for_proxy(self, request: Request, monitor: HealthMonitor) -> bool:
+        """Wait at the health gate while the proxy is down, for ``unavailable_timeout`` at most
+        over the request's life; then raise a :class:`ProxyConnectionError` that is not retried.
+        True if it waited (the monitor saw the proxy down).
+
+        A proxy never reached is not waited for (the request tries, and uses up its retries).
+        """
+        gate = monitor.gate
+        if gate.is_open or not self._proxy_reached():
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return False
+        if request.last_error is None:  # held for what another request ran into
+            request.last_error = self._last_connection_error
+        start = trio.current_time()
+        with trio.move_on_after(self._unavailable_timeout - request.held):
+            await gate.wait_open()
+        request.held += trio.current_time() - start
+        if gate.is_open:
+            return True
+        cause = request.last_error
+        reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
+        error = ProxyConnectionError(
+            f"the proxy at {self.transport.display_url} is unavailable: waited "
+            f"{request.held:.1f} s for it (unavailable_timeout={self._unavailable_timeout:g}); "
+            f"last error: {reason}",
+            model=request.model,
+        )
+        error.retryable = False  # the wait for it is over: no more retries
+        raise error from cause
+
+
+def _reply(call: Call, answer: Answer, number: int) -> ChatCompletion | EmbeddingResponse:
+    """The typed answer of a call, its :class:`ResponseMeta` attached."""
+    reply: ChatCompletion | EmbeddingResponse
+    try:
+        if call.kind == "chat":
+            reply = decode(completion_decoder, answer.content, call.model)
+        else:
+            reply = decode(embedding_decoder, answer.content, call.model)
+    except ResponseDecodeError as exc:
+        if call.keep_body:  # a paid answer: whoever asked for the bytes keeps them
+            exc.status = answer.status
+            exc.response_body = answer.content.decode("utf-8", "replace")
+            exc.response_headers = answer.headers
+        raise
+    if not (reply.choices if isinstance(reply, ChatCompletion) else reply.data):
+        raise _empty_answer(answer.status, answer.content, call.model)
+    reply.meta = meta_from_headers(
+        answer.status,
+        answer.headers,
+        attempts=number,
+        latency=answer.latency,
+        body=answer.content if call.keep_body else None,
+    )
+    return reply
+
+
+def decode(decoder: msgspec.json.Decoder[T], content: bytes, model: str | None) -> T:
+    """``decoder.decode(content)``, a :class:`ResponseDecodeError` when the answer is not valid."""
+    try:
+        return decoder.decode(content)
+    except msgspec.DecodeError as exc:
+        raise ResponseDecodeError(f"the proxy's answer is not valid: {exc}", model=model) from exc
+
+
+def _empty_answer(status: int, content: bytes, model: str | None) -> LiteLLMError:
+    """A 200 without choices or data: an error body in disguise, or a broken answer."""
+    if b'"error"' in content:
+        return error_from_body(status if status >= 400 else None, content, model=model)
+    return ResponseDecodeError(
+        f"the proxy answered {status} with no result: {content[:200]!r}", model=model
+    )
