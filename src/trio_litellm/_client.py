@@ -47,7 +47,7 @@ from ._events import Event, EventBus, HealthChanged, Hook
 from ._health import DeploymentHealth, ProxyHealth, liveness_probe
 from ._jobs import Job, JobResult, chat_request, embedding_request, prepare
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
-from ._nursery import open_collapsing_nursery
+from ._nursery import collapsing_groups, open_collapsing_nursery
 from ._observer import PROBE_TIMEOUT, Observer
 from ._proxy_api import ProxyAPI
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
@@ -512,7 +512,8 @@ class Client(metaclass=_NoPublicConstructor):
                 trace=self._observer.recorder is not None,
             )
             try:
-                yield job_send, result_receive
+                with collapsing_groups():  # the caller's lone exception comes out as itself
+                    yield job_send, result_receive
             finally:
                 # The send side is the producer's to close; once the block stops, a producer
                 # still sending gets BrokenResourceError: nobody takes jobs any more.

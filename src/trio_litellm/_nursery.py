@@ -9,12 +9,12 @@ same ``__cause__`` and ``__context__``. A group of several stays a group: nothin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
-__all__ = ["open_collapsing_nursery", "single_leaf"]
+__all__ = ["collapsing_groups", "open_collapsing_nursery", "single_leaf"]
 
 
 def single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -27,12 +27,11 @@ def single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | Non
     return leaf
 
 
-@asynccontextmanager
-async def open_collapsing_nursery() -> AsyncIterator[trio.Nursery]:
-    """``trio.open_nursery()``, re-raising a lone exception unwrapped."""
+@contextmanager
+def collapsing_groups() -> Iterator[None]:
+    """Re-raise a lone exception leaving the block unwrapped from its (nested) groups."""
     try:
-        async with trio.open_nursery() as nursery:
-            yield nursery
+        yield
     except BaseExceptionGroup as group:
         leaf = single_leaf(group)
         if leaf is None:
@@ -42,3 +41,11 @@ async def open_collapsing_nursery() -> AsyncIterator[trio.Nursery]:
             raise leaf
         finally:
             leaf.__context__ = context
+
+
+@asynccontextmanager
+async def open_collapsing_nursery() -> AsyncIterator[trio.Nursery]:
+    """``trio.open_nursery()``, re-raising a lone exception unwrapped."""
+    with collapsing_groups():
+        async with trio.open_nursery() as nursery:
+            yield nursery
