@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import trio
 
+from ._classify import error_from_body
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
 from ._errors import (
@@ -32,7 +33,6 @@ from ._errors import (
     ModelNotFoundError,
     ResponseDecodeError,
     SpendUnavailableError,
-    error_from_body,
 )
 from ._events import Event, EventBus, FirstToken, HealthChanged, Hook, RequestFinished
 from ._health import (

@@ -23,6 +23,7 @@ import msgspec
 import trio
 
 from ._aggregate import StreamAccumulator
+from ._classify import error_from_body
 from ._errors import (
     ClientClosedError,
     LiteLLMError,
@@ -30,7 +31,6 @@ from ._errors import (
     RequestTimeoutError,
     ResponseDecodeError,
     StreamInterruptedError,
-    error_from_body,
 )
 from ._meta import ResponseMeta, meta_from_headers
 from ._sse import EventTooLarge, SSEParser, is_done

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_litellm._classify import error_from_body, error_from_response, parse_retry_after
 from trio_litellm._errors import (
     APIConnectionError,
     APIError,
@@ -37,9 +38,6 @@ from trio_litellm._errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
     UnprocessableEntityError,
-    error_from_body,
-    error_from_response,
-    parse_retry_after,
 )
 
 
