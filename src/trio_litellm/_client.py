@@ -29,6 +29,7 @@ from ._dispatcher import Dispatcher, DispatcherStatistics, Runner, Work
 from ._errors import (
     APIStatusError,
     ClientClosedError,
+    InvalidRequestError,
     LiteLLMError,
     ModelNotFoundError,
     ResponseDecodeError,
@@ -44,7 +45,6 @@ from ._health import (
 )
 from ._jobs import (
     Call,
-    InvalidRequestError,
     Job,
     JobResult,
     chat_request,

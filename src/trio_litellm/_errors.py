@@ -1,36 +1,51 @@
-"""The error tree: every error trio-litellm raises, drawn here and defined here.
+"""The error tree: every error class of trio-litellm, defined in this one module.
 
-::
+The README draws the same tree; a test holds both drawings to the classes' real bases::
 
-    LiteLLMError                      every error this package raises; ``status_code`` is ``status``
-    ├── ConfigError                   you misused the API: a bad option or value (also a ValueError)
-    ├── InvalidRequestError           you misused the API: a request that cannot be sent, ``field``
-    │                                 names what is wrong (also a ValueError and a TypeError)
-    ├── ClientClosedError             the client closed (or the caller left) before the end
-    └── APIError                      the request was made and failed on the way or at the proxy
+    LiteLLMError                      every error the library raises; .status, .message, .call_id
+    ├── UsageError                    the cause is on your side, not the proxy's; never retried
+    │   ├── ConfigError               a bad option or value (also a ValueError)
+    │   ├── InvalidRequestError       a request that cannot be sent, .field names what (also a
+    │   │                             ValueError and a TypeError)
+    │   ├── ClientClosedError         the client closed (or its caller left) before the end
+    │   ├── DumpFileError             not a recorder dump: .path, .line_no (also a ValueError)
+    │   ├── BatchInputError           a batch input file that cannot be read or sent (.problems)
+    │   ├── OutputCorruptError        a batch output line that is not ours, or a custom_id twice
+    │   └── OutputLockedError         another batch run is writing the output file
+    └── APIError                      the request was made and failed
         ├── APIConnectionError        no answer came
-        │   ├── ProxyConnectionError  the proxy could not be reached, or dropped the connection
+        │   ├── ProxyConnectionError  cannot reach the proxy, or the connection broke   (retried)
         │   ├── ProxyCertificateError TLS failed on a certificate (theirs untrusted, ours refused)
-        │   └── RequestTimeoutError   our own deadline passed, or the proxy answered 408
+        │   └── RequestTimeoutError   one of our deadlines, or the proxy's 408           (retried)
         │                             (also named APITimeoutError)
-        ├── ResponseDecodeError       the proxy answered with something we cannot decode
+        ├── ResponseDecodeError       an answer that is not the OpenAI wire format
         │   └── ResponseTooLargeError a response head, body or stream event over its cap
-        ├── StreamInterruptedError    a stream ended abnormally after content reached you
-        └── APIStatusError            the proxy answered with an error status or an in-band error
-            ├── SpendUnavailableError a spend report needs a proxy database, and it has none
-            ├── BadRequestError       400
-            │   ├── ModelNotFoundError  400 "Invalid model name", or a model info lookup that found none
+        ├── StreamInterruptedError    a stream ended abnormally after content (.partial)
+        └── APIStatusError            the proxy answered with an error
+            ├── SpendUnavailableError     spend needs a proxy database, and it has none
+            ├── BadRequestError           400
+            │   ├── ModelNotFoundError    "Invalid model name", or a model info lookup found none
             │   ├── ContextWindowExceededError
             │   └── ContentPolicyViolationError
-            ├── AuthenticationError   401, and LiteLLM's key errors (which it may send as 400)
-            ├── PermissionDeniedError 403, and LiteLLM's model-access errors
-            ├── NotFoundError         404
-            ├── ConflictError         409
+            ├── AuthenticationError       401 (and LiteLLM's key errors, which may come as 400)
+            ├── PermissionDeniedError     403 (and LiteLLM's model-access errors)
+            ├── NotFoundError             404
+            ├── ConflictError             409                                            (retried)
             ├── UnprocessableEntityError  422
-            ├── RateLimitError        429 (``retry_after`` in seconds when the proxy said)
-            │   └── BudgetExceededError   429/400 with type ``budget_exceeded``: never retried
-            ├── InternalServerError   500 and any other 5xx
-            └── ServiceUnavailableError   502, 503, 504
+            ├── RateLimitError            429, .retry_after in seconds                   (retried)
+            │   └── BudgetExceededError   a spent budget: never retried
+            ├── InternalServerError       500 and other 5xx                              (retried)
+            └── ServiceUnavailableError   502, 503, 504                                  (retried)
+
+Two branches, kept apart as h11 keeps ``LocalProtocolError`` from ``RemoteProtocolError``:
+``UsageError`` is what the caller did (a call, an option or a file to fix, a client used while
+or after it closed), ``APIError`` what the proxy or the network did. The first is never
+retried and never counts against the proxy's health; the second is what the retry policy and
+the health gate weigh. ``UsageError`` stays under ``LiteLLMError`` so that one
+``except LiteLLMError`` still catches everything the library raises (a batch job's last line of
+defence, the CLI's exit codes); ``except APIError`` leaves misuse out, as in the openai SDK.
+The misuse classes are also the builtin errors Python raises for such mistakes (``ValueError``,
+``TypeError``), so code that catches those keeps working.
 
 ``APIError``, ``APIConnectionError``, ``APITimeoutError``, ``APIStatusError`` and the status
 classes carry the openai SDK's names, so code ported from it keeps its ``except`` clauses: as
@@ -38,13 +53,17 @@ there, a timeout is a kind of connection error (``except APIConnectionError`` ca
 while ``except ProxyConnectionError`` still means only that the proxy could not be reached.
 
 Which leaf a proxy's error answer becomes is decided in :mod:`._classify`. This module does no
-IO.
+IO and imports nothing of ours at run time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .batch._input import InputProblem
 
 __all__ = [
     "APIConnectionError",
@@ -53,17 +72,21 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchInputError",
     "BudgetExceededError",
     "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "DumpFileError",
     "InternalServerError",
     "InvalidRequestError",
     "LiteLLMError",
     "ModelNotFoundError",
     "NotFoundError",
+    "OutputCorruptError",
+    "OutputLockedError",
     "PermissionDeniedError",
     "ProxyCertificateError",
     "ProxyConnectionError",
@@ -75,6 +98,7 @@ __all__ = [
     "SpendUnavailableError",
     "StreamInterruptedError",
     "UnprocessableEntityError",
+    "UsageError",
 ]
 
 
@@ -138,7 +162,13 @@ class LiteLLMError(Exception):
         )
 
 
-class ConfigError(LiteLLMError, ValueError):
+class UsageError(LiteLLMError):
+    """The cause is on the caller's side: a call, an option or a file to fix, or a client used
+    while or after it closed. Nothing was asked of the proxy, or what it did is not at fault;
+    retrying the same cannot help, so none of these is retried."""
+
+
+class ConfigError(UsageError, ValueError):
     """A configuration option is unknown or has a bad value; ``field`` names it."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -146,7 +176,7 @@ class ConfigError(LiteLLMError, ValueError):
         self.field = field
 
 
-class InvalidRequestError(LiteLLMError, ValueError, TypeError):
+class InvalidRequestError(UsageError, ValueError, TypeError):
     """You misused the API: a request that cannot be sent, refused before anything is sent.
 
     A misspelt or missing keyword, no model, no or empty messages, a message that is neither a
@@ -161,10 +191,83 @@ class InvalidRequestError(LiteLLMError, ValueError, TypeError):
         self.field = field
 
 
+class ClientClosedError(UsageError):
+    """The request was cancelled before it finished: the client closed, or its caller left.
+
+    Also what every method of a closed client raises.
+    """
+
+
+class DumpFileError(UsageError, ValueError):
+    """A line of a recorder dump is not a recorded exchange; ``path`` and ``line_no`` say where."""
+
+    def __init__(self, path: str, line_no: int, problem: str) -> None:
+        super().__init__(f"{path}:{line_no}: {problem}")
+        self.path = path
+        self.line_no = line_no
+
+
+class BatchInputError(UsageError):
+    """A batch input file cannot be read, or has lines that cannot be sent.
+
+    ``problems`` lists them (maybe only the first ``MAX_KEPT_PROBLEMS`` of
+    :mod:`trio_litellm.batch`); ``total`` counts them all.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        problems: Sequence[InputProblem],
+        *,
+        total: int | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.problems = list(problems)
+        self.total = len(self.problems) if total is None else total
+        shown = self.problems[:20]
+        noun = "problem" if self.total == 1 else "problems"
+        lines = [f"{self.path}: {self.total} {noun} in the batch input file"]
+        for problem in shown:
+            where = f"{self.path}:{problem.line_no}" if problem.line_no else self.path
+            lines.append(f"  {where}: {problem.message}")
+        if self.total > len(shown):
+            lines.append(f"  ... and {self.total - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+class OutputCorruptError(UsageError):
+    """A complete line of a batch output file is not one of our records, or repeats a
+    ``custom_id``. ``path`` and ``line_no`` (1-based) say where."""
+
+    def __init__(self, path: str, line_no: int, problem: str) -> None:
+        super().__init__(f"{path}:{line_no}: {problem}")
+        self.path = path
+        self.line_no = line_no
+
+
+class OutputLockedError(UsageError):
+    """Another run holds the batch output file's lock; ``pid`` is that run's process (None if
+    unknown).
+
+    Two runs on one output would each send the requests the other is sending, and write them
+    twice; the second run stops before it reads anything.
+    """
+
+    def __init__(self, path: str, lock_path: str, pid: int | None) -> None:
+        holder = f"PID {pid}" if pid is not None else "PID unknown"
+        super().__init__(
+            f"{path} is being written by another run ({holder}, holding {lock_path}); "
+            "wait for it to end or stop it, then run again"
+        )
+        self.path = path
+        self.lock_path = lock_path
+        self.pid = pid
+
+
 class APIError(LiteLLMError):
     """The request was made and failed: no answer came, the answer was broken, or the proxy
-    answered with an error. Misuse (ConfigError, InvalidRequestError) and cancellation
-    (ClientClosedError) are not API errors, as in the openai SDK."""
+    answered with an error. A :class:`UsageError` is not an API error, as misuse is not in the
+    openai SDK."""
 
 
 class APIConnectionError(APIError):
@@ -234,10 +337,6 @@ class StreamInterruptedError(APIError):
     def __init__(self, message: str, *, partial: Any = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.partial = partial
-
-
-class ClientClosedError(LiteLLMError):
-    """The request was cancelled before it finished: the client closed, or its caller left."""
 
 
 class APIStatusError(APIError):
