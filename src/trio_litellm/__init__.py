@@ -16,17 +16,21 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchInputError,
     BudgetExceededError,
     ClientClosedError,
     ConfigError,
     ConflictError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
+    DumpFileError,
     InternalServerError,
     InvalidRequestError,
     LiteLLMError,
     ModelNotFoundError,
     NotFoundError,
+    OutputCorruptError,
+    OutputLockedError,
     PermissionDeniedError,
     ProxyCertificateError,
     ProxyConnectionError,
@@ -38,6 +42,7 @@ from ._errors import (
     SpendUnavailableError,
     StreamInterruptedError,
     UnprocessableEntityError,
+    UsageError,
 )
 from ._events import (
     Event,
@@ -54,7 +59,7 @@ from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
-from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
+from ._recorder import DebugRecorder, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ModelThrottleStatistics, ThrottleStatistics
 from ._usage import RequestRecord, UsageStats
 from ._wire import (
@@ -87,6 +92,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchInputError",
     "BudgetExceededError",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -131,6 +137,8 @@ __all__ = [
     "ModelThrottleStatistics",
     "MonitorStatistics",
     "NotFoundError",
+    "OutputCorruptError",
+    "OutputLockedError",
     "PermissionDeniedError",
     "ProxyCertificateError",
     "ProxyConnectionError",
@@ -157,6 +165,7 @@ __all__ = [
     "ToolCallDelta",
     "UnprocessableEntityError",
     "Usage",
+    "UsageError",
     "UsageStats",
     "__version__",
     "open_client",

@@ -36,6 +36,7 @@ from ._dump_view import render_dump
 from ._errors import (
     AuthenticationError,
     ConfigError,
+    DumpFileError,
     InvalidRequestError,
     LiteLLMError,
     ProxyCertificateError,
@@ -43,7 +44,7 @@ from ._errors import (
 )
 from ._health import DeploymentStatus
 from ._nursery import single_leaf
-from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
+from ._recorder import DebugRecorder, RecordedExchange, read_dump
 from .batch import (
     BatchInputError,
     BatchPlan,

@@ -1,56 +1,69 @@
-"""The error tree, and the pure classifier that turns a proxy's error answer into one of its leaves.
+"""The error tree: every error class of trio-litellm, defined in this one module.
 
-::
+The README draws the same tree; a test holds both drawings to the classes' real bases::
 
-    LiteLLMError                      every error this package raises; ``status_code`` is ``status``
-    ├── ConfigError                   you misused the API: a bad option or value (also a ValueError)
-    ├── InvalidRequestError           you misused the API: a request that cannot be sent, ``field``
-    │                                 names what is wrong (also a ValueError and a TypeError)
-    ├── ClientClosedError             the client closed (or the caller left) before the end
-    └── APIError                      the request was made and failed on the way or at the proxy
+    LiteLLMError                      every error the library raises; .status, .message, .call_id
+    ├── UsageError                    the cause is on your side, not the proxy's; never retried
+    │   ├── ConfigError               a bad option or value (also a ValueError)
+    │   ├── InvalidRequestError       a request that cannot be sent, .field names what (also a
+    │   │                             ValueError and a TypeError)
+    │   ├── ClientClosedError         the client closed (or its caller left) before the end
+    │   ├── DumpFileError             not a recorder dump: .path, .line_no (also a ValueError)
+    │   ├── BatchInputError           a batch input file that cannot be read or sent (.problems)
+    │   ├── OutputCorruptError        a batch output line that is not ours, or a custom_id twice
+    │   └── OutputLockedError         another batch run is writing the output file
+    └── APIError                      the request was made and failed
         ├── APIConnectionError        no answer came
-        │   ├── ProxyConnectionError  the proxy could not be reached, or dropped the connection
+        │   ├── ProxyConnectionError  cannot reach the proxy, or the connection broke   (retried)
         │   ├── ProxyCertificateError TLS failed on a certificate (theirs untrusted, ours refused)
-        │   └── RequestTimeoutError   our own deadline passed, or the proxy answered 408
+        │   └── RequestTimeoutError   one of our deadlines, or the proxy's 408           (retried)
         │                             (also named APITimeoutError)
-        ├── ResponseDecodeError       the proxy answered with something we cannot decode
+        ├── ResponseDecodeError       an answer that is not the OpenAI wire format
         │   └── ResponseTooLargeError a response head, body or stream event over its cap
-        ├── StreamInterruptedError    a stream ended abnormally after content reached you
-        └── APIStatusError            the proxy answered with an error status or an in-band error
-            ├── SpendUnavailableError a spend report needs a proxy database, and it has none
-            ├── BadRequestError       400
-            │   ├── ModelNotFoundError  400 "Invalid model name", or a model info lookup that found none
+        ├── StreamInterruptedError    a stream ended abnormally after content (.partial)
+        └── APIStatusError            the proxy answered with an error
+            ├── SpendUnavailableError     spend needs a proxy database, and it has none
+            ├── BadRequestError           400
+            │   ├── ModelNotFoundError    "Invalid model name", or a model info lookup found none
             │   ├── ContextWindowExceededError
             │   └── ContentPolicyViolationError
-            ├── AuthenticationError   401, and LiteLLM's key errors (which it may send as 400)
-            ├── PermissionDeniedError 403, and LiteLLM's model-access errors
-            ├── NotFoundError         404
-            ├── ConflictError         409
+            ├── AuthenticationError       401 (and LiteLLM's key errors, which may come as 400)
+            ├── PermissionDeniedError     403 (and LiteLLM's model-access errors)
+            ├── NotFoundError             404
+            ├── ConflictError             409                                            (retried)
             ├── UnprocessableEntityError  422
-            ├── RateLimitError        429 (``retry_after`` in seconds when the proxy said)
-            │   └── BudgetExceededError   429/400 with type ``budget_exceeded``: never retried
-            ├── InternalServerError   500 and any other 5xx
-            └── ServiceUnavailableError   502, 503, 504
+            ├── RateLimitError            429, .retry_after in seconds                   (retried)
+            │   └── BudgetExceededError   a spent budget: never retried
+            ├── InternalServerError       500 and other 5xx                              (retried)
+            └── ServiceUnavailableError   502, 503, 504                                  (retried)
+
+Two branches, kept apart as h11 keeps ``LocalProtocolError`` from ``RemoteProtocolError``:
+``UsageError`` is what the caller did (a call, an option or a file to fix, a client used while
+or after it closed), ``APIError`` what the proxy or the network did. The first is never
+retried and never counts against the proxy's health; the second is what the retry policy and
+the health gate weigh. ``UsageError`` stays under ``LiteLLMError`` so that one
+``except LiteLLMError`` still catches everything the library raises (a batch job's last line of
+defence, the CLI's exit codes); ``except APIError`` leaves misuse out, as in the openai SDK.
+The misuse classes are also the builtin errors Python raises for such mistakes (``ValueError``,
+``TypeError``), so code that catches those keeps working.
 
 ``APIError``, ``APIConnectionError``, ``APITimeoutError``, ``APIStatusError`` and the status
 classes carry the openai SDK's names, so code ported from it keeps its ``except`` clauses: as
 there, a timeout is a kind of connection error (``except APIConnectionError`` catches both),
 while ``except ProxyConnectionError`` still means only that the proxy could not be reached.
 
-LiteLLM's error JSON carries ``code`` as a *string* of the status and ``type``/``param`` that are
-often the literal string ``"None"``; its ``type`` does not follow the status (a 408 comes typed
-``invalid_request_error``, a 429 ``throttling_error``), so the classifier reads the status, the
-type and the message together. This module does no IO.
+Which leaf a proxy's error answer becomes is decided in :mod:`._classify`. This module does no
+IO and imports nothing of ours at run time.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import msgspec
+if TYPE_CHECKING:
+    from .batch._input import InputProblem
 
 __all__ = [
     "APIConnectionError",
@@ -59,17 +72,21 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchInputError",
     "BudgetExceededError",
     "ClientClosedError",
     "ConfigError",
     "ConflictError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "DumpFileError",
     "InternalServerError",
     "InvalidRequestError",
     "LiteLLMError",
     "ModelNotFoundError",
     "NotFoundError",
+    "OutputCorruptError",
+    "OutputLockedError",
     "PermissionDeniedError",
     "ProxyCertificateError",
     "ProxyConnectionError",
@@ -81,9 +98,7 @@ __all__ = [
     "SpendUnavailableError",
     "StreamInterruptedError",
     "UnprocessableEntityError",
-    "error_from_body",
-    "error_from_response",
-    "parse_retry_after",
+    "UsageError",
 ]
 
 
@@ -147,7 +162,13 @@ class LiteLLMError(Exception):
         )
 
 
-class ConfigError(LiteLLMError, ValueError):
+class UsageError(LiteLLMError):
+    """The cause is on the caller's side: a call, an option or a file to fix, or a client used
+    while or after it closed. Nothing was asked of the proxy, or what it did is not at fault;
+    retrying the same cannot help, so none of these is retried."""
+
+
+class ConfigError(UsageError, ValueError):
     """A configuration option is unknown or has a bad value; ``field`` names it."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -155,7 +176,7 @@ class ConfigError(LiteLLMError, ValueError):
         self.field = field
 
 
-class InvalidRequestError(LiteLLMError, ValueError, TypeError):
+class InvalidRequestError(UsageError, ValueError, TypeError):
     """You misused the API: a request that cannot be sent, refused before anything is sent.
 
     A misspelt or missing keyword, no model, no or empty messages, a message that is neither a
@@ -170,10 +191,83 @@ class InvalidRequestError(LiteLLMError, ValueError, TypeError):
         self.field = field
 
 
+class ClientClosedError(UsageError):
+    """The request was cancelled before it finished: the client closed, or its caller left.
+
+    Also what every method of a closed client raises.
+    """
+
+
+class DumpFileError(UsageError, ValueError):
+    """A line of a recorder dump is not a recorded exchange; ``path`` and ``line_no`` say where."""
+
+    def __init__(self, path: str, line_no: int, problem: str) -> None:
+        super().__init__(f"{path}:{line_no}: {problem}")
+        self.path = path
+        self.line_no = line_no
+
+
+class BatchInputError(UsageError):
+    """A batch input file cannot be read, or has lines that cannot be sent.
+
+    ``problems`` lists them (maybe only the first ``MAX_KEPT_PROBLEMS`` of
+    :mod:`trio_litellm.batch`); ``total`` counts them all.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        problems: Sequence[InputProblem],
+        *,
+        total: int | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.problems = list(problems)
+        self.total = len(self.problems) if total is None else total
+        shown = self.problems[:20]
+        noun = "problem" if self.total == 1 else "problems"
+        lines = [f"{self.path}: {self.total} {noun} in the batch input file"]
+        for problem in shown:
+            where = f"{self.path}:{problem.line_no}" if problem.line_no else self.path
+            lines.append(f"  {where}: {problem.message}")
+        if self.total > len(shown):
+            lines.append(f"  ... and {self.total - len(shown)} more")
+        super().__init__("\n".join(lines))
+
+
+class OutputCorruptError(UsageError):
+    """A complete line of a batch output file is not one of our records, or repeats a
+    ``custom_id``. ``path`` and ``line_no`` (1-based) say where."""
+
+    def __init__(self, path: str, line_no: int, problem: str) -> None:
+        super().__init__(f"{path}:{line_no}: {problem}")
+        self.path = path
+        self.line_no = line_no
+
+
+class OutputLockedError(UsageError):
+    """Another run holds the batch output file's lock; ``pid`` is that run's process (None if
+    unknown).
+
+    Two runs on one output would each send the requests the other is sending, and write them
+    twice; the second run stops before it reads anything.
+    """
+
+    def __init__(self, path: str, lock_path: str, pid: int | None) -> None:
+        holder = f"PID {pid}" if pid is not None else "PID unknown"
+        super().__init__(
+            f"{path} is being written by another run ({holder}, holding {lock_path}); "
+            "wait for it to end or stop it, then run again"
+        )
+        self.path = path
+        self.lock_path = lock_path
+        self.pid = pid
+
+
 class APIError(LiteLLMError):
     """The request was made and failed: no answer came, the answer was broken, or the proxy
-    answered with an error. Misuse (ConfigError, InvalidRequestError) and cancellation
-    (ClientClosedError) are not API errors, as in the openai SDK."""
+    answered with an error. A :class:`UsageError` is not an API error, as misuse is not in the
+    openai SDK."""
 
 
 class APIConnectionError(APIError):
@@ -243,10 +337,6 @@ class StreamInterruptedError(APIError):
     def __init__(self, message: str, *, partial: Any = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.partial = partial
-
-
-class ClientClosedError(LiteLLMError):
-    """The request was cancelled before it finished: the client closed, or its caller left."""
 
 
 class APIStatusError(APIError):
@@ -321,227 +411,3 @@ class ServiceUnavailableError(APIStatusError):
     """502, 503 or 504: the proxy or its upstream is down or overloaded."""
 
     retryable = True
-
-
-# --- classification -------------------------------------------------------------------------
-
-
-class _ErrorDetail(msgspec.Struct):
-    message: Any = None
-    type: Any = None
-    param: Any = None
-    code: Any = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | None = None
-    detail: Any = None
-
-
-_error_body_decoder = msgspec.json.Decoder(_ErrorBody)
-
-_BY_STATUS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-    500: InternalServerError,
-    502: ServiceUnavailableError,
-    503: ServiceUnavailableError,
-    504: ServiceUnavailableError,
-}
-
-# LiteLLM's ProxyErrorTypes, which decide the class whatever the status says.
-_BY_TYPE: dict[str, type[LiteLLMError]] = {
-    "budget_exceeded": BudgetExceededError,
-    "auth_error": AuthenticationError,
-    "authentication_error": AuthenticationError,
-    "expired_key": AuthenticationError,
-    "token_not_found_in_db": AuthenticationError,
-    # Without a database, a key that is not the master key is answered 400 no_db_connection.
-    "no_db_connection": AuthenticationError,
-    "key_model_access_denied": PermissionDeniedError,
-    "team_model_access_denied": PermissionDeniedError,
-    "user_model_access_denied": PermissionDeniedError,
-    "org_model_access_denied": PermissionDeniedError,
-    "permission_denied_error": PermissionDeniedError,
-    "throttling_error": RateLimitError,
-    "rate_limit_exceeded": RateLimitError,
-}
-
-# On the wire these are told apart only by their message text.
-_BY_MESSAGE: tuple[tuple[re.Pattern[str], type[LiteLLMError]], ...] = (
-    (re.compile(r"invalid model name|model not found|no such model", re.I), ModelNotFoundError),
-    (
-        re.compile(
-            r"context window|context length|maximum context|ContextWindowExceeded|too many tokens",
-            re.I,
-        ),
-        ContextWindowExceededError,
-    ),
-    (
-        re.compile(r"content[ _]policy|ContentPolicyViolation|content_filter", re.I),
-        ContentPolicyViolationError,
-    ),
-    (re.compile(r"budget has been exceeded|BudgetExceeded", re.I), BudgetExceededError),
-)
-
-# An AuthenticationError's message begins with one of these, then gives the proxy's words.
-_KEY_REFUSED: dict[str | None, str] = {
-    None: "the proxy refused the API key",
-    "no_db_connection": (
-        "the proxy refused the API key (without a database it accepts only its master key)"
-    ),
-}
-
-_TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s|seconds?)\b", re.I)
-
-
-def _clean(value: Any) -> str | None:
-    """LiteLLM sends ``None`` as JSON null or as the string "None"; both mean absent."""
-    if value is None:
-        return None
-    text = str(value)
-    return None if text in ("", "None", "null") else text
-
-
-def parse_retry_after(
-    headers: Mapping[str, str], message: str = "", *, now: float | None = None
-) -> float | None:
-    """Seconds the proxy asked us to wait, or None.
-
-    Reads ``retry-after-ms``, then ``retry-after`` (seconds or an HTTP date), then LiteLLM's
-    ``llm_provider-retry-after``, then a "try again in N s" phrase in the message. Only finite
-    positive values count. ``headers`` must be case-insensitive or lower-case keyed.
-    """
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            value = float(raw_ms) / 1000.0
-        except ValueError:
-            pass
-        else:
-            if 0 < value < float("inf"):
-                return value
-    for name in ("retry-after", "llm_provider-retry-after"):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        delay: float | None
-        try:
-            delay = float(raw)
-        except ValueError:
-            delay = _http_date_delay(raw, now)
-        if delay is not None and 0 < delay < float("inf"):
-            return delay
-    match = _TRY_AGAIN.search(message)
-    if match:
-        value = float(match.group(1))
-        if match.group(2).lower() == "ms":
-            value /= 1000.0
-        if value > 0:
-            return value
-    return None
-
-
-def _http_date_delay(raw: str, now: float | None) -> float | None:
-    import time
-
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.timestamp() - (time.time() if now is None else now)
-
-
-def error_from_body(
-    status: int | None,
-    body: bytes,
-    headers: Mapping[str, str] | None = None,
-    *,
-    model: str | None = None,
-) -> LiteLLMError:
-    """Build the typed error for an error answer: an HTTP status with its body, or (``status``
-    None) the JSON of an in-band ``{"error": ...}`` stream event.
-
-    The status picks the class first; LiteLLM's ``type`` then overrides it, and message patterns
-    refine a 400 or 500. An in-band error takes its status from the ``code`` field.
-    """
-    headers = headers or {}
-    message, etype, param, code = _fields(body)
-    if status is None and code is not None and len(code) == 3 and code.isascii() and code.isdigit():
-        status = int(code) if code[0] != "0" else None  # "000" or "042" is no HTTP status
-    if not message:
-        message = f"HTTP {status}" if status is not None else "error event without a message"
-    cls = _classify(status, etype, message)
-    if cls is AuthenticationError:
-        message = f"{_KEY_REFUSED.get(etype, _KEY_REFUSED[None])}: {message}"
-    retry_after = parse_retry_after(headers, message)
-    return cls(
-        message,
-        status=status,
-        type=etype,
-        param=param,
-        code=code,
-        call_id=headers.get("x-litellm-call-id"),
-        model=model,
-        retry_after=retry_after,
-    )
-
-
-def error_from_response(
-    status: int, headers: Mapping[str, str], body: bytes, *, model: str | None = None
-) -> LiteLLMError:
-    """The typed error for an HTTP error response (status >= 400)."""
-    return error_from_body(status, body, headers, model=model)
-
-
-def _fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
-    try:
-        return _json_fields(_error_body_decoder.decode(body), body)
-    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested too deep to decode or str()
-        text = body.decode("utf-8", "replace").strip()
-        return text[:2000], None, None, None
-
-
-def _json_fields(
-    decoded: _ErrorBody, body: bytes
-) -> tuple[str, str | None, str | None, str | None]:
-    if decoded.error is not None:
-        detail = decoded.error
-        message = (
-            detail.message if isinstance(detail.message, str) else _clean(detail.message) or ""
-        )
-        return message, _clean(detail.type), _clean(detail.param), _clean(detail.code)
-    if decoded.detail is not None:
-        detail_value = decoded.detail
-        if isinstance(detail_value, dict):
-            inner = detail_value.get("error", detail_value)
-            return str(inner), None, None, None
-        return str(detail_value), None, None, None
-    return body.decode("utf-8", "replace")[:2000], None, None, None
-
-
-def _classify(status: int | None, etype: str | None, message: str) -> type[LiteLLMError]:
-    by_type = _BY_TYPE.get(etype or "")
-    if by_type is BudgetExceededError or by_type in (AuthenticationError, PermissionDeniedError):
-        return by_type
-    for pattern, cls in _BY_MESSAGE:
-        if pattern.search(message):
-            if cls is ModelNotFoundError and status not in (None, 400, 404):
-                continue
-            return cls
-    if status == 408 or etype == "timeout":
-        return RequestTimeoutError
-    if by_type is not None:
-        return by_type
-    if status is None:
-        return APIStatusError
-    if status in _BY_STATUS:
-        return _BY_STATUS[status]
-    if status >= 500:
-        return InternalServerError
-    return APIStatusError

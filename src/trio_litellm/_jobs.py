@@ -36,7 +36,6 @@ __all__ = [
     "DEFAULT_COMPLETION_ESTIMATE",
     "EMBEDDINGS_PATH",
     "Call",
-    "InvalidRequestError",
     "Job",
     "JobResult",
     "build_request",

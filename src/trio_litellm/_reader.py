@@ -25,6 +25,7 @@ import msgspec
 import trio
 
 from ._aggregate import StreamAccumulator
+from ._classify import error_from_body
 from ._dispatcher import Dispatcher, Request
 from ._errors import (
     ClientClosedError,
@@ -33,7 +34,6 @@ from ._errors import (
     RequestTimeoutError,
     ResponseDecodeError,
     StreamInterruptedError,
-    error_from_body,
 )
 from ._jobs import Call
 from ._meta import ResponseMeta, meta_from_headers

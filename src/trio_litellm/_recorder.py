@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
-from ._errors import LiteLLMError
+from ._errors import DumpFileError, LiteLLMError
 from ._files import write_atomically
 from ._usage import RequestRecord
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DebugRecorder",
-    "DumpFileError",
     "RecordedExchange",
     "RecorderStatistics",
     "Trace",
@@ -290,15 +289,6 @@ def _assembled(reader: StreamReader) -> bytes | None:
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(RecordedExchange)
-
-
-class DumpFileError(LiteLLMError, ValueError):
-    """A line of a recorder dump is not a recorded exchange; ``path`` and ``line_no`` say where."""
-
-    def __init__(self, path: str, line_no: int, problem: str) -> None:
-        super().__init__(f"{path}:{line_no}: {problem}")
-        self.path = path
-        self.line_no = line_no
 
 
 def read_dump(path: str | os.PathLike[str]) -> list[RecordedExchange]:

@@ -34,6 +34,7 @@ from typing import TypeVar
 import msgspec
 import trio
 
+from ._classify import error_from_body
 from ._dispatcher import Request
 from ._errors import (
     APIStatusError,
@@ -43,7 +44,6 @@ from ._errors import (
     RateLimitError,
     ResponseDecodeError,
     ServiceUnavailableError,
-    error_from_body,
 )
 from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
 from ._jobs import Call

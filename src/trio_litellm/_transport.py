@@ -2,7 +2,7 @@
 
 Foreign errors enter here and nowhere else: every httpx2 exception becomes one of ours through
 ``_ERROR_MAP``, raised ``from`` the original. Error statuses become typed errors through the
-pure classifier in ``_errors``. Retries are a stamina policy: the hook retries what is
+pure classifier in ``_classify``. Retries are a stamina policy: the hook retries what is
 ``retryable``, waits what the proxy asked (``Retry-After``, ``llm_provider-retry-after``) up to
 ``max_retry_after``, and otherwise backs off exponentially with jitter.
 """
@@ -22,6 +22,7 @@ import httpx2
 import trio
 from httpx2._utils import URLPattern, get_environment_proxies
 
+from ._classify import error_from_response
 from ._config import ClientConfig
 from ._errors import (
     ConfigError,
@@ -31,7 +32,6 @@ from ._errors import (
     RequestTimeoutError,
     ResponseDecodeError,
     ResponseTooLargeError,
-    error_from_response,
 )
 from ._fasthttp import FastTransport, ResponseTooLarge
 

@@ -13,10 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trio_litellm._errors import LiteLLMError
-from trio_litellm._jobs import InvalidRequestError, prepare
-from trio_litellm.batch._input import (
+from trio_litellm import (
     BatchInputError,
+    InvalidRequestError,
+    LiteLLMError,
+    OutputCorruptError,
+    OutputLockedError,
+)
+from trio_litellm._jobs import prepare
+from trio_litellm.batch._input import (
     BatchLine,
     InputProblem,
     iter_input,
@@ -25,9 +30,7 @@ from trio_litellm.batch._input import (
     shard_of,
 )
 from trio_litellm.batch._output import (
-    OutputCorruptError,
     OutputLock,
-    OutputLockedError,
     OutputWriter,
     drop_failed,
     error_record,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 import trio_litellm
+import trio_litellm.batch
 from trio_litellm import _errors
 
 
@@ -24,6 +27,28 @@ def test_every_error_class_of_the_tree_is_exported() -> None:
         if inspect.isclass(value) and issubclass(value, Exception):
             assert getattr(trio_litellm, name, None) is value, name
             assert name in trio_litellm.__all__, name
+
+
+def test_every_error_the_package_defines_is_in_the_one_error_module() -> None:
+    for module in pkgutil.walk_packages(trio_litellm.__path__, "trio_litellm."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    seen: list[type[trio_litellm.LiteLLMError]] = []
+    stack = [trio_litellm.LiteLLMError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    assert len(seen) > 30  # the walk did find the tree
+    for cls in seen:
+        if cls.__module__.startswith("trio_litellm"):  # not a test's own subclass
+            assert cls.__module__ == "trio_litellm._errors", cls
+
+
+def test_the_batch_errors_are_also_exported_by_batch() -> None:
+    for name in ("BatchInputError", "OutputCorruptError", "OutputLockedError"):
+        assert getattr(trio_litellm.batch, name) is getattr(trio_litellm, name), name
+        assert name in trio_litellm.batch.__all__, name
 
 
 def test_the_openai_sdk_names_are_exported_as_ours() -> None:

@@ -4,14 +4,9 @@
 the ``trio-litellm batch`` command wraps it with a progress bar and a summary table.
 """
 
-from ._input import BatchInputError, BatchLine, InputProblem, InputScan, scan_input, shard_of
-from ._output import (
-    OutputCorruptError,
-    OutputLock,
-    OutputLockedError,
-    OutputState,
-    recover_output,
-)
+from .._errors import BatchInputError, OutputCorruptError, OutputLockedError
+from ._input import BatchLine, InputProblem, InputScan, scan_input, shard_of
+from ._output import OutputLock, OutputState, recover_output
 from ._plan import BatchPlan, CostEstimate, estimate_cost, plan_batch, prices_from_infos
 from ._report import ModelTotals, OutputUsage, read_output_usage, render_output_usage
 from ._runner import run_batch

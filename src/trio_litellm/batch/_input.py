@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Iterator
 from typing import Any, BinaryIO
 
 import msgspec
 
-from .._errors import ConfigError, LiteLLMError
-from .._jobs import InvalidRequestError, completion_budget, prepare
+from .._errors import BatchInputError, ConfigError, InvalidRequestError
+from .._jobs import completion_budget, prepare
 
 __all__ = [
     "MAX_KEPT_PROBLEMS",
     "SUPPORTED_URLS",
-    "BatchInputError",
     "BatchLine",
     "InputProblem",
     "InputScan",
@@ -106,34 +105,6 @@ class InputProblem(msgspec.Struct, frozen=True, kw_only=True):
     def recordable(self) -> bool:
         """True when the problem can be written to the output as an error under its id."""
         return self.custom_id is not None and self.duplicate_of is None
-
-
-class BatchInputError(LiteLLMError):
-    """The input file cannot be read, or has lines that cannot be sent.
-
-    ``problems`` lists them (maybe only the first :data:`MAX_KEPT_PROBLEMS`); ``total`` counts
-    them all.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        problems: Sequence[InputProblem],
-        *,
-        total: int | None = None,
-    ) -> None:
-        self.path = os.fspath(path)
-        self.problems = list(problems)
-        self.total = len(self.problems) if total is None else total
-        shown = self.problems[:20]
-        noun = "problem" if self.total == 1 else "problems"
-        lines = [f"{self.path}: {self.total} {noun} in the batch input file"]
-        for problem in shown:
-            where = f"{self.path}:{problem.line_no}" if problem.line_no else self.path
-            lines.append(f"  {where}: {problem.message}")
-        if self.total > len(shown):
-            lines.append(f"  ... and {self.total - len(shown)} more")
-        super().__init__("\n".join(lines))
 
 
 class InputScan(msgspec.Struct, kw_only=True):

@@ -24,12 +24,10 @@ from typing import Any
 
 import msgspec
 
-from .._errors import LiteLLMError
+from .._errors import OutputCorruptError, OutputLockedError
 
 __all__ = [
-    "OutputCorruptError",
     "OutputLock",
-    "OutputLockedError",
     "OutputState",
     "OutputWriter",
     "ProxyFigures",
@@ -41,36 +39,6 @@ __all__ = [
 ]
 
 _CHUNK = 64 * 1024
-
-
-class OutputCorruptError(LiteLLMError):
-    """A complete line of the output file is not one of our records, or repeats a ``custom_id``.
-
-    ``path`` and ``line_no`` (1-based) say where.
-    """
-
-    def __init__(self, path: str, line_no: int, problem: str) -> None:
-        super().__init__(f"{path}:{line_no}: {problem}")
-        self.path = path
-        self.line_no = line_no
-
-
-class OutputLockedError(LiteLLMError):
-    """Another run holds the output file's lock; ``pid`` is that run's process (None if unknown).
-
-    Two runs on one output would each send the requests the other is sending, and write them
-    twice; the second run stops before it reads anything.
-    """
-
-    def __init__(self, path: str, lock_path: str, pid: int | None) -> None:
-        holder = f"PID {pid}" if pid is not None else "PID unknown"
-        super().__init__(
-            f"{path} is being written by another run ({holder}, holding {lock_path}); "
-            "wait for it to end or stop it, then run again"
-        )
-        self.path = path
-        self.lock_path = lock_path
-        self.pid = pid
 
 
 class OutputState(msgspec.Struct, kw_only=True):

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._output import OutputCorruptError
+from .._errors import OutputCorruptError
 from ._summary import SUCCEEDED, _money, _outcome_order
 
 __all__ = [

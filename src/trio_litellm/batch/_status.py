@@ -19,7 +19,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from ._output import OutputCorruptError, record_outcome
+from .._errors import OutputCorruptError
+from ._output import record_outcome
 
 __all__ = ["BatchStatus", "read_status", "render_status", "status_to_json"]
 
