@@ -57,6 +57,7 @@ from ._reader import ChatStream
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ModelThrottleStatistics, ThrottleStatistics
 from ._usage import RequestRecord, UsageStats
+from ._version import __version__
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -77,8 +78,6 @@ from ._wire import (
     ToolCallDelta,
     Usage,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",

@@ -36,6 +36,7 @@ from ._errors import (
     error_from_response,
 )
 from ._fasthttp import FastTransport, ResponseTooLarge
+from ._version import __version__ as _VERSION
 
 __all__ = ["Answer", "BodyStream", "Transport"]
 
@@ -50,8 +51,6 @@ logging.getLogger("stamina").addHandler(logging.NullHandler())
 # way: a NullHandler on the package's logger).
 logging.getLogger("trio_litellm").addHandler(logging.NullHandler())
 logger = logging.getLogger("trio_litellm")
-
-_VERSION = "0.1.0"
 
 # Checked in order: the first matching class wins (subclasses before their bases).
 _ERROR_MAP: tuple[tuple[type[httpx2.HTTPError], type[LiteLLMError], str], ...] = (
