@@ -291,6 +291,8 @@ _OUR_LAYERS = {
     "_events.py": "our event bus",
     "_client.py": "our Client + observer",
     "_usage.py": "our usage ledger",
+    "_ledger.py": "our usage ledger",
+    "_histogram.py": "our usage ledger",
     "_meta.py": "our response meta",
     "_jobs.py": "our request building",
     "_wire.py": "our request building",

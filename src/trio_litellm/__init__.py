@@ -49,6 +49,7 @@ from ._events import (
     ThrottlePaused,
 )
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._histogram import LatencyHistogram, Percentiles
 from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
@@ -56,7 +57,7 @@ from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ModelThrottleStatistics, ThrottleStatistics
-from ._usage import RequestRecord, UsageStats
+from ._usage import CostSource, ModelUsage, RequestRecord, UsageStats, UsageTotals
 from ._version import __version__
 from ._wire import (
     ChatCompletion,
@@ -101,6 +102,7 @@ __all__ = [
     "ConflictError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CostSource",
     "DebugRecorder",
     "Delta",
     "DeploymentHealth",
@@ -120,6 +122,7 @@ __all__ = [
     "InvalidRequestError",
     "Job",
     "JobResult",
+    "LatencyHistogram",
     "LiteLLMError",
     "Message",
     "Model",
@@ -128,8 +131,10 @@ __all__ = [
     "ModelLimits",
     "ModelNotFoundError",
     "ModelThrottleStatistics",
+    "ModelUsage",
     "MonitorStatistics",
     "NotFoundError",
+    "Percentiles",
     "PermissionDeniedError",
     "ProxyCertificateError",
     "ProxyConnectionError",
@@ -157,6 +162,7 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "UsageStats",
+    "UsageTotals",
     "__version__",
     "open_client",
     "prometheus_text",

@@ -52,6 +52,7 @@ from ._jobs import (
     prepare,
     prepare_job,
 )
+from ._ledger import UsageLedger
 from ._meta import ResponseMeta, meta_from_headers
 from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
@@ -59,7 +60,7 @@ from ._reader import STREAM_BUFFER, ChatStream, StreamReader
 from ._recorder import DebugRecorder, Trace
 from ._throttle import Throttle, ThrottleStatistics
 from ._transport import Transport
-from ._usage import RequestRecord, UsageLedger, UsageStats, cost_of
+from ._usage import RequestRecord, UsageStats, UsageTotals, cost_of
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -461,6 +462,12 @@ class Client:
         seven days are dropped.
         """
         return self._observer.ledger.usage(since=since, until=until, model=model)
+
+    def usage_totals(self) -> dict[str, UsageTotals]:
+        """Per requested model (sorted), everything this client counted since it opened, with
+        the latency histograms: figures that never go down, for monotonic counters such as
+        :func:`prometheus_text` renders. O(models x retained minutes): call it when scraped."""
+        return self._observer.ledger.lifetime()
 
     @property
     def recorder(self) -> DebugRecorder | None:
