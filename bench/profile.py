@@ -283,7 +283,7 @@ _C_LAYERS = (
     ("_lsprof", "profiler"),
 )
 _OUR_LAYERS = {
-    "_fasthttp.py": "our _fasthttp pool (+ httptools)",
+    "_fasthttp": "our _fasthttp pool (+ httptools)",
     "_transport.py": "our _transport",
     "_dispatcher.py": "our dispatcher",
     "_throttle.py": "our throttle",
@@ -326,7 +326,8 @@ def layer(func: Func) -> str | None:
     if path.startswith("<frozen "):
         return None
     if "/trio_litellm/" in path:
-        return _OUR_LAYERS.get(path.rsplit("/", 1)[1], "our other modules")
+        module = path.rsplit("/trio_litellm/", 1)[1].split("/", 1)[0]  # a file, or a package
+        return _OUR_LAYERS.get(module, "our other modules")
     if "/httpx2/" in path:
         return "httpx2 client layer"
     if "/httpcore2/" in path:
