@@ -10,7 +10,7 @@ cost to every Python call, so small functions called often look dearer than they
 Printed: the tottime of each layer (httpx2, our HTTP pool, trio's scheduler, each of our modules,
 msgspec, socket syscalls...; a builtin such as ``bytes.decode`` counts in the layer of its
 caller; httptools' parser is Cython, which cProfile does not see as a call, so its time is in
-``_Exchange._feed`` and ``_Exchange.__init__``), then the top functions by tottime and by
+``Exchange._feed`` and ``Exchange.__init__``), then the top functions by tottime and by
 cumtime: ncalls, calls per request, and tottime / cumtime in µs per request. A coroutine's ncalls
 counts each time it was resumed.
 

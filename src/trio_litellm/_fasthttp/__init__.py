@@ -9,7 +9,7 @@ switch can leave it half-updated.
 
 Shape: ``FastTransport.handle_async_request`` acquires a connection (idle for the same origin,
 else a new slot, else waits in line for one), writes the request, reads until the response head
-is parsed and returns an ``httpx2.Response`` whose stream is the ``_Exchange``: the parser's
+is parsed and returns an ``httpx2.Response`` whose stream is the ``Exchange``: the parser's
 callback object for that response, which also yields the body as it is parsed. The connection
 goes back to the pool the moment the body's last byte is parsed and keep-alive allows it;
 anything else (an error, a cancellation, an early ``aclose``) closes it and frees its slot.
