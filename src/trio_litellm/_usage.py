@@ -142,7 +142,8 @@ class UsageTotals(msgspec.Struct, frozen=True, kw_only=True):
     (error class name). ``cost`` is the sum of the known costs (0.0 when none is known) and
     ``uncosted`` the successful requests whose cost is unknown. ``retries`` counts extra attempts.
     ``latency`` counts the requests that left the client, ``ttft`` streams (None when none was);
-    both are fresh copies, the caller's to keep.
+    both are fresh copies, the caller's to keep (and objects, not JSON: :class:`UsageStats` is
+    the figures to encode).
     """
 
     requests: int
