@@ -10,7 +10,7 @@ cost to every Python call, so small functions called often look dearer than they
 Printed: the tottime of each layer (httpx2, our HTTP pool, trio's scheduler, each of our modules,
 msgspec, socket syscalls...; a builtin such as ``bytes.decode`` counts in the layer of its
 caller; httptools' parser is Cython, which cProfile does not see as a call, so its time is in
-``_Exchange._feed`` and ``_Exchange.__init__``), then the top functions by tottime and by
+``Exchange._feed`` and ``Exchange.__init__``), then the top functions by tottime and by
 cumtime: ncalls, calls per request, and tottime / cumtime in µs per request. A coroutine's ncalls
 counts each time it was resumed.
 
@@ -283,7 +283,7 @@ _C_LAYERS = (
     ("_lsprof", "profiler"),
 )
 _OUR_LAYERS = {
-    "_fasthttp.py": "our _fasthttp pool (+ httptools)",
+    "_fasthttp": "our _fasthttp pool (+ httptools)",
     "_transport.py": "our _transport",
     "_dispatcher.py": "our dispatcher",
     "_throttle.py": "our throttle",
@@ -291,6 +291,8 @@ _OUR_LAYERS = {
     "_events.py": "our event bus",
     "_client.py": "our Client + observer",
     "_usage.py": "our usage ledger",
+    "_ledger.py": "our usage ledger",
+    "_histogram.py": "our usage ledger",
     "_meta.py": "our response meta",
     "_jobs.py": "our request building",
     "_wire.py": "our request building",
@@ -324,7 +326,8 @@ def layer(func: Func) -> str | None:
     if path.startswith("<frozen "):
         return None
     if "/trio_litellm/" in path:
-        return _OUR_LAYERS.get(path.rsplit("/", 1)[1], "our other modules")
+        module = path.rsplit("/trio_litellm/", 1)[1].split("/", 1)[0]  # a file, or a package
+        return _OUR_LAYERS.get(module, "our other modules")
     if "/httpx2/" in path:
         return "httpx2 client layer"
     if "/httpcore2/" in path:

@@ -54,6 +54,7 @@ from ._events import (
     ThrottlePaused,
 )
 from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._histogram import LatencyHistogram, Percentiles
 from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._monitor import HealthTransition, MonitorStatistics
@@ -61,7 +62,8 @@ from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ModelThrottleStatistics, ThrottleStatistics
-from ._usage import RequestRecord, UsageStats
+from ._usage import CostSource, ModelUsage, RequestRecord, UsageStats, UsageTotals
+from ._version import __version__
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -82,8 +84,6 @@ from ._wire import (
     ToolCallDelta,
     Usage,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError",
@@ -108,6 +108,7 @@ __all__ = [
     "ConflictError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CostSource",
     "DebugRecorder",
     "Delta",
     "DeploymentHealth",
@@ -127,6 +128,7 @@ __all__ = [
     "InvalidRequestError",
     "Job",
     "JobResult",
+    "LatencyHistogram",
     "LiteLLMError",
     "Message",
     "Model",
@@ -135,10 +137,12 @@ __all__ = [
     "ModelLimits",
     "ModelNotFoundError",
     "ModelThrottleStatistics",
+    "ModelUsage",
     "MonitorStatistics",
     "NotFoundError",
     "OutputCorruptError",
     "OutputLockedError",
+    "Percentiles",
     "PermissionDeniedError",
     "ProxyCertificateError",
     "ProxyConnectionError",
@@ -167,6 +171,7 @@ __all__ = [
     "Usage",
     "UsageError",
     "UsageStats",
+    "UsageTotals",
     "__version__",
     "open_client",
     "prometheus_text",

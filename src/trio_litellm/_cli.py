@@ -29,7 +29,6 @@ from cyclopts import Parameter
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
 from ._client import Client, open_client
 from ._config import ClientConfig, ModelLimits
 from ._dump_view import render_dump
@@ -45,6 +44,7 @@ from ._errors import (
 from ._health import DeploymentStatus
 from ._nursery import single_leaf
 from ._recorder import DebugRecorder, RecordedExchange, read_dump
+from ._version import __version__
 from .batch import (
     BatchInputError,
     BatchPlan,

@@ -56,7 +56,7 @@ from ._requests import RequestPath
 from ._retry import RetryPolicy
 from ._throttle import Throttle, ThrottleStatistics
 from ._transport import Transport
-from ._usage import UsageStats
+from ._usage import UsageStats, UsageTotals
 from ._wire import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -343,6 +343,12 @@ class Client(metaclass=_NoPublicConstructor):
         seven days are dropped.
         """
         return self._observer.ledger.usage(since=since, until=until, model=model)
+
+    def usage_totals(self) -> dict[str, UsageTotals]:
+        """Per requested model (sorted), everything this client counted since it opened, with
+        the latency histograms: figures that never go down, for monotonic counters such as
+        :func:`prometheus_text` renders. O(models x retained minutes): call it when scraped."""
+        return self._observer.ledger.lifetime()
 
     @property
     def recorder(self) -> DebugRecorder | None:

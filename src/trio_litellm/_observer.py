@@ -17,9 +17,10 @@ import trio
 from ._dispatcher import Request
 from ._errors import LiteLLMError
 from ._events import EventBus, RequestFinished
+from ._ledger import UsageLedger
 from ._recorder import DebugRecorder
 from ._transport import Transport
-from ._usage import RequestRecord, UsageLedger, cost_of
+from ._usage import RequestRecord, cost_of
 from ._wire import model_infos
 
 __all__ = ["PROBE_TIMEOUT", "Observer"]

@@ -1,8 +1,8 @@
 """The client's usage in the Prometheus text exposition format (version 0.0.4), with no dependency.
 
 Counters count from the moment the client opened and never go down while it lives: they come
-from :meth:`UsageLedger.lifetime`, which keeps a running total of the buckets that fall out of
-the ledger's seven-day window. Latencies are histograms built from the ledger's log-scale
+from :meth:`Client.usage_totals`, whose ledger keeps a running total of the buckets that fall out
+of its seven-day window. Latencies are histograms built from the ledger's log-scale
 buckets: ``_count`` and ``_sum`` are exact, and a ``le`` bucket is exact except for durations
 within about 5% of its bound, which may be counted on the wrong side of it. Gauges show the
 client's state at the moment of the call. Rendering is O(models x retained minutes): call it
@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ._usage import LatencyHistogram
+from ._histogram import LatencyHistogram
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -59,15 +59,15 @@ def prometheus_text(
         raise ValueError("buckets must be finite, ascending and distinct")
 
     out = _Exposition(namespace, constant)
-    totals = client._observer.ledger.lifetime()  # the facade keeps the ledger to itself
+    totals = client.usage_totals()
     out.family(
         "requests_total",
         "counter",
         'Requests finished, by requested model and outcome ("ok" or the error class).',
         (
             ({"model": model, "outcome": outcome}, count)
-            for model, bucket in totals.items()
-            for outcome, count in (("ok", bucket.succeeded), *sorted(bucket.errors.items()))
+            for model, total in totals.items()
+            for outcome, count in (("ok", total.succeeded), *total.errors.items())
             if count or outcome == "ok"
         ),
     )
@@ -75,7 +75,7 @@ def prometheus_text(
         "retries_total",
         "counter",
         "Attempts beyond the first, by requested model.",
-        (({"model": model}, bucket.retries) for model, bucket in totals.items()),
+        (({"model": model}, total.retries) for model, total in totals.items()),
     )
     out.family(
         "tokens_total",
@@ -83,10 +83,10 @@ def prometheus_text(
         "Tokens the proxy reported, by requested model and type (prompt or completion).",
         (
             ({"model": model, "type": kind}, count)
-            for model, bucket in totals.items()
+            for model, total in totals.items()
             for kind, count in (
-                ("prompt", bucket.prompt_tokens),
-                ("completion", bucket.completion_tokens),
+                ("prompt", total.prompt_tokens),
+                ("completion", total.completion_tokens),
             )
         ),
     )
@@ -94,24 +94,24 @@ def prometheus_text(
         "cost_usd_total",
         "counter",
         "Cost of the requests whose cost is known (the proxy's, or from model prices), in USD.",
-        (({"model": model}, bucket.cost) for model, bucket in totals.items()),
+        (({"model": model}, total.cost) for model, total in totals.items()),
     )
     out.family(
         "uncosted_requests_total",
         "counter",
         "Successful requests whose cost is unknown (not in cost_usd_total).",
-        (({"model": model}, bucket.cost_missing) for model, bucket in totals.items()),
+        (({"model": model}, total.uncosted) for model, total in totals.items()),
     )
     out.histogram(
         "request_duration_seconds",
         "Seconds from a request's start to its end, retries included, by requested model.",
-        ((model, bucket.latency) for model, bucket in totals.items()),
+        ((model, total.latency) for model, total in totals.items()),
         bounds,
     )
     out.histogram(
         "time_to_first_token_seconds",
         "Streams: seconds from the start to the first content, by requested model.",
-        ((model, bucket.ttft) for model, bucket in totals.items() if bucket.ttft is not None),
+        ((model, total.ttft) for model, total in totals.items() if total.ttft is not None),
         bounds,
     )
     statistics = client.statistics()

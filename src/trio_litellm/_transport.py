@@ -34,6 +34,7 @@ from ._errors import (
     ResponseTooLargeError,
 )
 from ._fasthttp import FastTransport, ResponseTooLarge
+from ._version import __version__ as _VERSION
 
 __all__ = ["Answer", "BodyStream", "Transport"]
 
@@ -48,8 +49,6 @@ logging.getLogger("stamina").addHandler(logging.NullHandler())
 # way: a NullHandler on the package's logger).
 logging.getLogger("trio_litellm").addHandler(logging.NullHandler())
 logger = logging.getLogger("trio_litellm")
-
-_VERSION = "0.1.0"
 
 # Checked in order: the first matching class wins (subclasses before their bases).
 _ERROR_MAP: tuple[tuple[type[httpx2.HTTPError], type[LiteLLMError], str], ...] = (

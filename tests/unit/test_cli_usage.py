@@ -11,10 +11,9 @@ import msgspec
 import pytest
 from rich.console import Console
 
-from trio_litellm import DebugRecorder, InternalServerError
+from trio_litellm import DebugRecorder, InternalServerError, RequestRecord
 from trio_litellm import _cli as cli
 from trio_litellm._recorder import Trace
-from trio_litellm._usage import RequestRecord
 from trio_litellm.batch._output import ProxyFigures, error_record, response_record
 
 encoder = msgspec.json.Encoder()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import typing
+
+import msgspec
 
 import trio_litellm
 import trio_litellm.batch
@@ -66,3 +69,46 @@ def test_public_objects_say_they_live_in_the_package() -> None:
         module = getattr(value, "__module__", None)
         if module is not None and (inspect.isclass(value) or inspect.isfunction(value)):
             assert module.startswith("trio_litellm"), (name, module)
+
+
+def _package_classes(annotation: object, found: set[type]) -> None:
+    """Every class of ours named in an annotation, through unions, generics and aliases."""
+    if isinstance(annotation, type) and annotation.__module__.startswith("trio_litellm"):
+        found.add(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is not None:
+        _package_classes(origin, found)
+    for argument in typing.get_args(annotation):
+        _package_classes(argument, found)
+
+
+def _what_a_user_gets_from(value: object) -> set[type]:
+    """The classes of our own that a public name hands out: a Struct's fields, the return of a
+    function, of a public method or of a property."""
+    namespace = vars(trio_litellm)
+    found: set[type] = set()
+    functions: list[object] = []
+    if inspect.isclass(value):
+        if issubclass(value, msgspec.Struct):
+            for annotation in typing.get_type_hints(value, localns=namespace).values():
+                _package_classes(annotation, found)
+        for name, member in inspect.getmembers(value):
+            if not name.startswith("_"):
+                functions.append(member.fget if isinstance(member, property) else member)
+    else:
+        functions.append(value)
+    for function in functions:
+        if inspect.isfunction(function):
+            hints = typing.get_type_hints(function, localns=namespace)
+            _package_classes(hints.get("return"), found)
+    return found
+
+
+def test_every_class_the_public_api_hands_out_is_exported() -> None:
+    hidden = {
+        (name, cls.__qualname__)
+        for name in trio_litellm.__all__
+        for cls in _what_a_user_gets_from(getattr(trio_litellm, name))
+        if getattr(trio_litellm, cls.__name__, None) is not cls
+    }
+    assert not hidden, "handed out but not exported: " + repr(sorted(hidden))

@@ -24,8 +24,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm import _fasthttp
-from trio_litellm._fasthttp import FastTransport
+from trio_litellm._fasthttp import FastTransport, _pool
 from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
 
 # --- helpers -------------------------------------------------------------------------------
@@ -250,14 +249,14 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
         await peer.send(OK)
 
     checks: list[bool] = []
-    original = _fasthttp._has_data_or_eof
+    original = _pool.has_data_or_eof
 
     def spy(sock: Any) -> bool:
         checks.append(original(sock))
         return checks[-1]
 
     url, peers = await raw_server(nursery, one_request_then_close)
-    monkeypatch.setattr(_fasthttp, "_has_data_or_eof", spy)
+    monkeypatch.setattr(_pool, "has_data_or_eof", spy)
     async with client(url, pool()) as http:
         assert (await http.get("/")).text == "ok"
         await trio.testing.wait_all_tasks_blocked()
@@ -276,7 +275,7 @@ async def test_a_reused_connection_found_reset_by_the_first_write_is_retried_onc
         peer.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
 
     url, peers = await raw_server(nursery, one_request_then_reset)
-    monkeypatch.setattr(_fasthttp, "_has_data_or_eof", lambda sock: False)  # the race: missed
+    monkeypatch.setattr(_pool, "has_data_or_eof", lambda sock: False)  # the race: missed
     async with client(url, pool()) as http:
         assert (await http.post("/", content=b"first")).text == "ok"
         await trio.testing.wait_all_tasks_blocked()
@@ -293,7 +292,7 @@ async def test_a_reused_connection_closed_after_the_request_left_is_not_retried(
         await peer.send(OK)
 
     url, peers = await raw_server(nursery, one_request_then_close)
-    monkeypatch.setattr(_fasthttp, "_has_data_or_eof", lambda sock: False)  # the race: missed
+    monkeypatch.setattr(_pool, "has_data_or_eof", lambda sock: False)  # the race: missed
     transport = pool()
     async with client(url, transport) as http:
         assert (await http.post("/", content=b"first")).text == "ok"

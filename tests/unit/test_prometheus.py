@@ -13,9 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_litellm import ClientConfig, InternalServerError, prometheus_text
+from trio_litellm import (
+    ClientConfig,
+    InternalServerError,
+    LatencyHistogram,
+    RequestRecord,
+    prometheus_text,
+)
 from trio_litellm._client import _open_client
-from trio_litellm._usage import LatencyHistogram, RequestRecord, UsageLedger
+from trio_litellm._ledger import UsageLedger
 
 T0 = 1_700_000_040.0
 
@@ -160,6 +166,23 @@ async def test_the_exposition_is_valid_and_counts_what_the_client_did() -> None:
     assert series[("trio_litellm_request_duration_seconds_count", broken)] == 1
     assert series[("trio_litellm_in_flight_requests", ())] == 0
     assert ("trio_litellm_proxy_up", ()) not in series  # the monitor is off: no guess
+
+
+async def test_usage_totals_count_everything_since_the_client_opened_per_model() -> None:
+    async with open_test_client() as client:
+        for _ in range(2):
+            await client.complete(model="m", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(InternalServerError):
+            await client.complete(model="broken", messages=[{"role": "user", "content": "x"}])
+        totals = client.usage_totals()
+        assert list(totals) == ["broken", "m"]
+        m, broken = totals["m"], totals["broken"]
+        assert (m.requests, m.succeeded, m.errors, m.retries) == (2, 2, {}, 0)
+        assert (m.prompt_tokens, m.completion_tokens, m.cost, m.uncosted) == (6, 10, 0.5, 0)
+        assert (broken.requests, broken.errors) == (1, {"InternalServerError": 1})
+        assert m.latency.count == 2 and m.ttft is None
+        m.latency.add(1.0)  # the caller's copy: the client's figures do not move
+        assert client.usage_totals()["m"].latency.count == 2
 
 
 async def test_namespace_and_constant_labels_reach_every_sample() -> None:

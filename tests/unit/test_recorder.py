@@ -27,12 +27,12 @@ from trio_litellm import (
     LiteLLMError,
     ProxyConnectionError,
     RecordedExchange,
+    RequestRecord,
     StreamInterruptedError,
     read_dump,
 )
 from trio_litellm._client import _open_client
 from trio_litellm._recorder import Trace
-from trio_litellm._usage import RequestRecord
 
 SECRET = "sk-recorder-secret-1234"
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._files import write_atomically
-from .._usage import Percentiles
+from .._histogram import Percentiles
 
 __all__ = [
     "BatchSummary",

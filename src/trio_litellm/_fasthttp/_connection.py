@@ -1,0 +1,136 @@
+"""One connection of the pool, and where foreign errors enter: trio's and the OS's errors become
+httpx2's transport errors here, by phase (connect, write, read, pool), as httpcore maps them."""
+
+from __future__ import annotations
+
+import math
+import select
+import ssl
+
+import httpx2
+import trio
+
+__all__ = [
+    "FOREIGN",
+    "Connection",
+    "Key",
+    "ResponseTooLarge",
+    "connect",
+    "deadline",
+    "has_data_or_eof",
+    "timeout_error",
+    "transport_error",
+]
+
+Key = tuple[bytes, bytes, int]
+"""A pool key: scheme, host, port."""
+
+# Foreign errors enter here. Phase → (error on its timeout, error on anything else).
+_ERRORS: dict[str, tuple[type[httpx2.TransportError], type[httpx2.TransportError]]] = {
+    "connect": (httpx2.ConnectTimeout, httpx2.ConnectError),
+    "write": (httpx2.WriteTimeout, httpx2.WriteError),
+    "read": (httpx2.ReadTimeout, httpx2.ReadError),
+    "pool": (httpx2.PoolTimeout, httpx2.PoolTimeout),
+}
+FOREIGN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+"""What trio streams raise for a broken connection (``ssl.SSLError`` is an ``OSError``)."""
+
+
+class ResponseTooLarge(httpx2.RemoteProtocolError):
+    """A part of the answer (``what``) grew past ``limit`` bytes: ``size`` read so far."""
+
+    def __init__(self, what: str, size: int, limit: int, request: httpx2.Request) -> None:
+        super().__init__(f"the {what} is over {limit} bytes ({size} read)", request=request)
+        self.what, self.size, self.limit = what, size, limit
+
+
+def timeout_error(phase: str, request: httpx2.Request) -> httpx2.TransportError:
+    return _ERRORS[phase][0](f"{phase} timed out", request=request)
+
+
+def transport_error(
+    phase: str, exc: BaseException, request: httpx2.Request
+) -> httpx2.TransportError:
+    if isinstance(exc.__cause__, ssl.SSLError):  # trio's BrokenResourceError says no more
+        exc = exc.__cause__
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        # trio's "all attempts to connect to HOST:PORT failed" keeps each address's reason in
+        # its cause: say them (e.g. "[Errno 111] Connection refused").
+        reasons = dict.fromkeys(str(leaf) for leaf in exc.__cause__.exceptions)
+        message = f"{message}: {'; '.join(reasons)}"
+    return _ERRORS[phase][1](message, request=request)
+
+
+def deadline(seconds: float | None) -> float:
+    return math.inf if seconds is None else trio.current_time() + seconds
+
+
+def has_data_or_eof(sock: trio.socket.SocketType) -> bool:
+    """Whether an idle connection is readable: the peer closed it or sent bytes nobody asked for."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class Connection:
+    """One TCP (or TLS) connection, or a slot reserved for one while it is being opened."""
+
+    __slots__ = ("idle", "idle_since", "key", "socket", "stream")
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.stream: trio.abc.Stream | None = None
+        self.socket: trio.socket.SocketType | None = None
+        self.idle = False
+        self.idle_since = 0.0
+
+    def __repr__(self) -> str:
+        state = "idle" if self.idle else "busy" if self.stream is not None else "connecting"
+        scheme, host, port = self.key
+        return f"<Connection {scheme.decode()}://{host.decode()}:{port} {state}>"
+
+    def is_idle(self) -> bool:
+        """Whether it waits in the pool for a request (as httpcore's connections say)."""
+        return self.idle
+
+    def close(self) -> None:
+        """Close the socket now, without a TLS goodbye; blocked readers get ClosedResourceError."""
+        if self.socket is not None:
+            self.socket.close()
+        self.stream = self.socket = None
+
+
+async def connect(
+    conn: Connection,
+    address: tuple[str, int],
+    tls: ssl.SSLContext | None,
+    request: httpx2.Request,
+    timeout: float | None,
+) -> None:
+    """Open ``conn``: TCP to ``address`` (the origin, or a forward proxy), then TLS to the
+    origin's host when ``tls`` is given. Failures raise httpx2's connect errors; the socket of a
+    failed attempt is closed."""
+    host = conn.key[1].decode("ascii")
+    tcp: trio.SocketStream | None = None
+    try:
+        with trio.CancelScope(deadline=deadline(timeout)) as scope:
+            tcp = await trio.open_tcp_stream(*address)
+            stream: trio.abc.Stream = tcp
+            if tls is not None:
+                secure = trio.SSLStream(tcp, tls, server_hostname=host, https_compatible=True)
+                await secure.do_handshake()
+                stream = secure
+            conn.stream, conn.socket = stream, tcp.socket
+    except FOREIGN as exc:
+        if tcp is not None:
+            tcp.socket.close()
+        raise transport_error("connect", exc, request) from exc
+    except BaseException:
+        if tcp is not None:
+            tcp.socket.close()
+        raise
+    if scope.cancelled_caught:
+        if tcp is not None:
+            tcp.socket.close()
+        raise timeout_error("connect", request)
