@@ -37,7 +37,7 @@ proxy *args:
 bench-batch *args:
     python bench/batch_throughput.py {{args}}
 
-# Compare trio-litellm with the openai SDK (trio and asyncio) on a local nginx (e.g. `just bench --concurrency 64`).
+# Compare trio-litellm with the aiohttp + msgspec floor and the openai SDK on a local nginx (e.g. `just bench --concurrency 64`).
 bench *args:
     python bench/clients.py {{args}}
 

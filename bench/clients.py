@@ -1,4 +1,4 @@
-"""trio-litellm against the official openai SDK: throughput, latency, CPU and memory per request.
+"""trio-litellm against a floor and the openai SDK: throughput, latency, CPU and memory per request.
 
 In one process, against one local upstream (nginx serving fixed bodies, see ``upstream.py``), for
 each concurrency C and each kind of request (chat completions, streams consumed to the last
@@ -6,6 +6,8 @@ chunk, embeddings), N requests (S streams) go through each client from C worker 
 
     trio-litellm     client.complete / client.stream / client.embed, on trio
     open_jobs        client.open_jobs: one producer keeping C jobs outstanding (no streams)
+    aiohttp          the floor: aiohttp + msgspec under asyncio.run, the least a Python client
+                     does (POST, read the body or the SSE lines, decode into a small Struct)
     openai-trio      openai.AsyncOpenAI on trio (the SDK runs on trio through anyio and httpx2)
     openai-asyncio   openai.AsyncOpenAI under asyncio.run, measured the same way
 
@@ -16,10 +18,13 @@ requests are measured: wall time, each request's latency, this process's user+sy
 (sampled every 20 ms). Every answer is checked (every request succeeded, every stream had its 64
 content chunks and its usage, every embedding its 1536 floats); a wrong one aborts the run. The
 order of the clients rotates each round; figures are medians over rounds, with ratios to the
-SDK on trio and on asyncio.
+floor (aiohttp) and to the SDK on trio and on asyncio. The report ends with trio-litellm's CPU
+over the floor's against the targets: at most 1.2 per request for completions and embeddings, at
+most 1.0 per stream chunk.
 
     python bench/clients.py [--requests 1000] [--streams 250] [--rounds 3] [--concurrency 64,256]
-        [--kinds chat,stream,embed] [--clients trio-litellm,open_jobs,openai-trio,openai-asyncio]
+        [--kinds chat,stream,embed]
+        [--clients trio-litellm,open_jobs,aiohttp,openai-trio,openai-asyncio]
         [--upstream nginx|fake] [--json]
 """
 
@@ -40,7 +45,9 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import aiohttp
 import httpx2
+import msgspec
 import openai
 import trio
 from rich import box
@@ -68,11 +75,19 @@ Kind = Literal["chat", "stream", "embed"]
 KINDS: tuple[Kind, ...] = ("chat", "stream", "embed")
 KIND_TITLES = {"chat": "chat completions", "stream": "streamed completions", "embed": "embeddings"}
 
-CLIENTS = ("trio-litellm", "open_jobs", "openai-trio", "openai-asyncio")
+CLIENTS = ("trio-litellm", "open_jobs", "aiohttp", "openai-trio", "openai-asyncio")
 STREAMLESS = {"open_jobs"}
 """Clients that cannot stream (jobs answer in one body)."""
-BASES = ("openai-trio", "openai-asyncio")
+FLOOR = "aiohttp"
+"""The least a Python client can do per request; trio-litellm's targets are ratios to it."""
+BASES = (FLOOR, "openai-trio", "openai-asyncio")
 """The clients the others are compared with."""
+TARGETS: dict[Kind, tuple[str, float]] = {
+    "chat": ("cpu_us_per_request", 1.2),
+    "stream": ("cpu_us_per_chunk", 1.0),
+    "embed": ("cpu_us_per_request", 1.2),
+}
+"""Per kind, the figure of trio-litellm's over the floor's, and the most that ratio may be."""
 RATIO_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "cpu_us_per_request", "cpu_us_per_chunk")
 
 RSS_INTERVAL = 0.02
@@ -221,6 +236,115 @@ def sdk_request(client: openai.AsyncOpenAI, part: Part) -> Request:
         reply = await client.embeddings.create(
             model=embedding_model, input=[EMBEDDING_INPUT], encoding_format="float"
         )
+        check_embedding(len(reply.data[0].embedding))
+        return 0
+
+    return {"chat": chat, "stream": stream, "embed": embed}[part.kind]
+
+
+# The floor: aiohttp on asyncio, decoding with msgspec into Structs holding only what is checked.
+# No retries, no validation beyond the status, no objects for the fields it skips: what a
+# hand-written client costs, against which a library's layers are measured.
+
+
+class _Usage(msgspec.Struct):
+    total_tokens: int = 0
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Delta
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_ChunkChoice] = []
+    usage: _Usage | None = None
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+
+
+class _Embeddings(msgspec.Struct):
+    data: list[_Embedding]
+
+
+_completion_decoder = msgspec.json.Decoder(_Completion)
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+_embeddings_decoder = msgspec.json.Decoder(_Embeddings)
+_encode = msgspec.json.encode
+_SSE_DATA = b"data: "
+_SSE_DONE = b"[DONE]"
+
+
+def aiohttp_request(session: aiohttp.ClientSession, part: Part) -> Request:
+    """The same request, POSTed by aiohttp and decoded by msgspec (the body encoded each time)."""
+    chat_model, embedding_model = part.upstream.chat_model, part.upstream.embedding_model
+    chat_url = f"{part.base_url}/v1/chat/completions"
+    embeddings_url = f"{part.base_url}/v1/embeddings"
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+
+    async def chat() -> int:
+        body = _encode({"model": chat_model, "messages": MESSAGES, "max_tokens": MAX_TOKENS})
+        async with session.post(chat_url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            reply = _completion_decoder.decode(await response.read())
+        usage = reply.usage.total_tokens if reply.usage else None
+        check_completion(reply.choices[0].message.content, usage)
+        return 0
+
+    async def stream() -> int:
+        chunks = content_chunks = 0
+        usage_seen = False
+        body = _encode(
+            {
+                "model": chat_model,
+                "messages": MESSAGES,
+                "max_tokens": MAX_TOKENS,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        )
+        async with session.post(chat_url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            async for line in response.content:
+                if not line.startswith(_SSE_DATA):
+                    continue  # the blank line between events
+                data = line[len(_SSE_DATA) :].rstrip()
+                if data == _SSE_DONE:
+                    break
+                chunk = _chunk_decoder.decode(data)
+                chunks += 1
+                if chunk.choices and chunk.choices[0].delta.content:
+                    content_chunks += 1
+                if chunk.usage is not None:
+                    usage_seen = True
+        check_stream(content_chunks, usage_seen)
+        return chunks
+
+    async def embed() -> int:
+        body = _encode(
+            {"model": embedding_model, "input": [EMBEDDING_INPUT], "encoding_format": "float"}
+        )
+        async with session.post(embeddings_url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            reply = _embeddings_decoder.decode(await response.read())
         check_embedding(len(reply.data[0].embedding))
         return 0
 
@@ -437,8 +561,18 @@ async def run_sdk(part: Part, pool: Callable[[Request, Tally, int], Awaitable[No
         return await measure(part, lambda tally: pool(request, tally, part.concurrency))
 
 
+async def run_aiohttp(part: Part) -> Sample:
+    """The floor: one session, a connector of C connections (aiohttp's default is 100)."""
+    connector = aiohttp.TCPConnector(limit=part.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        request = aiohttp_request(session, part)
+        return await measure(part, lambda tally: asyncio_pool(request, tally, part.concurrency))
+
+
 def run_part(part: Part) -> Sample:
-    """One part on its own event loop: trio for all but ``openai-asyncio``."""
+    """One part on its own event loop: asyncio for ``aiohttp`` and ``openai-asyncio``, else trio."""
+    if part.client == FLOOR:
+        return asyncio.run(run_aiohttp(part))
     if part.client == "openai-asyncio":
         return asyncio.run(run_sdk(part, asyncio_pool))
     if part.client == "openai-trio":
@@ -513,16 +647,21 @@ def render(
     )
     columns: list[tuple[str, Callable[[dict[str, float]], str]]] = [
         ("req/s", lambda f: f"{f['requests_per_s']:,.0f}"),
+        ("vs F", lambda f: _ratio(f, FLOOR, "requests_per_s")),
         ("vs T", lambda f: _ratio(f, "openai-trio", "requests_per_s")),
         ("vs A", lambda f: _ratio(f, "openai-asyncio", "requests_per_s")),
         ("p50 ms", lambda f: f"{f['p50_ms']:.1f}"),
         ("p99 ms", lambda f: f"{f['p99_ms']:.1f}"),
         ("CPU µs/req", lambda f: f"{f['cpu_us_per_request']:,.0f}"),
+        ("vs F", lambda f: _ratio(f, FLOOR, "cpu_us_per_request")),
         ("vs T", lambda f: _ratio(f, "openai-trio", "cpu_us_per_request")),
         ("vs A", lambda f: _ratio(f, "openai-asyncio", "cpu_us_per_request")),
     ]
     if kind == "stream":
-        columns.append(("µs/chunk", lambda f: f"{f['cpu_us_per_chunk']:.1f}"))
+        columns += [
+            ("µs/chunk", lambda f: f"{f['cpu_us_per_chunk']:.1f}"),
+            ("vs F", lambda f: _ratio(f, FLOOR, "cpu_us_per_chunk")),
+        ]
     columns += [
         ("upstream µs/req", lambda f: f"{f['upstream_cpu_us_per_request']:,.0f}"),
         ("peak RSS MiB", lambda f: f"{f['rss_peak_mib']:.0f}"),
@@ -532,6 +671,54 @@ def render(
         table.add_column(name, justify="right", no_wrap=True)
     for client, figures in clients.items():
         table.add_row(client, *(cell(figures) for _, cell in columns))
+    return table
+
+
+def target_checks(summary: Summary, client: str = "trio-litellm") -> list[dict[str, Any]]:
+    """trio-litellm's CPU over the floor's, per concurrency and kind, against the targets."""
+    checks = []
+    for concurrency, kinds in summary.items():
+        for kind, clients in kinds.items():
+            if client not in clients or FLOOR not in clients:
+                continue
+            figure, limit = TARGETS[kind]
+            ratio = clients[client][f"vs_{FLOOR}_{figure}"]
+            checks.append(
+                {
+                    "concurrency": concurrency,
+                    "kind": kind,
+                    "figure": figure,
+                    "ours": clients[client][figure],
+                    "floor": clients[FLOOR][figure],
+                    "ratio": ratio,
+                    "target": limit,
+                    "met": ratio <= limit,
+                }
+            )
+    return checks
+
+
+def render_targets(checks: list[dict[str, Any]]) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+        title=f"targets: trio-litellm's CPU over the floor's ({FLOOR})",
+        title_justify="left",
+    )
+    for name in ("in flight", "kind", "figure", "trio-litellm", FLOOR, "ratio", "target", ""):
+        table.add_column(name, justify="left" if name in ("kind", "figure", "") else "right")
+    for check in checks:
+        table.add_row(
+            str(check["concurrency"]),
+            check["kind"],
+            "CPU µs/chunk" if check["figure"] == "cpu_us_per_chunk" else "CPU µs/req",
+            f"{check['ours']:,.1f}",
+            f"{check['floor']:,.1f}",
+            f"{check['ratio']:.2f}",
+            f"≤ {check['target']:.1f}",
+            "met" if check["met"] else "MISSED",
+        )
     return table
 
 
@@ -662,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_requests": "one per connection (= concurrency)",
             },
             "median": {str(c): kinds for c, kinds in summary.items()},
+            "targets": target_checks(summary),
             "samples": [{**asdict(s), **s.figures()} for s in samples],
         }
         print(json.dumps(result, indent=2))
@@ -675,11 +863,16 @@ def main(argv: list[str] | None = None) -> int:
             out.print()
             out.print(render(kind, concurrency, clients, args.rounds))
     out.print(
-        "vs T / vs A: ratio to openai-trio / openai-asyncio (req/s: above 1 is faster; CPU: "
-        "below 1 is cheaper). CPU: this process's user+sys over the requests; µs/chunk divides "
-        "it by every chunk received. upstream: the upstream's CPU per request. peak RSS: this "
-        "whole process's (every client's imports included) while the part ran."
+        f"vs F / vs T / vs A: ratio to {FLOOR} (the floor) / openai-trio / openai-asyncio "
+        "(req/s: above 1 is faster; CPU: below 1 is cheaper). CPU: this process's user+sys over "
+        "the requests; µs/chunk divides it by every chunk received. upstream: the upstream's CPU "
+        "per request. peak RSS: this whole process's (every client's imports included) while "
+        "the part ran."
     )
+    checks = target_checks(summary)
+    if checks:
+        out.print()
+        out.print(render_targets(checks))
     return 0
 
 

@@ -507,6 +507,7 @@ def machine() -> dict[str, Any]:
     for package in (
         "trio-litellm",
         "openai",
+        "aiohttp",
         "httpx2",
         "httpcore2",
         "httptools",
