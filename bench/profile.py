@@ -287,6 +287,8 @@ _OUR_LAYERS = {
     "_transport.py": "our _transport",
     "_dispatcher.py": "our dispatcher",
     "_throttle.py": "our throttle",
+    "_rate_window.py": "our throttle",
+    "_restrictions.py": "our throttle",
     "_monitor.py": "our health gate/monitor",
     "_events.py": "our event bus",
     "_client.py": "our Client + observer",

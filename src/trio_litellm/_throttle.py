@@ -23,8 +23,8 @@ A model may have rpm / tpm windows of its own (:class:`._config.ModelLimits`): a
 against the client's windows and its model's, and one held by its model's window is parked like
 one held by its model's pause.
 
-The arithmetic is :class:`RateWindow` and :class:`Restrictions`, pure classes beside the actor (no
-trio, no await, no IO).
+The arithmetic is pure classes beside the actor (no trio, no await, no IO): the sliding window in
+:mod:`._rate_window`, what the proxy said in :mod:`._restrictions`.
 
 With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model
 (a model with a window of its own always has one),
@@ -46,280 +46,22 @@ import trio
 from ._config import ModelLimits
 from ._errors import ClientClosedError, ConfigError, LiteLLMError
 from ._meta import MODEL_LIMITER_SCOPES, RateLimitInfo
+from ._rate_window import PERIOD, RateWindow, WindowEntry
+from ._restrictions import DEFAULT_PAUSE, Restrictions, in_limiter_window
 
 __all__ = [
-    "DEFAULT_PAUSE",
-    "LIMITER_WINDOW",
     "MESSAGE_BUFFER",
-    "PERIOD",
     "ModelThrottleStatistics",
     "Permit",
-    "RateWindow",
-    "Restrictions",
     "Throttle",
     "ThrottleStatistics",
-    "WindowEntry",
 ]
-
-PERIOD = 60.0
-"""Seconds of the rpm and tpm windows: per minute."""
-
-DEFAULT_PAUSE = 1.0
-"""Seconds to pause when the proxy says to wait but not how long (a 429 without Retry-After, or
-nothing left with no usable reset)."""
-
-LIMITER_WINDOW = 60.0
-"""Seconds until a scope of LiteLLM's own limiter may have room again, when its headers say none is
-left: they send no reset, and each scope counts a fixed window of ``LITELLM_RATE_LIMIT_WINDOW_SIZE``
-seconds (60 by default) that may have begun up to that long ago. It is the ``Retry-After`` of the
-429 the limiter would answer next."""
 
 MESSAGE_BUFFER = 64
 """Messages that may wait for the actor. Reports (observe, reconcile, 429) are fire-and-forget, so
 a small buffer lets a finishing request move on without waiting for the actor to be scheduled;
 acquirers wait for their answer anyway, and their number is bounded by the dispatcher's in-flight
 limit. A full buffer makes senders wait: backpressure, never an unbounded queue."""
-
-
-# --- the arithmetic: no trio, no await, no IO -------------------------------------------------
-
-
-class WindowEntry:
-    """One amount recorded in a :class:`RateWindow`: the handle :meth:`RateWindow.adjust` takes."""
-
-    __slots__ = ("amount", "expires", "live", "time")
-
-    def __init__(self, time: float, expires: float, amount: float) -> None:
-        self.time = time
-        self.expires = expires  # time + period, computed once so every comparison agrees
-        self.amount = amount
-        self.live = True  # False once dropped from the window: adjusting it does nothing
-
-    def __repr__(self) -> str:
-        return f"WindowEntry(time={self.time!r}, amount={self.amount!r}, live={self.live!r})"
-
-
-class RateWindow:
-    """Never more than ``limit`` units admitted in any ``period``-second window (a sliding log).
-
-    Not a token bucket: a bucket of capacity R refilling at R per period starts full and refills
-    while it is drained, so it admits up to 2R in some windows (R at once, then R more as it
-    refills over the next period). A limit the proxy enforces per window must hold in every
-    window, so this keeps the admitted amounts of the last ``period`` seconds and their sum.
-
-    An entry recorded at ``t`` counts in every window ``[s, s + period)`` holding ``t``, and leaves
-    at ``t + period``. An amount larger than ``limit`` fits only when nothing is counted in the
-    window (zero amounts aside) and then stays alone in it: slow, but it never deadlocks. ``now`` must never decrease between calls.
-
-    Cost: ``record``, ``adjust``, ``used`` and a ``wait`` that fits are O(1) amortised (each entry
-    is appended once and dropped once). A ``wait`` that does not fit walks the oldest entries that
-    must leave first; its answer is cached until the next ``record`` or ``adjust``, and the entries
-    walked are the ones dropped before that amount is admitted, so the walk is paid for by their
-    drops. Memory holds only the entries of the last ``period`` seconds.
-    """
-
-    __slots__ = ("_cache", "_entries", "_used", "_version", "limit", "period")
-
-    def __init__(self, limit: float, period: float = PERIOD) -> None:
-        if not (math.isfinite(limit) and limit > 0):
-            raise ValueError(f"limit must be a positive number, not {limit!r}")
-        if not (math.isfinite(period) and period > 0):
-            raise ValueError(f"period must be a positive number of seconds, not {period!r}")
-        self.limit = float(limit)
-        self.period = float(period)
-        self._entries: deque[WindowEntry] = deque()
-        self._used = 0.0
-        self._version = 0  # bumped by record and adjust: they invalidate the cached answer
-        self._cache: tuple[float, int, float] | None = None  # (amount, version, ready_at)
-
-    def wait(self, amount: float, now: float) -> float:
-        """Seconds from ``now`` until ``amount`` more fits; 0.0 if it fits now."""
-        return self.ready_at(amount, now) - now
-
-    def ready_at(self, amount: float, now: float) -> float:
-        """The earliest time, ``now`` or later, at which ``amount`` more fits."""
-        _check_amount(amount)
-        self._expire(now)
-        threshold = self._threshold(amount)
-        if self._used <= threshold:
-            return now
-        cache = self._cache
-        if (
-            cache is not None
-            and cache[0] == amount
-            and cache[1] == self._version
-            and cache[2] > now
-        ):
-            return cache[2]
-        entries = self._entries
-        ready = entries[-1].expires  # when the window is empty, anything fits
-        remaining = self._used
-        for entry in entries:  # the same subtractions, in the same order, as _expire will do
-            remaining -= entry.amount
-            if remaining <= threshold:
-                ready = entry.expires
-                break
-        self._cache = (amount, self._version, ready)
-        return ready
-
-    def record(self, amount: float, now: float) -> WindowEntry:
-        """Count ``amount`` as admitted at ``now`` (whether or not it fits: the caller decides)."""
-        _check_amount(amount)
-        self._expire(now)
-        entry = WindowEntry(now, now + self.period, amount)
-        self._entries.append(entry)
-        self._used += amount
-        self._version += 1
-        return entry
-
-    def adjust(self, entry: WindowEntry, amount: float) -> None:
-        """Replace a recorded amount (an estimate by the real count); no effect once it has left."""
-        _check_amount(amount)
-        if entry.live:
-            self._used += amount - entry.amount
-            entry.amount = amount
-            self._version += 1
-
-    def used(self, now: float) -> float:
-        """The units counted in the window ending at ``now``."""
-        self._expire(now)
-        return self._used
-
-    def _threshold(self, amount: float) -> float:
-        # What may already be used for ``amount`` to fit: an oversized amount needs an empty window.
-        return self.limit - amount if amount <= self.limit else 0.0
-
-    def _expire(self, now: float) -> None:
-        # Dropping entries that left changes no answer (not even a cached one), so any task may
-        # trigger it; it has no await, so nothing interleaves with it.
-        entries = self._entries
-        while entries and entries[0].expires <= now:
-            entry = entries.popleft()
-            entry.live = False
-            self._used -= entry.amount
-        if not entries:
-            self._used = 0.0  # no float residue survives an empty window
-
-
-def _check_amount(amount: float) -> None:
-    if not (amount >= 0 and math.isfinite(amount)):
-        raise ValueError(f"an amount must be a finite number >= 0, not {amount!r}")
-
-
-class _Cap:
-    """What the proxy said is left (``remaining`` units) until ``until``; we count it down."""
-
-    __slots__ = ("remaining", "until")
-
-    def __init__(self, remaining: int, until: float) -> None:
-        self.remaining = remaining
-        self.until = until
-
-
-def _horizon(at: float, reset: float | None) -> float:
-    return at + (reset if reset is not None and reset > 0 else DEFAULT_PAUSE)
-
-
-class Restrictions:
-    """What the proxy said about one scope (one model group, or everyone): a pause, and what its
-    ``x-ratelimit-remaining-*`` headers said is left. Times are passed in; nothing here waits.
-
-    Each method that restricts returns the time until which it restricts (``-inf`` for nothing),
-    so the owner can keep the latest such time as a cheap "anything in force?" test.
-    """
-
-    __slots__ = ("pause_until", "request_cap", "token_cap")
-
-    def __init__(self) -> None:
-        self.pause_until = -math.inf
-        self.request_cap: _Cap | None = None
-        self.token_cap: _Cap | None = None
-
-    def pause(self, until: float) -> float:
-        """Pause admission until ``until``; a pause in force is extended, never shortened."""
-        self.pause_until = max(self.pause_until, until)
-        return self.pause_until
-
-    def observe(self, info: RateLimitInfo, at: float) -> float:
-        """Zero left pauses until the reset; a positive count caps admissions until then.
-
-        The cap counts down with each admission and only ever tightens while in force: an answer
-        saying more is left than the cap allows was counted before our later admissions (answers
-        arrive out of order), so it is ignored until the cap's horizon passes. Requests we admitted
-        that the proxy has not yet counted can still overshoot it; a 429 then corrects that.
-        """
-        until = -math.inf
-        if info.remaining_requests is not None:
-            horizon = _horizon(at, info.reset_requests)
-            if info.remaining_requests <= 0:
-                until = max(until, self.pause(horizon))
-            else:
-                self.request_cap = _tighten(self.request_cap, info.remaining_requests, horizon, at)
-                until = max(until, self.request_cap.until)
-        if info.remaining_tokens is not None:
-            horizon = _horizon(at, info.reset_tokens)
-            if info.remaining_tokens <= 0:
-                until = max(until, self.pause(horizon))
-            else:
-                self.token_cap = _tighten(self.token_cap, info.remaining_tokens, horizon, at)
-                until = max(until, self.token_cap.until)
-        return until
-
-    def ready_at(self, tokens: int, now: float) -> float:
-        """The earliest time, ``now`` or later, at which a request of ``tokens`` may start."""
-        ready = max(now, self.pause_until)
-        cap = self.request_cap
-        if cap is not None:
-            if cap.until <= now:
-                self.request_cap = None
-            elif cap.remaining < 1:
-                ready = max(ready, cap.until)
-        cap = self.token_cap
-        if cap is not None:
-            if cap.until <= now:
-                self.token_cap = None
-            elif cap.remaining < tokens:
-                ready = max(ready, cap.until)
-        return ready
-
-    def grant(self, tokens: int) -> None:
-        """Count an admission of ``tokens`` against the caps in force."""
-        if self.request_cap is not None:
-            self.request_cap.remaining -= 1
-        if self.token_cap is not None:
-            self.token_cap.remaining -= tokens
-
-    def paused(self, now: float) -> bool:
-        return self.pause_until > now
-
-    def request_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Requests that could start now under ``window`` (the rpm window, or None) and this."""
-        return _room(window, used, self.request_cap, now, self.paused(now))
-
-    def token_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Tokens that could start now under ``window`` (the tpm window, or None) and this."""
-        return _room(window, used, self.token_cap, now, self.paused(now))
-
-
-def _tighten(cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
-    if cap is None or cap.until <= at:
-        return _Cap(remaining, until)
-    if remaining <= cap.remaining:
-        cap.remaining = remaining
-        cap.until = max(cap.until, until)
-    return cap
-
-
-def _room(
-    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
-) -> int | None:
-    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
-    if paused:
-        return 0
-    room = None if window is None or used is None else max(int(window.limit) - used, 0)
-    if cap is not None and cap.until > now:
-        room = cap.remaining if room is None else min(room, cap.remaining)
-    return room
 
 
 # --- what the actor hands out and reports ------------------------------------------------------
@@ -443,17 +185,6 @@ class _Observe(msgspec.Struct, frozen=True, kw_only=True, tag="observe"):
 
 
 _Message: TypeAlias = _Acquire | _Reconcile | _RateLimited | _Observe
-
-
-def _in_window(info: RateLimitInfo) -> RateLimitInfo:
-    """``info`` with :data:`LIMITER_WINDOW` for the resets it does not know."""
-    if info.reset_requests is not None and info.reset_tokens is not None:
-        return info
-    return msgspec.structs.replace(
-        info,
-        reset_requests=LIMITER_WINDOW if info.reset_requests is None else info.reset_requests,
-        reset_tokens=LIMITER_WINDOW if info.reset_tokens is None else info.reset_tokens,
-    )
 
 
 def _closed_error() -> LiteLLMError:
@@ -807,7 +538,7 @@ class Throttle:
             if info.remaining_requests is None and info.remaining_tokens is None:
                 continue
             target = model if scope in MODEL_LIMITER_SCOPES else None
-            await self._post(_Observe(ratelimit=_in_window(info), at=at, model=target))
+            await self._post(_Observe(ratelimit=in_limiter_window(info), at=at, model=target))
 
     async def _post(self, message: _Message) -> bool:
         """Send to the actor; False if it has stopped."""

@@ -20,7 +20,9 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trio_litellm._errors import ConfigError, LiteLLMError
 from trio_litellm._meta import RateLimitInfo
-from trio_litellm._throttle import LIMITER_WINDOW, Permit, RateWindow, Restrictions, Throttle
+from trio_litellm._rate_window import RateWindow
+from trio_litellm._restrictions import LIMITER_WINDOW, Restrictions
+from trio_litellm._throttle import Permit, Throttle
 
 Log = list[tuple[str, float]]
 
