@@ -289,6 +289,8 @@ _OUR_LAYERS = {
     "_throttle.py": "our throttle",
     "_rate_window.py": "our throttle",
     "_restrictions.py": "our throttle",
+    "_rate_limit.py": "our throttle",
+    "_bucket.py": "our throttle",
     "_monitor.py": "our health gate/monitor",
     "_events.py": "our event bus",
     "_client.py": "our Client + observer",

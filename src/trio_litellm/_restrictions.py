@@ -12,7 +12,6 @@ import math
 import msgspec
 
 from ._meta import RateLimitInfo
-from ._rate_window import RateWindow
 
 __all__ = ["DEFAULT_PAUSE", "LIMITER_WINDOW", "Restrictions", "in_limiter_window"]
 
@@ -113,13 +112,13 @@ class Restrictions:
     def paused(self, now: float) -> bool:
         return self.pause_until > now
 
-    def request_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Requests that could start now under ``window`` (the rpm window, or None) and this."""
-        return _room(window, used, self.request_cap, now, self.paused(now))
+    def request_room(self, room: int | None, now: float) -> int | None:
+        """Requests that could start now under this and our own rpm's ``room`` (None: no rpm)."""
+        return _room(room, self.request_cap, now, self.paused(now))
 
-    def token_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Tokens that could start now under ``window`` (the tpm window, or None) and this."""
-        return _room(window, used, self.token_cap, now, self.paused(now))
+    def token_room(self, room: int | None, now: float) -> int | None:
+        """Tokens that could start now under this and our own tpm's ``room`` (None: no tpm)."""
+        return _room(room, self.token_cap, now, self.paused(now))
 
 
 def _tighten(cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
@@ -131,13 +130,10 @@ def _tighten(cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
     return cap
 
 
-def _room(
-    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
-) -> int | None:
-    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
+def _room(room: int | None, cap: _Cap | None, now: float, paused: bool) -> int | None:
+    """What could be admitted now: our own limit's room, at most the cap's; 0 while paused."""
     if paused:
         return 0
-    room = None if window is None or used is None else max(int(window.limit) - used, 0)
     if cap is not None and cap.until > now:
         room = cap.remaining if room is None else min(room, cap.remaining)
     return room

@@ -19,15 +19,19 @@ model's. A waiter held only by its model's pause
 is parked aside, so those queued behind it for other models are not held up by it; the FIFO
 order holds for what everyone shares (the rpm and tpm windows, a pause for everyone).
 
-A model may have rpm / tpm windows of its own (:class:`._config.ModelLimits`): a request counts
-against the client's windows and its model's, and one held by its model's window is parked like
-one held by its model's pause.
+Our own ``rpm`` and ``tpm`` are each a sliding window, the hard bound (never more than ``rpm``
+start in any 60 s), with a token bucket pacing under it: ``rpm / 60`` a second with a burst of one
+second's share (:data:`._bucket.BURST_SECONDS`), so a minute's requests are spread across the
+minute rather than let out at once and then held for the rest of it. A model may have an rpm /
+tpm of its own (:class:`._config.ModelLimits`): a request counts against the client's and its
+model's, and one held by its model's is parked like one held by its model's pause.
 
-The arithmetic is pure classes beside the actor (no trio, no await, no IO): the sliding window in
-:mod:`._rate_window`, what the proxy said in :mod:`._restrictions`.
+The arithmetic is pure classes beside the actor (no trio, no await, no IO): :mod:`._rate_limit`
+(the window of :mod:`._rate_window` with the bucket of :mod:`._bucket`) and what the proxy said
+in :mod:`._restrictions`.
 
 With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model
-(a model with a window of its own always has one),
+(a model with limits of its own always has one),
 :meth:`Throttle.acquire` admits on a fast path that only reads the actor's state and sends it
 nothing: the dispatcher acquires for every request, and an unlimited client should pay close to
 nothing for it. All times are trio's clock.
@@ -46,7 +50,8 @@ import trio
 from ._config import ModelLimits
 from ._errors import ClientClosedError, ConfigError, LiteLLMError
 from ._meta import MODEL_LIMITER_SCOPES, RateLimitInfo
-from ._rate_window import PERIOD, RateWindow, WindowEntry
+from ._rate_limit import RateLimit, RateLimits
+from ._rate_window import WindowEntry
 from ._restrictions import DEFAULT_PAUSE, Restrictions, in_limiter_window
 
 __all__ = [
@@ -103,8 +108,9 @@ class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
     those that took the fast path; ``abandoned`` counts acquirers cancelled while queued;
     ``messages`` counts messages the actor has received. The window fields are None for a limit
     that is not configured. ``requests_available`` and ``tokens_available`` are what could be
-    admitted now for any model: 0 while everyone is paused, else the window's room further capped
-    by what the proxy's key-wide headers said is left; None when neither applies.
+    admitted now for any model: 0 while everyone is paused, else the window's room (at most what
+    the pacing bucket holds) further capped by what the proxy's key-wide headers said is left;
+    None when neither applies.
     ``paused_until`` is trio time of the pause for everyone, None when none is in force;
     ``paused_models`` maps each model group paused on its own to the trio time its pause ends.
     ``pauses`` counts pause requests (429s, and answers saying nothing is left), for any scope.
@@ -155,24 +161,6 @@ class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
     tokens: int
 
 
-class _ModelWindows:
-    """A model's own rpm and tpm windows (either may be None)."""
-
-    __slots__ = ("requests", "tokens")
-
-    def __init__(self, limits: ModelLimits) -> None:
-        self.requests = RateWindow(limits.rpm, PERIOD) if limits.rpm is not None else None
-        self.tokens = RateWindow(limits.tpm, PERIOD) if limits.tpm is not None else None
-
-    def ready_at(self, tokens: int, now: float) -> float:
-        ready = now
-        if self.requests is not None:
-            ready = self.requests.ready_at(1, now)
-        if self.tokens is not None:
-            ready = max(ready, self.tokens.ready_at(tokens, now))
-        return ready
-
-
 class _RateLimited(msgspec.Struct, frozen=True, kw_only=True, tag="rate_limited"):
     until: float
     model: str | None
@@ -214,8 +202,7 @@ class Throttle:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigError(name, f"must be an integer >= 1 or None, not {value!r}")
-        self._requests = RateWindow(rpm, PERIOD) if rpm is not None else None
-        self._tokens = RateWindow(tpm, PERIOD) if tpm is not None else None
+        self._limits = RateLimits(rpm, tpm)
         self._unlimited = rpm is None and tpm is None
         self._send, self._receive = trio.open_memory_channel[_Message](MESSAGE_BUFFER)
         # Written by the actor only:
@@ -226,10 +213,10 @@ class Throttle:
         self._restricted_until = -math.inf  # latest restriction for everyone: the fast path's test
         self._model_restricted_until: dict[str, float] = {}  # the same, per model
         # Models with an rpm or tpm of their own; each is restricted for good (no fast path).
-        self._model_windows: dict[str, _ModelWindows] = {}
+        self._model_limits: dict[str, RateLimits] = {}
         for model, limits in (model_limits or {}).items():
             if limits.rpm is not None or limits.tpm is not None:
-                self._model_windows[model] = _ModelWindows(limits)
+                self._model_limits[model] = RateLimits(limits.rpm, limits.tpm)
                 self._models[model] = Restrictions()
                 self._model_restricted_until[model] = math.inf
         self._wake_scope: trio.CancelScope | None = None  # cancelled to re-examine a blocked head
@@ -303,13 +290,13 @@ class Throttle:
         if isinstance(message, _Acquire):
             self._queue.append(message.ticket)
         elif isinstance(message, _Reconcile):
-            tokens = max(message.tokens, 0)
-            if self._tokens is not None and message.entry is not None:
-                self._tokens.adjust(message.entry, tokens)
+            tokens, now = max(message.tokens, 0), trio.current_time()
+            if self._limits.tokens is not None and message.entry is not None:
+                self._limits.tokens.adjust(message.entry, tokens, now)
             if message.model_entry is not None and message.model is not None:
-                window = self._model_windows[message.model].tokens
-                if window is not None:
-                    window.adjust(message.model_entry, tokens)
+                limit = self._model_limits[message.model].tokens
+                if limit is not None:
+                    limit.adjust(message.model_entry, tokens, now)
         elif isinstance(message, _RateLimited):
             self._pauses += 1
             self._restrict(message.model, self._scope(message.model).pause(message.until))
@@ -401,33 +388,23 @@ class Throttle:
         self, model: str, restrictions: Restrictions, tokens: int, now: float
     ) -> float:
         ready = restrictions.ready_at(tokens, now)
-        windows = self._model_windows.get(model)
-        if windows is not None:
-            ready = max(ready, windows.ready_at(tokens, now))
+        limits = self._model_limits.get(model)
+        if limits is not None:
+            ready = max(ready, limits.ready_at(tokens, now))
         return ready
 
     def _shared_ready_at(self, tokens: int, now: float) -> float:
-        ready = self._everyone.ready_at(tokens, now)
-        if self._requests is not None:
-            ready = max(ready, self._requests.ready_at(1, now))
-        if self._tokens is not None:
-            ready = max(ready, self._tokens.ready_at(tokens, now))
-        return ready
+        return max(self._everyone.ready_at(tokens, now), self._limits.ready_at(tokens, now))
 
     def _grant(self, ticket: _Ticket, restrictions: Restrictions | None, now: float) -> None:
-        if self._requests is not None:
-            self._requests.record(1, now)
-        entry = self._tokens.record(ticket.tokens, now) if self._tokens is not None else None
+        entry = self._limits.record(ticket.tokens, now)
         self._everyone.grant(ticket.tokens)
         model_entry = None
         if restrictions is not None:
             restrictions.grant(ticket.tokens)
-            windows = self._model_windows.get(ticket.model) if ticket.model is not None else None
-            if windows is not None:
-                if windows.requests is not None:
-                    windows.requests.record(1, now)
-                if windows.tokens is not None:
-                    model_entry = windows.tokens.record(ticket.tokens, now)
+            limits = self._model_limits.get(ticket.model) if ticket.model is not None else None
+            if limits is not None:
+                model_entry = limits.record(ticket.tokens, now)
         ticket.permit = Permit(
             tokens=ticket.tokens, entry=entry, model=ticket.model, model_entry=model_entry
         )
@@ -559,11 +536,8 @@ class Throttle:
     def statistics(self) -> ThrottleStatistics:
         """A frozen snapshot; reading it changes nothing the actor would decide."""
         now = trio.current_time()
-        requests_used = tokens_used = None
-        if self._requests is not None:
-            requests_used = round(self._requests.used(now))
-        if self._tokens is not None:
-            tokens_used = round(self._tokens.used(now))
+        requests_used, requests_room = _usage(self._limits.requests, now)
+        tokens_used, tokens_room = _usage(self._limits.tokens, now)
         everyone = self._everyone
         parked = sum(len(tickets) for tickets in self._parked.values())
         return ThrottleStatistics(
@@ -574,8 +548,8 @@ class Throttle:
             messages=self._received,
             requests_in_window=requests_used,
             tokens_in_window=tokens_used,
-            requests_available=everyone.request_room(self._requests, requests_used, now),
-            tokens_available=everyone.token_room(self._tokens, tokens_used, now),
+            requests_available=everyone.request_room(requests_room, now),
+            tokens_available=everyone.token_room(tokens_room, now),
             paused_until=everyone.pause_until if everyone.paused(now) else None,
             pauses=self._pauses,
             paused_models={
@@ -585,29 +559,34 @@ class Throttle:
             },
             parked=parked,
             models={
-                model: self._model_statistics(model, windows, now)
-                for model, windows in self._model_windows.items()
+                model: self._model_statistics(model, limits, now)
+                for model, limits in self._model_limits.items()
             },
         )
 
     def _model_statistics(
-        self, model: str, windows: _ModelWindows, now: float
+        self, model: str, limits: RateLimits, now: float
     ) -> ModelThrottleStatistics:
-        requests_used = tokens_used = None
-        if windows.requests is not None:
-            requests_used = round(windows.requests.used(now))
-        if windows.tokens is not None:
-            tokens_used = round(windows.tokens.used(now))
+        requests_used, requests_room = _usage(limits.requests, now)
+        tokens_used, tokens_room = _usage(limits.tokens, now)
         restrictions = self._models[model]
         waiting = len(self._parked.get(model, ())) + sum(
             1 for ticket in self._queue if ticket.model == model and not ticket.abandoned
         )
         return ModelThrottleStatistics(
-            rpm=None if windows.requests is None else int(windows.requests.limit),
-            tpm=None if windows.tokens is None else int(windows.tokens.limit),
+            rpm=None if limits.requests is None else limits.requests.limit,
+            tpm=None if limits.tokens is None else limits.tokens.limit,
             requests_in_window=requests_used,
             tokens_in_window=tokens_used,
-            requests_available=restrictions.request_room(windows.requests, requests_used, now),
-            tokens_available=restrictions.token_room(windows.tokens, tokens_used, now),
+            requests_available=restrictions.request_room(requests_room, now),
+            tokens_available=restrictions.token_room(tokens_room, now),
             waiting=waiting,
         )
+
+
+def _usage(limit: RateLimit | None, now: float) -> tuple[int | None, int | None]:
+    """What one of our limits counts in the last 60 s and could admit now; Nones without it."""
+    if limit is None:
+        return None, None
+    used = round(limit.used(now))
+    return used, limit.room(used, now)
