@@ -291,6 +291,7 @@ _OUR_LAYERS = {
     "_restrictions.py": "our throttle",
     "_rate_limit.py": "our throttle",
     "_bucket.py": "our throttle",
+    "_admission.py": "our throttle",
     "_monitor.py": "our health gate/monitor",
     "_events.py": "our event bus",
     "_client.py": "our Client + observer",
