@@ -31,10 +31,12 @@ class ModelLimits:
     """
 
     rpm: int | None = None
-    """Requests per minute of this model; never more start in any 60 s window. None: no limit."""
+    """Requests per minute of this model; never more start in any 60 s window, paced across it as
+    the client's ``rpm`` is. None: no limit."""
 
     tpm: int | None = None
-    """Tokens per minute of this model (estimated, then reconciled with usage). None: no limit."""
+    """Tokens per minute of this model (estimated, then reconciled with usage), paced like
+    ``rpm``. None: no limit."""
 
     max_in_flight: int | None = None
     """Requests of this model running at once; more wait without taking one of the client's
@@ -133,10 +135,12 @@ class ClientConfig:
 
     rpm: int | None = None
     """Requests per minute this client may start; None for no limit of its own. Never more than
-    this many start in any 60 s window."""
+    this many start in any 60 s window, and they are paced across it: ``rpm / 60`` a second, with
+    a burst of one second's share (at least one request), not ``rpm`` at once."""
 
     tpm: int | None = None
-    """Tokens per minute (prompt estimate plus ``max_tokens``, reconciled with real usage)."""
+    """Tokens per minute (prompt estimate plus ``max_tokens``, reconciled with real usage); paced
+    like ``rpm``, at ``tpm / 60`` tokens a second."""
 
     max_in_flight: int | None = None
     """Requests running at once; None means ``max_connections``. More wait their turn."""

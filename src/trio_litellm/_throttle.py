@@ -15,20 +15,24 @@ pauses only the requests for that model (see :mod:`._limit_scope` for which 429s
 key's, team's or the proxy's own limit pauses everyone. LiteLLM's own limiter names the scope in
 its headers (``x-ratelimit-api_key-remaining-requests``; :data:`._meta.LIMITER_SCOPES`): a key's,
 user's, team's or end user's count is everyone's, a per-model one (``model_per_key``, ...) is the
-model's. A waiter held only by its model's pause
-is parked aside, so those queued behind it for other models are not held up by it; the FIFO
-order holds for what everyone shares (the rpm and tpm windows, a pause for everyone).
+model's. A waiter held only by its model's pause is parked aside, so those queued behind it for
+other models are not held up by it; the FIFO order holds for what everyone shares (the rpm and
+tpm limits, a pause for everyone).
 
-A model may have rpm / tpm windows of its own (:class:`._config.ModelLimits`): a request counts
-against the client's windows and its model's, and one held by its model's window is parked like
-one held by its model's pause.
+Our own ``rpm`` and ``tpm`` are each a sliding window, the hard bound (never more than ``rpm``
+start in any 60 s), with a token bucket pacing under it: ``rpm / 60`` a second with a burst of one
+second's share (:data:`._bucket.BURST_SECONDS`), so a minute's requests are spread across the
+minute rather than let out at once and then held for the rest of it. A model may have an rpm /
+tpm of its own (:class:`._config.ModelLimits`): a request counts against the client's and its
+model's, and one held by its model's is parked like one held by its model's pause.
 
-The arithmetic is :class:`RateWindow` and :class:`Restrictions`, pure classes beside the actor (no
-trio, no await, no IO).
+The decisions are pure classes beside the actor (no trio, no await, no IO): :mod:`._admission`
+(the queue, the parked and the scopes), :mod:`._rate_limit` (the window of :mod:`._rate_window`
+with the bucket of :mod:`._bucket`) and what the proxy said in :mod:`._restrictions`. This module
+is the actor's shell: its channel, its loop, the fast path and the methods other tasks call.
 
 With no rpm, no tpm, no pause and no header cap in force for everyone or for the request's model
-(a model with a window of its own always has one),
-:meth:`Throttle.acquire` admits on a fast path that only reads the actor's state and sends it
+(a model with limits of its own always has one), :meth:`Throttle.acquire` admits on a fast path that only reads the actor's state and sends it
 nothing: the dispatcher acquires for every request, and an unlimited client should pay close to
 nothing for it. All times are trio's clock.
 """
@@ -36,43 +40,26 @@ nothing for it. All times are trio's clock.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
 from typing import TypeAlias
 
 import msgspec
 import trio
 
+from ._admission import Admission, ModelThrottleStatistics, Permit, ThrottleStatistics, Ticket
 from ._config import ModelLimits
 from ._errors import ClientClosedError, ConfigError, LiteLLMError
 from ._meta import MODEL_LIMITER_SCOPES, RateLimitInfo
+from ._rate_window import WindowEntry
+from ._restrictions import DEFAULT_PAUSE, in_limiter_window
 
 __all__ = [
-    "DEFAULT_PAUSE",
-    "LIMITER_WINDOW",
     "MESSAGE_BUFFER",
-    "PERIOD",
     "ModelThrottleStatistics",
     "Permit",
-    "RateWindow",
-    "Restrictions",
     "Throttle",
     "ThrottleStatistics",
-    "WindowEntry",
 ]
-
-PERIOD = 60.0
-"""Seconds of the rpm and tpm windows: per minute."""
-
-DEFAULT_PAUSE = 1.0
-"""Seconds to pause when the proxy says to wait but not how long (a 429 without Retry-After, or
-nothing left with no usable reset)."""
-
-LIMITER_WINDOW = 60.0
-"""Seconds until a scope of LiteLLM's own limiter may have room again, when its headers say none is
-left: they send no reset, and each scope counts a fixed window of ``LITELLM_RATE_LIMIT_WINDOW_SIZE``
-seconds (60 by default) that may have begun up to that long ago. It is the ``Retry-After`` of the
-429 the limiter would answer next."""
 
 MESSAGE_BUFFER = 64
 """Messages that may wait for the actor. Reports (observe, reconcile, 429) are fire-and-forget, so
@@ -81,329 +68,11 @@ acquirers wait for their answer anyway, and their number is bounded by the dispa
 limit. A full buffer makes senders wait: backpressure, never an unbounded queue."""
 
 
-# --- the arithmetic: no trio, no await, no IO -------------------------------------------------
-
-
-class WindowEntry:
-    """One amount recorded in a :class:`RateWindow`: the handle :meth:`RateWindow.adjust` takes."""
-
-    __slots__ = ("amount", "expires", "live", "time")
-
-    def __init__(self, time: float, expires: float, amount: float) -> None:
-        self.time = time
-        self.expires = expires  # time + period, computed once so every comparison agrees
-        self.amount = amount
-        self.live = True  # False once dropped from the window: adjusting it does nothing
-
-    def __repr__(self) -> str:
-        return f"WindowEntry(time={self.time!r}, amount={self.amount!r}, live={self.live!r})"
-
-
-class RateWindow:
-    """Never more than ``limit`` units admitted in any ``period``-second window (a sliding log).
-
-    Not a token bucket: a bucket of capacity R refilling at R per period starts full and refills
-    while it is drained, so it admits up to 2R in some windows (R at once, then R more as it
-    refills over the next period). A limit the proxy enforces per window must hold in every
-    window, so this keeps the admitted amounts of the last ``period`` seconds and their sum.
-
-    An entry recorded at ``t`` counts in every window ``[s, s + period)`` holding ``t``, and leaves
-    at ``t + period``. An amount larger than ``limit`` fits only when nothing is counted in the
-    window (zero amounts aside) and then stays alone in it: slow, but it never deadlocks. ``now`` must never decrease between calls.
-
-    Cost: ``record``, ``adjust``, ``used`` and a ``wait`` that fits are O(1) amortised (each entry
-    is appended once and dropped once). A ``wait`` that does not fit walks the oldest entries that
-    must leave first; its answer is cached until the next ``record`` or ``adjust``, and the entries
-    walked are the ones dropped before that amount is admitted, so the walk is paid for by their
-    drops. Memory holds only the entries of the last ``period`` seconds.
-    """
-
-    __slots__ = ("_cache", "_entries", "_used", "_version", "limit", "period")
-
-    def __init__(self, limit: float, period: float = PERIOD) -> None:
-        if not (math.isfinite(limit) and limit > 0):
-            raise ValueError(f"limit must be a positive number, not {limit!r}")
-        if not (math.isfinite(period) and period > 0):
-            raise ValueError(f"period must be a positive number of seconds, not {period!r}")
-        self.limit = float(limit)
-        self.period = float(period)
-        self._entries: deque[WindowEntry] = deque()
-        self._used = 0.0
-        self._version = 0  # bumped by record and adjust: they invalidate the cached answer
-        self._cache: tuple[float, int, float] | None = None  # (amount, version, ready_at)
-
-    def wait(self, amount: float, now: float) -> float:
-        """Seconds from ``now`` until ``amount`` more fits; 0.0 if it fits now."""
-        return self.ready_at(amount, now) - now
-
-    def ready_at(self, amount: float, now: float) -> float:
-        """The earliest time, ``now`` or later, at which ``amount`` more fits."""
-        _check_amount(amount)
-        self._expire(now)
-        threshold = self._threshold(amount)
-        if self._used <= threshold:
-            return now
-        cache = self._cache
-        if (
-            cache is not None
-            and cache[0] == amount
-            and cache[1] == self._version
-            and cache[2] > now
-        ):
-            return cache[2]
-        entries = self._entries
-        ready = entries[-1].expires  # when the window is empty, anything fits
-        remaining = self._used
-        for entry in entries:  # the same subtractions, in the same order, as _expire will do
-            remaining -= entry.amount
-            if remaining <= threshold:
-                ready = entry.expires
-                break
-        self._cache = (amount, self._version, ready)
-        return ready
-
-    def record(self, amount: float, now: float) -> WindowEntry:
-        """Count ``amount`` as admitted at ``now`` (whether or not it fits: the caller decides)."""
-        _check_amount(amount)
-        self._expire(now)
-        entry = WindowEntry(now, now + self.period, amount)
-        self._entries.append(entry)
-        self._used += amount
-        self._version += 1
-        return entry
-
-    def adjust(self, entry: WindowEntry, amount: float) -> None:
-        """Replace a recorded amount (an estimate by the real count); no effect once it has left."""
-        _check_amount(amount)
-        if entry.live:
-            self._used += amount - entry.amount
-            entry.amount = amount
-            self._version += 1
-
-    def used(self, now: float) -> float:
-        """The units counted in the window ending at ``now``."""
-        self._expire(now)
-        return self._used
-
-    def _threshold(self, amount: float) -> float:
-        # What may already be used for ``amount`` to fit: an oversized amount needs an empty window.
-        return self.limit - amount if amount <= self.limit else 0.0
-
-    def _expire(self, now: float) -> None:
-        # Dropping entries that left changes no answer (not even a cached one), so any task may
-        # trigger it; it has no await, so nothing interleaves with it.
-        entries = self._entries
-        while entries and entries[0].expires <= now:
-            entry = entries.popleft()
-            entry.live = False
-            self._used -= entry.amount
-        if not entries:
-            self._used = 0.0  # no float residue survives an empty window
-
-
-def _check_amount(amount: float) -> None:
-    if not (amount >= 0 and math.isfinite(amount)):
-        raise ValueError(f"an amount must be a finite number >= 0, not {amount!r}")
-
-
-class _Cap:
-    """What the proxy said is left (``remaining`` units) until ``until``; we count it down."""
-
-    __slots__ = ("remaining", "until")
-
-    def __init__(self, remaining: int, until: float) -> None:
-        self.remaining = remaining
-        self.until = until
-
-
-def _horizon(at: float, reset: float | None) -> float:
-    return at + (reset if reset is not None and reset > 0 else DEFAULT_PAUSE)
-
-
-class Restrictions:
-    """What the proxy said about one scope (one model group, or everyone): a pause, and what its
-    ``x-ratelimit-remaining-*`` headers said is left. Times are passed in; nothing here waits.
-
-    Each method that restricts returns the time until which it restricts (``-inf`` for nothing),
-    so the owner can keep the latest such time as a cheap "anything in force?" test.
-    """
-
-    __slots__ = ("pause_until", "request_cap", "token_cap")
-
-    def __init__(self) -> None:
-        self.pause_until = -math.inf
-        self.request_cap: _Cap | None = None
-        self.token_cap: _Cap | None = None
-
-    def pause(self, until: float) -> float:
-        """Pause admission until ``until``; a pause in force is extended, never shortened."""
-        self.pause_until = max(self.pause_until, until)
-        return self.pause_until
-
-    def observe(self, info: RateLimitInfo, at: float) -> float:
-        """Zero left pauses until the reset; a positive count caps admissions until then.
-
-        The cap counts down with each admission and only ever tightens while in force: an answer
-        saying more is left than the cap allows was counted before our later admissions (answers
-        arrive out of order), so it is ignored until the cap's horizon passes. Requests we admitted
-        that the proxy has not yet counted can still overshoot it; a 429 then corrects that.
-        """
-        until = -math.inf
-        if info.remaining_requests is not None:
-            horizon = _horizon(at, info.reset_requests)
-            if info.remaining_requests <= 0:
-                until = max(until, self.pause(horizon))
-            else:
-                self.request_cap = _tighten(self.request_cap, info.remaining_requests, horizon, at)
-                until = max(until, self.request_cap.until)
-        if info.remaining_tokens is not None:
-            horizon = _horizon(at, info.reset_tokens)
-            if info.remaining_tokens <= 0:
-                until = max(until, self.pause(horizon))
-            else:
-                self.token_cap = _tighten(self.token_cap, info.remaining_tokens, horizon, at)
-                until = max(until, self.token_cap.until)
-        return until
-
-    def ready_at(self, tokens: int, now: float) -> float:
-        """The earliest time, ``now`` or later, at which a request of ``tokens`` may start."""
-        ready = max(now, self.pause_until)
-        cap = self.request_cap
-        if cap is not None:
-            if cap.until <= now:
-                self.request_cap = None
-            elif cap.remaining < 1:
-                ready = max(ready, cap.until)
-        cap = self.token_cap
-        if cap is not None:
-            if cap.until <= now:
-                self.token_cap = None
-            elif cap.remaining < tokens:
-                ready = max(ready, cap.until)
-        return ready
-
-    def grant(self, tokens: int) -> None:
-        """Count an admission of ``tokens`` against the caps in force."""
-        if self.request_cap is not None:
-            self.request_cap.remaining -= 1
-        if self.token_cap is not None:
-            self.token_cap.remaining -= tokens
-
-    def paused(self, now: float) -> bool:
-        return self.pause_until > now
-
-    def request_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Requests that could start now under ``window`` (the rpm window, or None) and this."""
-        return _room(window, used, self.request_cap, now, self.paused(now))
-
-    def token_room(self, window: RateWindow | None, used: int | None, now: float) -> int | None:
-        """Tokens that could start now under ``window`` (the tpm window, or None) and this."""
-        return _room(window, used, self.token_cap, now, self.paused(now))
-
-
-def _tighten(cap: _Cap | None, remaining: int, until: float, at: float) -> _Cap:
-    if cap is None or cap.until <= at:
-        return _Cap(remaining, until)
-    if remaining <= cap.remaining:
-        cap.remaining = remaining
-        cap.until = max(cap.until, until)
-    return cap
-
-
-def _room(
-    window: RateWindow | None, used: int | None, cap: _Cap | None, now: float, paused: bool
-) -> int | None:
-    """What could be admitted now: the window's room, at most the cap's; 0 while paused."""
-    if paused:
-        return 0
-    room = None if window is None or used is None else max(int(window.limit) - used, 0)
-    if cap is not None and cap.until > now:
-        room = cap.remaining if room is None else min(room, cap.remaining)
-    return room
-
-
-# --- what the actor hands out and reports ------------------------------------------------------
-
-
-class Permit(msgspec.Struct, frozen=True, kw_only=True):
-    """Admission of one request: give it back to :meth:`Throttle.reconcile` with the real usage.
-
-    ``entry`` is the request's place in the tpm window (None when tpm is unlimited, or on the
-    fast path), ``model_entry`` its place in its ``model``'s own tpm window (None without one);
-    nothing needs releasing, the recorded units age out of the windows.
-    """
-
-    tokens: int
-    entry: WindowEntry | None = None
-    model: str | None = None
-    model_entry: WindowEntry | None = None
-
-
-class ModelThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """One model's own rpm / tpm windows: the limits (None when not set), what the last 60 s
-    hold, what could start now under them (0 while the model is paused), and ``waiting``, its
-    requests queued in the throttle."""
-
-    rpm: int | None
-    tpm: int | None
-    requests_in_window: int | None
-    tokens_in_window: int | None
-    requests_available: int | None
-    tokens_available: int | None
-    waiting: int
-
-
-class ThrottleStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of the throttle.
-
-    ``queued`` counts acquirers inside the actor not yet admitted, ``parked`` those of them held
-    only by their model's pause or cap; ``admitted`` counts all admissions, ``fast_admitted``
-    those that took the fast path; ``abandoned`` counts acquirers cancelled while queued;
-    ``messages`` counts messages the actor has received. The window fields are None for a limit
-    that is not configured. ``requests_available`` and ``tokens_available`` are what could be
-    admitted now for any model: 0 while everyone is paused, else the window's room further capped
-    by what the proxy's key-wide headers said is left; None when neither applies.
-    ``paused_until`` is trio time of the pause for everyone, None when none is in force;
-    ``paused_models`` maps each model group paused on its own to the trio time its pause ends.
-    ``pauses`` counts pause requests (429s, and answers saying nothing is left), for any scope.
-    ``models`` holds the usage of each model with an rpm or tpm of its own.
-    """
-
-    queued: int
-    admitted: int
-    fast_admitted: int
-    abandoned: int
-    messages: int
-    requests_in_window: int | None
-    tokens_in_window: int | None
-    requests_available: int | None
-    tokens_available: int | None
-    paused_until: float | None
-    pauses: int
-    paused_models: dict[str, float] = msgspec.field(default_factory=dict)
-    parked: int = 0
-    models: dict[str, ModelThrottleStatistics] = msgspec.field(default_factory=dict)
-
-
-# --- the actor's messages and private state ------------------------------------------------------
-
-
-class _Ticket:
-    """An acquirer's reply slot: the actor fills ``permit`` and sets ``event``; the acquirer sets
-    ``abandoned`` if it is cancelled first. ``permit`` stays None if the throttle stops."""
-
-    __slots__ = ("abandoned", "event", "model", "permit", "tokens")
-
-    def __init__(self, tokens: int, model: str | None) -> None:
-        self.tokens = tokens
-        self.model = model
-        self.event = trio.Event()
-        self.permit: Permit | None = None
-        self.abandoned = False
+# --- the actor's messages ---------------------------------------------------------------------
 
 
 class _Acquire(msgspec.Struct, frozen=True, kw_only=True, tag="acquire"):
-    ticket: _Ticket
+    ticket: Ticket
 
 
 class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
@@ -411,24 +80,6 @@ class _Reconcile(msgspec.Struct, frozen=True, kw_only=True, tag="reconcile"):
     model: str | None
     model_entry: WindowEntry | None
     tokens: int
-
-
-class _ModelWindows:
-    """A model's own rpm and tpm windows (either may be None)."""
-
-    __slots__ = ("requests", "tokens")
-
-    def __init__(self, limits: ModelLimits) -> None:
-        self.requests = RateWindow(limits.rpm, PERIOD) if limits.rpm is not None else None
-        self.tokens = RateWindow(limits.tpm, PERIOD) if limits.tpm is not None else None
-
-    def ready_at(self, tokens: int, now: float) -> float:
-        ready = now
-        if self.requests is not None:
-            ready = self.requests.ready_at(1, now)
-        if self.tokens is not None:
-            ready = max(ready, self.tokens.ready_at(tokens, now))
-        return ready
 
 
 class _RateLimited(msgspec.Struct, frozen=True, kw_only=True, tag="rate_limited"):
@@ -443,17 +94,6 @@ class _Observe(msgspec.Struct, frozen=True, kw_only=True, tag="observe"):
 
 
 _Message: TypeAlias = _Acquire | _Reconcile | _RateLimited | _Observe
-
-
-def _in_window(info: RateLimitInfo) -> RateLimitInfo:
-    """``info`` with :data:`LIMITER_WINDOW` for the resets it does not know."""
-    if info.reset_requests is not None and info.reset_tokens is not None:
-        return info
-    return msgspec.structs.replace(
-        info,
-        reset_requests=LIMITER_WINDOW if info.reset_requests is None else info.reset_requests,
-        reset_tokens=LIMITER_WINDOW if info.reset_tokens is None else info.reset_tokens,
-    )
 
 
 def _closed_error() -> LiteLLMError:
@@ -483,29 +123,11 @@ class Throttle:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ConfigError(name, f"must be an integer >= 1 or None, not {value!r}")
-        self._requests = RateWindow(rpm, PERIOD) if rpm is not None else None
-        self._tokens = RateWindow(tpm, PERIOD) if tpm is not None else None
-        self._unlimited = rpm is None and tpm is None
         self._send, self._receive = trio.open_memory_channel[_Message](MESSAGE_BUFFER)
         # Written by the actor only:
-        self._queue: deque[_Ticket] = deque()
-        self._parked: dict[str, deque[_Ticket]] = {}  # held only by their model's restrictions
-        self._everyone = Restrictions()
-        self._models: dict[str, Restrictions] = {}
-        self._restricted_until = -math.inf  # latest restriction for everyone: the fast path's test
-        self._model_restricted_until: dict[str, float] = {}  # the same, per model
-        # Models with an rpm or tpm of their own; each is restricted for good (no fast path).
-        self._model_windows: dict[str, _ModelWindows] = {}
-        for model, limits in (model_limits or {}).items():
-            if limits.rpm is not None or limits.tpm is not None:
-                self._model_windows[model] = _ModelWindows(limits)
-                self._models[model] = Restrictions()
-                self._model_restricted_until[model] = math.inf
+        self._state = Admission(rpm=rpm, tpm=tpm, model_limits=model_limits or {})
         self._wake_scope: trio.CancelScope | None = None  # cancelled to re-examine a blocked head
         self._received = 0
-        self._admitted = 0
-        self._abandoned = 0
-        self._pauses = 0
         self._started = False
         # Written by callers only (counters of their own; trio runs one task at a time):
         self._sent = 0  # messages handed to (or being handed to) the channel
@@ -521,7 +143,7 @@ class Throttle:
         try:
             task_status.started()
             while True:
-                deadline = self._admit(trio.current_time())
+                deadline = self._state.admit(trio.current_time())
                 if deadline == math.inf:
                     self._wake_scope = None
                     message = await self._receive.receive()
@@ -530,7 +152,7 @@ class Throttle:
                         self._wake_scope = scope
                         message = await self._receive.receive()
                     if scope.cancelled_caught:
-                        self._drop_abandoned_parked()
+                        self._state.drop_abandoned_parked()
                         continue
                 self._received += 1
                 self._apply(message)
@@ -551,14 +173,8 @@ class Throttle:
             self._apply(message)
 
     def _stop(self) -> None:
-        self._restricted_until = math.inf  # no fast path once stopped
         self._wake_scope = None
-        for parked in self._parked.values():
-            self._queue.extend(parked)
-        self._parked.clear()
-        for ticket in self._queue:
-            ticket.event.set()  # permit None: acquire raises
-        self._queue.clear()
+        self._state.release_all()
         while True:
             try:
                 message = self._receive.receive_nowait()
@@ -569,139 +185,21 @@ class Throttle:
         self._receive.close()
 
     def _apply(self, message: _Message) -> None:
+        state = self._state
         if isinstance(message, _Acquire):
-            self._queue.append(message.ticket)
+            state.queue.append(message.ticket)
         elif isinstance(message, _Reconcile):
-            tokens = max(message.tokens, 0)
-            if self._tokens is not None and message.entry is not None:
-                self._tokens.adjust(message.entry, tokens)
-            if message.model_entry is not None and message.model is not None:
-                window = self._model_windows[message.model].tokens
-                if window is not None:
-                    window.adjust(message.model_entry, tokens)
+            state.reconcile(
+                message.entry,
+                message.model,
+                message.model_entry,
+                message.tokens,
+                trio.current_time(),
+            )
         elif isinstance(message, _RateLimited):
-            self._pauses += 1
-            self._restrict(message.model, self._scope(message.model).pause(message.until))
+            state.rate_limited(message.until, message.model)
         else:
-            info = message.ratelimit
-            if (info.remaining_requests is not None and info.remaining_requests <= 0) or (
-                info.remaining_tokens is not None and info.remaining_tokens <= 0
-            ):
-                self._pauses += 1
-            until = self._scope(message.model).observe(info, message.at)
-            self._restrict(message.model, until)
-
-    def _scope(self, model: str | None) -> Restrictions:
-        if model is None:
-            return self._everyone
-        restrictions = self._models.get(model)
-        if restrictions is None:
-            restrictions = self._models[model] = Restrictions()
-        return restrictions
-
-    def _restrict(self, model: str | None, until: float) -> None:
-        if model is None:
-            self._restricted_until = max(self._restricted_until, until)
-        else:
-            previous = self._model_restricted_until.get(model, -math.inf)
-            self._model_restricted_until[model] = max(previous, until)
-
-    def _admit(self, now: float) -> float:
-        """Admit queued acquirers in order while they fit; the next deadline, or inf if none.
-
-        A ticket held only by its model's restrictions is parked; one held by what everyone
-        shares stops the pass (FIFO). Parked tickets return to the front once their model may go.
-        """
-        deadline = self._unpark(now) if self._parked else math.inf
-        queue = self._queue
-        while queue:
-            ticket = queue[0]
-            if ticket.abandoned:
-                queue.popleft()
-                self._abandoned += 1
-                continue
-            model = ticket.model
-            restrictions = None
-            if model is not None and (restrictions := self._models.get(model)) is not None:
-                ready = self._model_ready_at(model, restrictions, ticket.tokens, now)
-                if ready > now:
-                    queue.popleft()
-                    self._parked.setdefault(model, deque()).append(ticket)
-                    deadline = min(deadline, ready)
-                    continue
-            ready = self._shared_ready_at(ticket.tokens, now)
-            if ready > now:
-                return min(deadline, ready)
-            queue.popleft()
-            self._grant(ticket, restrictions, now)
-        return deadline
-
-    def _unpark(self, now: float) -> float:
-        """Put back in front the parked tickets whose model may go; the next model deadline."""
-        deadline = math.inf
-        for model in list(self._parked):
-            parked = self._parked[model]
-            while parked and parked[0].abandoned:
-                parked.popleft()
-                self._abandoned += 1
-            if not parked:
-                del self._parked[model]
-                continue
-            ready = self._model_ready_at(model, self._models[model], parked[0].tokens, now)
-            if ready > now:
-                deadline = min(deadline, ready)
-                continue
-            del self._parked[model]
-            self._queue.extendleft(reversed(parked))
-        return deadline
-
-    def _drop_abandoned_parked(self) -> None:
-        # Woken by a deadline or a cancelled acquirer: forget the parked ones that left, so they
-        # are not counted as queued until their model's pause ends.
-        for model, parked in list(self._parked.items()):
-            live = deque(ticket for ticket in parked if not ticket.abandoned)
-            self._abandoned += len(parked) - len(live)
-            if live:
-                self._parked[model] = live
-            else:
-                del self._parked[model]
-
-    def _model_ready_at(
-        self, model: str, restrictions: Restrictions, tokens: int, now: float
-    ) -> float:
-        ready = restrictions.ready_at(tokens, now)
-        windows = self._model_windows.get(model)
-        if windows is not None:
-            ready = max(ready, windows.ready_at(tokens, now))
-        return ready
-
-    def _shared_ready_at(self, tokens: int, now: float) -> float:
-        ready = self._everyone.ready_at(tokens, now)
-        if self._requests is not None:
-            ready = max(ready, self._requests.ready_at(1, now))
-        if self._tokens is not None:
-            ready = max(ready, self._tokens.ready_at(tokens, now))
-        return ready
-
-    def _grant(self, ticket: _Ticket, restrictions: Restrictions | None, now: float) -> None:
-        if self._requests is not None:
-            self._requests.record(1, now)
-        entry = self._tokens.record(ticket.tokens, now) if self._tokens is not None else None
-        self._everyone.grant(ticket.tokens)
-        model_entry = None
-        if restrictions is not None:
-            restrictions.grant(ticket.tokens)
-            windows = self._model_windows.get(ticket.model) if ticket.model is not None else None
-            if windows is not None:
-                if windows.requests is not None:
-                    windows.requests.record(1, now)
-                if windows.tokens is not None:
-                    model_entry = windows.tokens.record(ticket.tokens, now)
-        ticket.permit = Permit(
-            tokens=ticket.tokens, entry=entry, model=ticket.model, model_entry=model_entry
-        )
-        ticket.event.set()
-        self._admitted += 1
+            state.observe(message.ratelimit, message.at, message.model)
 
     # --- what other tasks call -----------------------------------------------------------------
 
@@ -719,26 +217,28 @@ class Throttle:
         """
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, not {tokens!r}")
+        state = self._state
         if (
-            self._unlimited
+            state.unlimited
             and self._sent == self._received
-            and not self._queue
+            and not state.queue
             and (
-                self._restricted_until == -math.inf or self._restricted_until <= trio.current_time()
+                state.restricted_until == -math.inf or state.restricted_until <= trio.current_time()
             )
             and (
-                not self._model_restricted_until
+                not state.model_restricted_until
                 or not model
-                or self._model_restricted_until.get(model, -math.inf) <= trio.current_time()
+                or state.model_restricted_until.get(model, -math.inf) <= trio.current_time()
             )
         ):
             self._fast_admitted += 1
             return Permit(tokens=tokens)
-        ticket = _Ticket(tokens, model or None)
+        event = trio.Event()
+        ticket = Ticket(tokens, model or None, event)
         if not await self._post(_Acquire(ticket=ticket)):
             raise _closed_error()
         try:
-            await ticket.event.wait()
+            await event.wait()
         except BaseException:
             ticket.abandoned = True
             if self._wake_scope is not None:
@@ -807,7 +307,7 @@ class Throttle:
             if info.remaining_requests is None and info.remaining_tokens is None:
                 continue
             target = model if scope in MODEL_LIMITER_SCOPES else None
-            await self._post(_Observe(ratelimit=_in_window(info), at=at, model=target))
+            await self._post(_Observe(ratelimit=in_limiter_window(info), at=at, model=target))
 
     async def _post(self, message: _Message) -> bool:
         """Send to the actor; False if it has stopped."""
@@ -827,56 +327,6 @@ class Throttle:
 
     def statistics(self) -> ThrottleStatistics:
         """A frozen snapshot; reading it changes nothing the actor would decide."""
-        now = trio.current_time()
-        requests_used = tokens_used = None
-        if self._requests is not None:
-            requests_used = round(self._requests.used(now))
-        if self._tokens is not None:
-            tokens_used = round(self._tokens.used(now))
-        everyone = self._everyone
-        parked = sum(len(tickets) for tickets in self._parked.values())
-        return ThrottleStatistics(
-            queued=len(self._queue) + parked,
-            admitted=self._admitted + self._fast_admitted,
-            fast_admitted=self._fast_admitted,
-            abandoned=self._abandoned,
-            messages=self._received,
-            requests_in_window=requests_used,
-            tokens_in_window=tokens_used,
-            requests_available=everyone.request_room(self._requests, requests_used, now),
-            tokens_available=everyone.token_room(self._tokens, tokens_used, now),
-            paused_until=everyone.pause_until if everyone.paused(now) else None,
-            pauses=self._pauses,
-            paused_models={
-                model: restrictions.pause_until
-                for model, restrictions in self._models.items()
-                if restrictions.paused(now)
-            },
-            parked=parked,
-            models={
-                model: self._model_statistics(model, windows, now)
-                for model, windows in self._model_windows.items()
-            },
-        )
-
-    def _model_statistics(
-        self, model: str, windows: _ModelWindows, now: float
-    ) -> ModelThrottleStatistics:
-        requests_used = tokens_used = None
-        if windows.requests is not None:
-            requests_used = round(windows.requests.used(now))
-        if windows.tokens is not None:
-            tokens_used = round(windows.tokens.used(now))
-        restrictions = self._models[model]
-        waiting = len(self._parked.get(model, ())) + sum(
-            1 for ticket in self._queue if ticket.model == model and not ticket.abandoned
-        )
-        return ModelThrottleStatistics(
-            rpm=None if windows.requests is None else int(windows.requests.limit),
-            tpm=None if windows.tokens is None else int(windows.tokens.limit),
-            requests_in_window=requests_used,
-            tokens_in_window=tokens_used,
-            requests_available=restrictions.request_room(windows.requests, requests_used, now),
-            tokens_available=restrictions.token_room(windows.tokens, tokens_used, now),
-            waiting=waiting,
+        return self._state.statistics(
+            trio.current_time(), fast_admitted=self._fast_admitted, messages=self._received
         )

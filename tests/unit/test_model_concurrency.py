@@ -152,7 +152,7 @@ async def test_a_models_tpm_alone_makes_the_client_estimate_tokens(
 ) -> None:
     proxy = SlowProxy()
     async with (
-        open_test_client(proxy, model_limits={"a": ModelLimits(tpm=100)}) as client,
+        open_test_client(proxy, model_limits={"a": ModelLimits(tpm=120)}) as client,
         trio.open_nursery() as nursery,
     ):
         for name in ("a0", "a1"):
@@ -161,6 +161,7 @@ async def test_a_models_tpm_alone_makes_the_client_estimate_tokens(
                 lambda m=messages: client.complete(model="a", messages=m, max_tokens=80)
             )
             await wait_all_tasks_blocked()
-    # Each is estimated at 80 tokens and more: the second fits only once the first has left
-    # the model's window.
-    assert proxy.by_time() == [("a0", 0.0), ("a1", 60.0)]
+    # Each is estimated at 80 tokens and more, more than the model's pace lets out at once (2 a
+    # second): the second waits for the first's tokens, reconciled with its answer's usage (436)
+    # at 10 s, to be paid back at that pace.
+    assert proxy.by_time() == [("a0", 0.0), ("a1", 218.0)]

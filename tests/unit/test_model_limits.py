@@ -94,13 +94,13 @@ def test_bad_model_limits_in_the_config_are_config_errors(limits: object, field:
 # --- the throttle ------------------------------------------------------------------------------
 
 
-async def test_a_model_starts_no_more_than_its_rpm_in_a_minute(autojump_clock: MockClock) -> None:
+async def test_a_model_starts_its_rpm_spread_across_the_minute(autojump_clock: MockClock) -> None:
     throttle = Throttle(rpm=None, tpm=None, model_limits={"a": ModelLimits(rpm=2)})
     log: Log = []
     async with running(throttle) as nursery:
         await start_in_order(nursery, throttle, log, ("a0", "a", 0), ("a1", "a", 0), ("a2", "a", 0))
         await trio.sleep(61)
-    assert by_time(log) == [("a0", 0.0), ("a1", 0.0), ("a2", 60.0)]
+    assert by_time(log) == [("a0", 0.0), ("a1", 30.0), ("a2", 60.0)]
 
 
 async def test_a_model_waiting_on_its_own_rpm_lets_other_models_pass(
@@ -133,21 +133,25 @@ async def test_a_request_counts_against_the_client_rpm_and_its_models(
             ("b1", "b", 0),
         )
         await trio.sleep(121)
-    # a2 waits for a's own window and is parked; b0 takes the client's third request; b1 waits
-    # for the client's window, and a2 (unparked at 60) goes first there, FIFO.
-    assert by_time(log) == [("a0", 0.0), ("a1", 0.0), ("b0", 0.0), ("a2", 60.0), ("b1", 60.0)]
+    # The client paces one every 20 s, a one every 30 s. a1 and a2 wait for a's pace, parked,
+    # so b0 goes first, at 20; a1, unparked at 30, is then first for the client's pace (40);
+    # a2 waits for a's pace again (70), so b1 takes the client's next turn (60), and a2 the one
+    # after (80).
+    assert by_time(log) == [("a0", 0.0), ("b0", 20.0), ("a1", 40.0), ("b1", 60.0), ("a2", 80.0)]
 
 
 async def test_a_model_tpm_is_reconciled_with_real_usage(autojump_clock: MockClock) -> None:
-    throttle = Throttle(rpm=None, tpm=None, model_limits={"a": ModelLimits(tpm=100)})
+    throttle = Throttle(rpm=None, tpm=None, model_limits={"a": ModelLimits(tpm=120)})
     log: Log = []
     async with running(throttle) as nursery:
-        permit = await throttle.acquire(80, "a")
-        await throttle.reconcile(permit, 20)
+        permit = await throttle.acquire(100, "a")  # 2 tokens a second: 50 s of pace
+        await throttle.reconcile(permit, 40)  # 30 s of it given back
         await wait_all_tasks_blocked()
         await start_in_order(nursery, throttle, log, ("a1", "a", 80), ("a2", "a", 80))
-        await trio.sleep(61)
-    assert by_time(log) == [("a1", 0.0), ("a2", 60.0)]
+        await trio.sleep(81)
+    # a1 fits the window (40 + 80) once the pace allows, at 20 rather than 60; a2 waits for the
+    # window, until a1 leaves it.
+    assert by_time(log) == [("a1", 20.0), ("a2", 80.0)]
 
 
 async def test_an_unlimited_model_keeps_the_fast_path(autojump_clock: MockClock) -> None:
@@ -169,19 +173,19 @@ async def test_a_model_with_only_a_concurrency_limit_keeps_the_fast_path(
 
 
 async def test_statistics_show_each_limited_models_usage(autojump_clock: MockClock) -> None:
-    throttle = Throttle(rpm=None, tpm=None, model_limits={"a": ModelLimits(rpm=2, tpm=100)})
+    throttle = Throttle(rpm=None, tpm=None, model_limits={"a": ModelLimits(rpm=2, tpm=120)})
     async with running(throttle) as nursery:
         await throttle.acquire(30, "a")
         nursery.start_soon(throttle.acquire, 0, "a")
         nursery.start_soon(throttle.acquire, 0, "a")
         await wait_all_tasks_blocked()
         usage = throttle.statistics().models["a"]
-        assert (usage.rpm, usage.tpm) == (2, 100)
-        assert (usage.requests_in_window, usage.tokens_in_window) == (2, 30)
-        assert (usage.requests_available, usage.tokens_available) == (0, 70)
-        assert usage.waiting == 1
-        await trio.sleep(61)
-        assert throttle.statistics().models["a"].requests_in_window == 1
+        assert (usage.rpm, usage.tpm) == (2, 120)
+        assert (usage.requests_in_window, usage.tokens_in_window) == (1, 30)
+        assert (usage.requests_available, usage.tokens_available) == (0, 0)  # paced
+        assert usage.waiting == 2
+        await trio.sleep(61)  # admitted at 0, 30 and 60
+        assert throttle.statistics().models["a"].requests_in_window == 2
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,5 +1,6 @@
 """The throttle: a sliding window that never admits more than its limit in any window, and the
-actor that admits requests FIFO under rpm / tpm, 429 pauses and what the proxy's headers say.
+actor that admits requests FIFO under rpm / tpm (paced by a token bucket under the window), 429
+pauses and what the proxy's headers say. The bucket's own arithmetic is in test_bucket.py.
 
 Every async test runs on ``MockClock(autojump_threshold=0)`` (pytest-trio's ``autojump_clock``): time passes only when every task
 waits, jumping straight to the next deadline, so admission times are asserted exactly.
@@ -20,7 +21,9 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from trio_litellm._errors import ConfigError, LiteLLMError
 from trio_litellm._meta import RateLimitInfo
-from trio_litellm._throttle import LIMITER_WINDOW, Permit, RateWindow, Restrictions, Throttle
+from trio_litellm._rate_window import RateWindow
+from trio_litellm._restrictions import LIMITER_WINDOW, Restrictions
+from trio_litellm._throttle import Permit, Throttle
 
 Log = list[tuple[str, float]]
 
@@ -183,18 +186,44 @@ def test_window_adjust_keeps_the_sum_right(operations: list[tuple[str, int]]) ->
 # --- rpm ----------------------------------------------------------------------------------------
 
 
-async def test_three_times_rpm_acquirers_finish_at_exactly_120_s_never_over_rpm_per_window(
+async def test_rpm_acquirers_are_spread_across_the_minute_not_let_out_at_once(
     autojump_clock: MockClock,
 ) -> None:
-    rpm = 7
+    rpm = 6  # one request every 10 s; a burst of one (a second's share is less than one)
     throttle = Throttle(rpm=rpm, tpm=None)
     log: Log = []
     async with running(throttle), trio.open_nursery() as acquirers:
         for number in range(3 * rpm):
             acquirers.start_soon(admit, throttle, 0, log, f"#{number}")
     times = sorted(time for _, time in log)
-    assert times == [0.0] * rpm + [60.0] * rpm + [120.0] * rpm
+    assert times == [10.0 * k for k in range(3 * rpm)]
     assert_no_window_exceeds([(time, 1.0) for time in times], rpm)
+
+
+async def test_a_high_rpm_lets_one_seconds_share_out_at_once_then_paces_the_rest(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=240, tpm=None)  # 4 a second: a burst of 4, then one every 0.25 s
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        for number in range(8):
+            acquirers.start_soon(admit, throttle, 0, log, f"#{number}")
+    assert sorted(time for _, time in log) == [0.0, 0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+async def test_the_window_stays_the_hard_bound_over_the_pace(autojump_clock: MockClock) -> None:
+    throttle = Throttle(rpm=120, tpm=None)  # 2 a second, a burst of 2
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        for number in range(122):
+            acquirers.start_soon(admit, throttle, 0, log, f"#{number}")
+    times = sorted(time for _, time in log)
+    # Two at once, then one every 0.5 s: the 120th at 59.0. The pace would let the 121st out at
+    # 59.5, a burst plus a minute's refill being more than rpm; the window holds it until the
+    # first two leave at 60.
+    assert times[:3] == [0.0, 0.0, 0.5]
+    assert times[-3:] == [59.0, 60.0, 60.0]
+    assert_no_window_exceeds([(time, 1.0) for time in times], 120)
 
 
 async def run_bursts(rpm: int, bursts: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
@@ -212,21 +241,28 @@ async def run_bursts(rpm: int, bursts: list[tuple[float, int]]) -> tuple[list[fl
 
 @settings(deadline=None, max_examples=40)
 @given(
-    rpm=st.integers(min_value=1, max_value=8),
+    rpm=st.sampled_from([1, 2, 3, 4, 5, 6, 8]),  # 60 / rpm is exact: admission times are too
     bursts=st.lists(
         st.tuples(st.sampled_from([0.0, 0.5, 7.0, 30.0, 59.0, 60.0, 61.0]), st.integers(0, 12)),
         max_size=8,
     ),
 )
-def test_throttle_admits_each_request_as_soon_as_the_window_allows_and_no_sooner(
+def test_throttle_admits_each_request_as_soon_as_the_pace_and_window_allow_and_no_sooner(
     rpm: int, bursts: list[tuple[float, int]]
 ) -> None:
     arrivals, admitted = trio.run(run_bursts, rpm, bursts, clock=MockClock(autojump_threshold=0))
     assert len(admitted) == len(arrivals)
     assert_no_window_exceeds([(time, 1.0) for time in admitted], rpm)
-    expected: list[float] = []  # the k-th admission: its arrival, or when the (k-rpm)-th leaves
+    # The k-th admission: its arrival, 60 / rpm after the one before (a burst of one below
+    # 60 rpm), and once the (k-rpm)-th leaves the window.
+    expected: list[float] = []
     for k, arrival in enumerate(sorted(arrivals)):
-        expected.append(max(arrival, expected[k - rpm] + 60.0) if k >= rpm else arrival)
+        ready = arrival
+        if k >= 1:
+            ready = max(ready, expected[k - 1] + 60.0 / rpm)
+        if k >= rpm:
+            ready = max(ready, expected[k - rpm] + 60.0)
+        expected.append(ready)
     assert admitted == expected
 
 
@@ -249,25 +285,28 @@ async def test_a_big_request_queued_first_is_admitted_before_later_small_ones(
 async def test_a_request_larger_than_tpm_is_admitted_alone_once_the_window_is_empty(
     autojump_clock: MockClock,
 ) -> None:
-    throttle = Throttle(rpm=None, tpm=1000)
+    throttle = Throttle(rpm=None, tpm=960)  # 16 tokens a second
     log: Log = []
     async with running(throttle), trio.open_nursery() as acquirers:
         await throttle.acquire(300)
         await start_in_order(acquirers, throttle, log, 5000, 1)
-    assert log == [("#0", 60.0), ("#1", 120.0)]
+    # 5000 when the 300 leaves the window at 60; then the pace: the next token waits for the
+    # 5000 to be paid back at 16 a second, to within the burst of 16 (60 + 312.5 - 15 / 16).
+    assert log == [("#0", 60.0), ("#1", 371.5625)]
 
 
 async def test_reconcile_lowers_the_recorded_tokens_so_the_next_request_is_admitted_earlier(
     autojump_clock: MockClock,
 ) -> None:
-    throttle = Throttle(rpm=None, tpm=1000)
+    throttle = Throttle(rpm=None, tpm=960)  # 16 tokens a second
     log: Log = []
     async with running(throttle), trio.open_nursery() as acquirers:
-        permit = await throttle.acquire(1000)
-        await start_in_order(acquirers, throttle, log, 500)
+        permit = await throttle.acquire(960)  # the window is full and the pace owes 60 s
+        await start_in_order(acquirers, throttle, log, 480)
         await throttle.reconcile(permit, 200)
-    assert log == [("#0", 0.0)]
-    assert throttle.statistics().tokens_in_window == 700
+    # Reconciled in the window (680 fit) and in the bucket: 760 tokens given back, 47.5 s.
+    assert log == [("#0", 12.5)]
+    assert throttle.statistics().tokens_in_window == 680
 
 
 async def test_reconcile_raises_the_recorded_tokens_so_the_next_request_waits(
@@ -309,6 +348,17 @@ async def test_a_429_while_a_request_waits_on_the_window_extends_its_wait_at_onc
         await trio.sleep_until(58.0)
         await throttle.rate_limited(5)
     assert log == [("#0", 63.0)]
+
+
+async def test_a_429_pauses_paced_requests_and_the_pace_resumes_after_it(
+    autojump_clock: MockClock,
+) -> None:
+    throttle = Throttle(rpm=60, tpm=None)  # one a second
+    log: Log = []
+    async with running(throttle), trio.open_nursery() as acquirers:
+        await start_in_order(acquirers, throttle, log, 0, 0, 0)  # due at 0, 1 and 2
+        await throttle.rate_limited(5)
+    assert log == [("#0", 0.0), ("#1", 5.0), ("#2", 6.0)]
 
 
 async def test_a_longer_429_extends_the_pause_and_a_shorter_one_does_not_shorten_it(
@@ -432,21 +482,22 @@ async def test_without_limits_1000_acquires_take_no_time_and_send_the_actor_noth
 async def test_a_cancelled_acquirer_leaves_the_queue_and_does_not_delay_those_behind(
     autojump_clock: MockClock,
 ) -> None:
-    throttle = Throttle(rpm=None, tpm=1000)
+    throttle = Throttle(rpm=None, tpm=960)  # 16 tokens a second
     log: Log = []
 
     async def impatient() -> None:
         with trio.move_on_after(5):
-            await throttle.acquire(800)  # due at 60
+            await throttle.acquire(800)  # due at 60, when the 500 leaves the window
         log.append(("gave up", trio.current_time()))
 
     async with running(throttle), trio.open_nursery() as acquirers:
         await throttle.acquire(500)
         acquirers.start_soon(impatient)
         await wait_all_tasks_blocked()
-        await start_in_order(acquirers, throttle, log, 400)  # fits now, but queued behind 800
+        await start_in_order(acquirers, throttle, log, 400)  # fits the window, queued behind 800
         assert log == []
-    assert sorted(log) == [("#0", 5.0), ("gave up", 5.0)]
+    # 400 once the pace has paid back the 500 (31.25 s), not after the 800 that gave up.
+    assert sorted(log) == [("#0", 31.25), ("gave up", 5.0)]
     statistics = throttle.statistics()
     assert statistics.abandoned == 1
     assert statistics.queued == 0
@@ -517,20 +568,24 @@ async def test_run_can_be_called_only_once(autojump_clock: MockClock) -> None:
 async def test_statistics_is_a_frozen_snapshot_of_windows_and_room(
     autojump_clock: MockClock,
 ) -> None:
-    throttle = Throttle(rpm=10, tpm=1000)
+    throttle = Throttle(rpm=60, tpm=960)  # one request and 16 tokens a second
     async with running(throttle):
         await throttle.acquire(300)
-        await throttle.acquire(200)
+        await throttle.acquire(200)  # at 18.75: the 300 tokens paid back
         statistics = throttle.statistics()
-        await trio.sleep(60.0)
+        await trio.sleep_until(40.0)
+        refilled = throttle.statistics()
+        await trio.sleep_until(80.0)
         later = throttle.statistics()
     assert statistics.requests_in_window == 2
     assert statistics.tokens_in_window == 500
-    assert statistics.requests_available == 8
-    assert statistics.tokens_available == 500
+    # Room in the windows (58 requests, 460 tokens), none in the pace yet.
+    assert (statistics.requests_available, statistics.tokens_available) == (0, 0)
     assert statistics.admitted == 2
     assert statistics.fast_admitted == 0
-    assert (later.requests_in_window, later.tokens_available) == (0, 1000)
+    # The buckets full again: a second's share of each, under the windows' room.
+    assert (refilled.requests_available, refilled.tokens_available) == (1, 16)
+    assert (later.requests_in_window, later.tokens_in_window) == (0, 0)
     with pytest.raises(AttributeError):
         statistics.queued = 1  # type: ignore[misc]
     assert msgspec.structs.asdict(statistics)["paused_until"] is None
@@ -598,11 +653,11 @@ async def test_a_waiter_held_by_its_models_pause_does_not_hold_up_the_window_que
     async with running(throttle), trio.open_nursery() as acquirers:
         await throttle.rate_limited(90, model="throttled")
         await start_for(acquirers, throttle, log, "throttled", "local", "local", "local")
-    # The window's order holds for the rest: two now, the third when the first leaves at 60; the
-    # throttled one, parked, takes its turn in the window once its pause ends at 90.
+    # The pace's order holds for the rest: one every 30 s; the throttled one, parked, takes
+    # its turn once its pause ends at 90.
     assert sorted(log) == [
         ("local#1", 0.0),
-        ("local#2", 0.0),
+        ("local#2", 30.0),
         ("local#3", 60.0),
         ("throttled#0", 90.0),
     ]
