@@ -48,10 +48,10 @@ from ._events import (
     RetryScheduled,
     ThrottlePaused,
 )
-from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._health import HealthTransition, MonitorStatistics
 from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
-from ._monitor import HealthTransition, MonitorStatistics
+from ._probes import DeploymentHealth, DeploymentStatus, ProxyHealth
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, RecorderStatistics, read_dump

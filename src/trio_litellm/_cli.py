@@ -41,8 +41,8 @@ from ._errors import (
     ProxyCertificateError,
     ProxyConnectionError,
 )
-from ._health import DeploymentStatus
 from ._nursery import single_leaf
+from ._probes import DeploymentStatus
 from ._recorder import DebugRecorder, DumpFileError, RecordedExchange, read_dump
 from .batch import (
     BatchInputError,

@@ -35,13 +35,7 @@ from ._errors import (
     error_from_body,
 )
 from ._events import Event, EventBus, FirstToken, HealthChanged, Hook, RequestFinished
-from ._health import (
-    DeploymentHealth,
-    ProxyHealth,
-    check_deployments,
-    liveness_probe,
-    probe_proxy,
-)
+from ._health import HealthMonitor, HealthTransition, MonitorStatistics
 from ._jobs import (
     Call,
     InvalidRequestError,
@@ -53,8 +47,14 @@ from ._jobs import (
     prepare_job,
 )
 from ._meta import ResponseMeta, meta_from_headers
-from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import open_collapsing_nursery
+from ._probes import (
+    DeploymentHealth,
+    ProxyHealth,
+    check_deployments,
+    liveness_probe,
+    probe_proxy,
+)
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
 from ._recorder import DebugRecorder, Trace
 from ._throttle import Throttle, ThrottleStatistics

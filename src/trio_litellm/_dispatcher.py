@@ -51,9 +51,9 @@ from ._errors import (
     ServiceUnavailableError,
 )
 from ._events import EventBus, RequestSent, RetryScheduled, ThrottlePaused
+from ._health import HealthMonitor
 from ._limit_scope import rate_limit_model
 from ._meta import ResponseMeta
-from ._monitor import HealthMonitor
 from ._throttle import Throttle
 from ._transport import Transport
 

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm._monitor import (
+from trio_litellm._health import (
     Gate,
     HealthMonitor,
     HealthTransition,
