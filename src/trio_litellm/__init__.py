@@ -41,14 +41,16 @@ from ._errors import (
 )
 from ._events import (
     Event,
+    EventBusStatistics,
     FirstToken,
     HealthChanged,
+    HealthTransition,
     RequestFinished,
     RequestSent,
     RetryScheduled,
     ThrottlePaused,
 )
-from ._health import HealthTransition, MonitorStatistics
+from ._health import MonitorStatistics
 from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
 from ._probes import DeploymentHealth, DeploymentStatus, ProxyHealth
@@ -112,6 +114,7 @@ __all__ = [
     "EmbeddingRequest",
     "EmbeddingResponse",
     "Event",
+    "EventBusStatistics",
     "FirstToken",
     "FunctionCall",
     "FunctionCallDelta",

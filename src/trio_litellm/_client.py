@@ -34,8 +34,17 @@ from ._errors import (
     SpendUnavailableError,
     error_from_body,
 )
-from ._events import Event, EventBus, FirstToken, HealthChanged, Hook, RequestFinished
-from ._health import HealthMonitor, HealthTransition, MonitorStatistics
+from ._events import (
+    Event,
+    EventBus,
+    EventBusStatistics,
+    FirstToken,
+    HealthChanged,
+    HealthTransition,
+    Hook,
+    RequestFinished,
+)
+from ._health import HealthMonitor, MonitorStatistics
 from ._jobs import (
     Call,
     InvalidRequestError,
@@ -98,6 +107,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     dispatcher: DispatcherStatistics
     throttle: ThrottleStatistics
     health: MonitorStatistics | None
+    events: EventBusStatistics
     open_connections: int
 
 
@@ -119,15 +129,16 @@ async def _open_client(
     """:func:`open_client` on a resolved config; tests may put an in-memory HTTP transport under it."""
     transport = Transport(config, http_transport=http_transport)
     throttle = Throttle(rpm=config.rpm, tpm=config.tpm, model_limits=config.model_limits)
+    events = EventBus()
     monitor = None
     if config.health_check_interval is not None:
         monitor = HealthMonitor(
             lambda: liveness_probe(transport, timeout=_LIVENESS_TIMEOUT),
+            events=events,
             interval=config.health_check_interval,
             down_interval=config.health_down_interval,
             failure_threshold=config.health_failure_threshold,
         )
-    events = EventBus()
     recorder = None
     if config.record_last:
         recorder = DebugRecorder(
@@ -156,8 +167,6 @@ async def _open_client(
                     await nursery.start(actor.run)
                     actors.append(actor)
             observer.nursery = nursery
-            if monitor is not None:
-                nursery.start_soon(_forward_health, monitor.subscribe(), events)
             try:
                 yield Client(config, transport, dispatcher, throttle, monitor, observer, events)
             finally:
@@ -285,22 +294,6 @@ class _Observer:
             self._fetching = False
 
 
-async def _forward_health(
-    transitions: trio.MemoryReceiveChannel[HealthTransition], events: EventBus
-) -> None:
-    """Pass the health monitor's transitions on to the event bus."""
-    async with transitions:
-        async for transition in transitions:
-            events.emit(
-                HealthChanged(
-                    at=transition.at,
-                    state=transition.state,
-                    previous=transition.previous,
-                    reason=transition.reason,
-                )
-            )
-
-
 class _Actor:
     """An actor's ``run`` in a cancel scope of its own, so actors stop one at a time, in order."""
 
@@ -415,19 +408,22 @@ class Client:
     def health_transitions(self, buffer: int = 16) -> trio.MemoryReceiveChannel[HealthTransition]:
         """A channel of the proxy's up/down transitions from now on (close it when done).
 
-        A reader that falls ``buffer`` events behind misses the newest ones; it never slows the
-        monitor. Raises RuntimeError when the monitor is turned off.
+        The same :class:`HealthChanged` events as :meth:`events` gives, and those alone. A reader
+        that falls ``buffer`` events behind misses the newest ones; it never slows the monitor.
+        Raises RuntimeError when the monitor is turned off.
         """
         if self._monitor is None:
             raise RuntimeError("the health monitor is off (health_check_interval=None)")
-        return self._monitor.subscribe(buffer)
+        return self._events.subscribe(buffer, only=HealthChanged)
 
     def statistics(self) -> ClientStatistics:
-        """A snapshot of the dispatcher, the throttle, the health monitor and the pool."""
+        """A snapshot of the dispatcher, the throttle, the health monitor, the event bus and the
+        pool."""
         return ClientStatistics(
             dispatcher=self._dispatcher.statistics(),
             throttle=self._throttle.statistics(),
             health=self._monitor.statistics() if self._monitor is not None else None,
+            events=self._events.statistics(),
             open_connections=self._transport.open_connections,
         )
 

@@ -10,9 +10,9 @@ talks to it without waiting on it:
   is answered by the next probe to finish: if that probe fails, the proxy is down at once, without
   waiting for ``failure_threshold`` scheduled failures.
 - requests *wait* on the gate, each under its own deadline; the monitor never waits on them.
-- listeners *subscribe* to transitions through their own bounded channels, fed with
-  ``send_nowait``: a trio channel cannot drop its oldest item, so a listener whose buffer is full
-  misses the new event (counted in ``events_dropped``) rather than ever blocking the monitor.
+- listeners hear of each change as a :class:`~._events.HealthChanged` on the client's event bus,
+  which the monitor emits without ever waiting (``Client.health_transitions()`` subscribes to
+  those alone); the bus, not the monitor, counts what a slow listener misses.
 
 The monitor starts optimistic (up, gate open) so an application is never held back before the
 first probe, and leaves the gate open when it stops so nothing waits forever on a dead monitor.
@@ -41,27 +41,23 @@ from typing import Literal, TypeAlias
 import msgspec
 import trio
 
+from ._events import EventBus, HealthChanged, HealthState
+
 __all__ = [
     "REPORT_BUFFER",
     "Gate",
     "GateStatistics",
     "HealthMonitor",
-    "HealthState",
-    "HealthTransition",
     "MonitorStatistics",
     "ProbeResult",
 ]
 
 logger = logging.getLogger("trio_litellm")
 
-HealthState: TypeAlias = Literal["up", "down"]
 HealthRoute: TypeAlias = Literal["present", "missing", "unknown"]
 
 REPORT_BUFFER = 1
 """Pending connection-failure reports: one already triggers a probe, more would add nothing."""
-
-SUBSCRIBER_BUFFER = 16
-"""Default transitions a subscriber may leave unread: transitions are rare, so 16 is plenty."""
 
 
 class GateStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,15 +126,6 @@ class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
     detail: str | None = None
 
 
-class HealthTransition(msgspec.Struct, frozen=True, kw_only=True):
-    """The proxy went ``previous`` → ``state`` at trio time ``at``, because of ``reason``."""
-
-    state: HealthState
-    previous: HealthState
-    at: float
-    reason: str
-
-
 class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of a :class:`HealthMonitor`.
 
@@ -147,8 +134,7 @@ class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     it took (both ``None`` before the first). ``reports`` counts connection-failure reports the
     monitor took in (``last_report`` the latest one's reason), ``reports_dropped`` those dropped
     because a probe was already coming. ``last_failure`` is the latest failed probe's reason.
-    ``events_dropped`` counts transitions a full subscriber missed; ``subscribers`` is how many
-    still listen. ``health_route`` is what the proxy's health route last showed: "present",
+    ``health_route`` is what the proxy's health route last showed: "present",
     "missing" (behind a gateway that does not pass it; probes then ask ``/v1/models``) or
     "unknown" (nothing answered yet).
     """
@@ -165,8 +151,6 @@ class MonitorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     reports: int
     last_report: str | None
     reports_dropped: int
-    subscribers: int
-    events_dropped: int
     health_route: HealthRoute
 
 
@@ -189,13 +173,14 @@ class HealthMonitor:
     Up, it probes every ``interval`` seconds (start to start) and goes down after
     ``failure_threshold`` consecutive failures, or after one failed probe answering a reported
     connection failure. Down, it probes every ``down_interval`` seconds; the first success brings
-    it up.
+    it up. Each change is emitted on ``events`` as a :class:`HealthChanged`.
     """
 
     def __init__(
         self,
         probe: Callable[[], Awaitable[ProbeResult]],
         *,
+        events: EventBus,
         interval: float,
         down_interval: float,
         failure_threshold: int,
@@ -207,13 +192,13 @@ class HealthMonitor:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, not {failure_threshold!r}")
         self._probe = probe
+        self._events = events
         self._interval = interval
         self._down_interval = down_interval
         self._failure_threshold = failure_threshold
         self.gate = Gate()
         self._state: HealthState = "up"
         self._report_send, self._report_receive = trio.open_memory_channel[_Report](REPORT_BUFFER)
-        self._subscribers: list[trio.MemorySendChannel[HealthTransition]] = []
         self._started = False
         self._stopped = False
         self._probes = 0
@@ -226,7 +211,6 @@ class HealthMonitor:
         self._reports = 0
         self._reports_dropped = 0
         self._last_report: str | None = None
-        self._events_dropped = 0
         self._health_route: HealthRoute = "unknown"
 
     @property
@@ -234,7 +218,7 @@ class HealthMonitor:
         return self._state
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Probe until cancelled. Ready at once; on exit the gate is open and subscribers closed."""
+        """Probe until cancelled. Ready at once; on exit the gate is open."""
         if self._started:
             raise RuntimeError("HealthMonitor.run() can be called only once")
         self._started = True
@@ -245,9 +229,6 @@ class HealthMonitor:
         finally:
             self._stopped = True
             self.gate._open()
-            for send in self._subscribers:
-                send.close()
-            self._subscribers.clear()
 
     async def report_connection_failure(self, reason: str) -> None:
         """Ask for a probe now: a request could not reach the proxy. Never waits on the monitor.
@@ -267,21 +248,6 @@ class HealthMonitor:
                 pass  # the monitor stopped between our check and the send
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def subscribe(
-        self, buffer: int = SUBSCRIBER_BUFFER
-    ) -> trio.MemoryReceiveChannel[HealthTransition]:
-        """A channel of every later transition, closed when the monitor stops.
-
-        If ``buffer`` transitions are left unread, later ones are dropped for this subscriber
-        until it reads. Close the channel to unsubscribe.
-        """
-        send, receive = trio.open_memory_channel[HealthTransition](buffer)
-        if self._stopped:
-            send.close()
-        else:
-            self._subscribers.append(send)
-        return receive
-
     def statistics(self) -> MonitorStatistics:
         return MonitorStatistics(
             state=self._state,
@@ -296,10 +262,6 @@ class HealthMonitor:
             reports=self._reports,
             last_report=self._last_report,
             reports_dropped=self._reports_dropped,
-            subscribers=sum(
-                1 for send in self._subscribers if send.statistics().open_receive_channels
-            ),
-            events_dropped=self._events_dropped,
             health_route=self._health_route,
         )
 
@@ -377,18 +339,11 @@ class HealthMonitor:
             self._transition("down", reason, at=now)
 
     def _transition(self, state: HealthState, reason: str, *, at: float) -> None:
-        event = HealthTransition(state=state, previous=self._state, at=at, reason=reason)
+        event = HealthChanged(state=state, previous=self._state, at=at, reason=reason)
         self._state = state
         self._transitions += 1
         if state == "up":
             self.gate._open()
         else:
             self.gate._close()
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                self._events_dropped += 1
-            except trio.BrokenResourceError:
-                self._subscribers.remove(send)
-                send.close()
+        self._events.emit(event)
