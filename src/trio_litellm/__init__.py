@@ -46,18 +46,20 @@ from ._errors import (
 )
 from ._events import (
     Event,
+    EventBusStatistics,
     FirstToken,
     HealthChanged,
+    HealthTransition,
     RequestFinished,
     RequestSent,
     RetryScheduled,
     ThrottlePaused,
 )
-from ._health import DeploymentHealth, DeploymentStatus, ProxyHealth
+from ._health import MonitorStatistics
 from ._histogram import LatencyHistogram, Percentiles
 from ._jobs import Job, JobResult
 from ._meta import RateLimitInfo, ResponseMeta
-from ._monitor import HealthTransition, MonitorStatistics
+from ._probes import DeploymentHealth, DeploymentStatus, ProxyHealth
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
 from ._recorder import DebugRecorder, RecordedExchange, RecorderStatistics, read_dump
@@ -119,6 +121,7 @@ __all__ = [
     "EmbeddingRequest",
     "EmbeddingResponse",
     "Event",
+    "EventBusStatistics",
     "FirstToken",
     "FunctionCall",
     "FunctionCallDelta",

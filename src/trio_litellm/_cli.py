@@ -41,8 +41,8 @@ from ._errors import (
     ProxyCertificateError,
     ProxyConnectionError,
 )
-from ._health import DeploymentStatus
 from ._nursery import single_leaf
+from ._probes import DeploymentStatus
 from ._recorder import DebugRecorder, RecordedExchange, read_dump
 from ._version import __version__
 from .batch import (

@@ -43,12 +43,12 @@ import trio
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics, Request
 from ._errors import ClientClosedError, InvalidRequestError
-from ._events import Event, EventBus, HealthChanged, Hook
-from ._health import DeploymentHealth, ProxyHealth, liveness_probe
+from ._events import Event, EventBus, EventBusStatistics, HealthChanged, HealthTransition, Hook
+from ._health import HealthMonitor, MonitorStatistics
 from ._jobs import Job, JobResult, chat_request, embedding_request, prepare
-from ._monitor import HealthMonitor, HealthTransition, MonitorStatistics
 from ._nursery import collapsing_groups, open_collapsing_nursery
 from ._observer import PROBE_TIMEOUT, Observer
+from ._probes import DeploymentHealth, ProxyHealth, liveness_probe
 from ._proxy_api import ProxyAPI
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
 from ._recorder import DebugRecorder, Trace
@@ -81,6 +81,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     dispatcher: DispatcherStatistics
     throttle: ThrottleStatistics
     health: MonitorStatistics | None
+    events: EventBusStatistics
     open_connections: int
 
 
@@ -103,10 +104,12 @@ async def open_client(
     http = Transport(config, http_transport=transport)
     events = EventBus()
     throttle = Throttle(rpm=config.rpm, tpm=config.tpm, model_limits=config.model_limits)
+    events = EventBus()
     monitor = None
     if config.health_check_interval is not None:
         monitor = HealthMonitor(
             lambda: liveness_probe(http, timeout=_LIVENESS_TIMEOUT),
+            events=events,
             interval=config.health_check_interval,
             down_interval=config.health_down_interval,
             failure_threshold=config.health_failure_threshold,
@@ -156,8 +159,6 @@ async def open_client(
                     await nursery.start(actor.run)
                     actors.append(actor)
             observer.nursery = nursery
-            if monitor is not None:
-                nursery.start_soon(_forward_health, monitor.subscribe(), events)
             try:
                 yield client
             finally:
@@ -170,22 +171,6 @@ async def open_client(
         client._closed = True
         with trio.CancelScope(shield=True):
             await http.aclose()
-
-
-async def _forward_health(
-    transitions: trio.MemoryReceiveChannel[HealthTransition], events: EventBus
-) -> None:
-    """Pass the health monitor's transitions on to the event bus."""
-    async with transitions:
-        async for transition in transitions:
-            events.emit(
-                HealthChanged(
-                    at=transition.at,
-                    state=transition.state,
-                    previous=transition.previous,
-                    reason=transition.reason,
-                )
-            )
 
 
 class _Actor:
@@ -294,20 +279,23 @@ class Client(metaclass=_NoPublicConstructor):
     def health_transitions(self, buffer: int = 16) -> trio.MemoryReceiveChannel[HealthTransition]:
         """A channel of the proxy's up/down transitions from now on (close it when done).
 
-        A reader that falls ``buffer`` events behind misses the newest ones; it never slows the
-        monitor. Raises RuntimeError when the monitor is turned off.
+        The same :class:`HealthChanged` events as :meth:`events` gives, and those alone. A reader
+        that falls ``buffer`` events behind misses the newest ones; it never slows the monitor.
+        Raises RuntimeError when the monitor is turned off.
         """
         self._check_open("health_transitions")
         if self._monitor is None:
             raise RuntimeError("the health monitor is off (health_check_interval=None)")
-        return self._monitor.subscribe(buffer)
+        return self._events.subscribe(buffer, only=HealthChanged)
 
     def statistics(self) -> ClientStatistics:
-        """A snapshot of the dispatcher, the throttle, the health monitor and the pool."""
+        """A snapshot of the dispatcher, the throttle, the health monitor, the event bus and the
+        pool."""
         return ClientStatistics(
             dispatcher=self._dispatcher.statistics(),
             throttle=self._throttle.statistics(),
             health=self._monitor.statistics() if self._monitor is not None else None,
+            events=self._events.statistics(),
             open_connections=self._transport.open_connections,
         )
 

@@ -1,11 +1,24 @@
-"""Events for monitoring hooks, and the bus actor that hands them out.
+"""Events for monitoring hooks and subscribers, and the one bus that hands them all out.
 
-Why an actor: a hook is the application's code, and a slow or failing hook must never block or
-break a request. Requests only ``emit``: a ``send_nowait`` into the bus's bounded channel that
-drops the event (and counts it) when the bus is behind. The bus task alone calls the hooks, each
-in turn, a failing one logged and counted, an async one bounded by ``hook_timeout``; and it feeds
-each subscriber's own bounded channel with ``send_nowait``, dropping for a subscriber that does
-not keep up. Nothing here can hold up the dispatcher.
+Why this shape: hooks and subscribers are the application's code, and a slow or failing one must
+never block or break a request, nor the health monitor. So an emitter only ``emit``s, which never
+waits:
+
+- each subscriber has its own bounded channel, fed at once with ``send_nowait``. A trio channel
+  cannot drop its oldest item, so a subscriber ``buffer`` events behind misses the new ones
+  (counted in ``missed_by_subscribers``) while the others get every event.
+- hooks are called by the bus's own task (:meth:`EventBus.run`), each in turn, a failing one
+  logged and counted, an async one bounded by ``hook_timeout``. Events reach that task through a
+  bounded channel that drops (and counts) what the hooks cannot keep up with.
+
+A subscription may take one kind of event only: ``Client.health_transitions()`` is a
+subscription to :class:`HealthChanged`, which the health monitor emits here like any other event.
+Building an event costs a request something, so request events are built only while the bus is
+:attr:`~EventBus.active` (a hook, or a subscriber taking more than health changes); health
+changes are rare and always emitted.
+
+When the bus stops, every subscriber's channel is closed; a subscription taken after that is
+closed from the start.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 import msgspec
 import trio
@@ -23,10 +36,14 @@ from ._usage import RequestRecord
 
 __all__ = [
     "EVENT_BUFFER",
+    "SUBSCRIBER_BUFFER",
     "Event",
     "EventBus",
+    "EventBusStatistics",
     "FirstToken",
     "HealthChanged",
+    "HealthState",
+    "HealthTransition",
     "Hook",
     "RequestFinished",
     "RequestSent",
@@ -35,7 +52,12 @@ __all__ = [
 ]
 
 EVENT_BUFFER = 1024
-"""Events the bus may fall behind by before it drops new ones."""
+"""Events the hooks may fall behind by before they miss new ones."""
+
+SUBSCRIBER_BUFFER = 256
+"""Default events a subscriber may leave unread before it misses new ones."""
+
+HealthState: TypeAlias = Literal["up", "down"]
 
 logger = logging.getLogger("trio_litellm")
 
@@ -77,11 +99,15 @@ class RequestFinished(Event, frozen=True, kw_only=True):
 
 
 class HealthChanged(Event, frozen=True, kw_only=True):
-    """The health monitor saw the proxy go down or come back."""
+    """The health monitor saw the proxy go ``previous`` → ``state``, because of ``reason``."""
 
-    state: Literal["up", "down"]
-    previous: Literal["up", "down"]
+    state: HealthState
+    previous: HealthState
     reason: str
+
+
+HealthTransition = HealthChanged
+"""Another name for :class:`HealthChanged`, kept for code written against it."""
 
 
 class ThrottlePaused(Event, frozen=True, kw_only=True):
@@ -93,71 +119,132 @@ class ThrottlePaused(Event, frozen=True, kw_only=True):
 
 Hook = Callable[[Event], Awaitable[None] | None]
 
+E = TypeVar("E", bound=Event)
 
-class BusStatistics(msgspec.Struct, frozen=True, kw_only=True):
+
+class EventBusStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the event bus.
+
+    ``emitted`` counts every event emitted. ``missed_by_subscribers`` counts deliveries missed by
+    a subscriber whose buffer was full; ``missed_by_hooks`` events the hooks never saw because
+    they fell :data:`EVENT_BUFFER` behind (or came after the bus stopped). ``hook_failures``
+    counts hooks that raised; ``hooks`` and ``subscribers`` are how many listen now.
+    """
+
     emitted: int
-    dropped: int
+    missed_by_subscribers: int
+    missed_by_hooks: int
     hook_failures: int
     hooks: int
     subscribers: int
 
 
+class _Subscriber:
+    """One subscription: its channel, and the kind of event it takes."""
+
+    __slots__ = ("kind", "send")
+
+    def __init__(self, send: trio.MemorySendChannel[Any], kind: type[Event]) -> None:
+        self.send = send
+        self.kind = kind
+
+    @property
+    def closed(self) -> bool:
+        """Whether the subscriber closed its end (every clone of it)."""
+        return not self.send.statistics().open_receive_channels
+
+
 class EventBus:
-    """Hands events to hooks and subscribers, off the requests' path."""
+    """Hands events to hooks and subscribers, off the requests' path and the monitor's."""
 
     def __init__(self, *, buffer: int = EVENT_BUFFER, hook_timeout: float = 5.0) -> None:
         self._send, self._receive = trio.open_memory_channel[Event](buffer)
         self._hooks: list[Hook] = []
-        self._subscribers: list[trio.MemorySendChannel[Event]] = []
+        self._subscribers: list[_Subscriber] = []
         self._hook_timeout = hook_timeout
-        self._emitted = self._dropped = self._hook_failures = 0
+        self._active = False
+        self._stopped = False
+        self._emitted = self._missed_by_subscribers = self._missed_by_hooks = 0
+        self._hook_failures = 0
 
     @property
     def active(self) -> bool:
-        """Whether anyone listens; emitters skip building events when nobody does."""
-        return bool(self._hooks or self._subscribers)
+        """Whether anyone takes request events; emitters skip building them when nobody does."""
+        return self._active
 
     def emit(self, event: Event) -> None:
-        """Queue an event; never blocks (a full queue drops it, counted)."""
-        try:
-            self._send.send_nowait(event)
-            self._emitted += 1
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self._dropped += 1
+        """Hand ``event`` to every subscriber that takes it and queue it for the hooks.
+
+        Never blocks: a full subscriber or a full hook queue misses it, counted.
+        """
+        self._emitted += 1
+        if self._subscribers:
+            self._fan_out(event)
+        if self._hooks:
+            try:
+                self._send.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                self._missed_by_hooks += 1
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Call ``hook(event)`` for every event (sync or async); returns a function removing it."""
         self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        self._update_active()
 
-    def subscribe(self, buffer: int = 256) -> trio.MemoryReceiveChannel[Event]:
-        """A channel of events from now on; a reader that falls ``buffer`` behind misses some."""
-        send, receive = trio.open_memory_channel[Event](buffer)
-        self._subscribers.append(send)
+        def remove() -> None:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+                self._update_active()
+
+        return remove
+
+    @overload
+    def subscribe(self, buffer: int = ...) -> trio.MemoryReceiveChannel[Event]: ...
+
+    @overload
+    def subscribe(self, buffer: int = ..., *, only: type[E]) -> trio.MemoryReceiveChannel[E]: ...
+
+    def subscribe(
+        self, buffer: int = SUBSCRIBER_BUFFER, *, only: type[Event] = Event
+    ) -> trio.MemoryReceiveChannel[Any]:
+        """A channel of the events from now on (``only`` those of one kind, if given).
+
+        A reader that leaves ``buffer`` events unread misses later ones until it reads; it never
+        slows anyone. Close the channel to unsubscribe; the bus closes it when it stops.
+        """
+        send, receive = trio.open_memory_channel[Any](buffer)
+        if self._stopped:
+            send.close()
+            return receive
+        self._subscribers = [sub for sub in self._subscribers if not sub.closed]
+        self._subscribers.append(_Subscriber(send, only))
+        self._update_active()
         return receive
 
-    def statistics(self) -> BusStatistics:
-        return BusStatistics(
+    def statistics(self) -> EventBusStatistics:
+        return EventBusStatistics(
             emitted=self._emitted,
-            dropped=self._dropped,
+            missed_by_subscribers=self._missed_by_subscribers,
+            missed_by_hooks=self._missed_by_hooks,
             hook_failures=self._hook_failures,
             hooks=len(self._hooks),
-            subscribers=len(self._subscribers),
+            subscribers=sum(1 for sub in self._subscribers if not sub.closed),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver events until cancelled; then close every subscriber's channel."""
+        """Call the hooks on each event until cancelled; then close every subscriber's channel."""
         try:
             with self._receive:
                 task_status.started()
                 async for event in self._receive:
                     for hook in list(self._hooks):
                         await self._call(hook, event)
-                    self._fan_out(event)
         finally:
-            for send in self._subscribers:
-                send.close()
+            self._stopped = True
+            for sub in self._subscribers:
+                sub.send.close()
             self._subscribers.clear()
+            self._update_active()
 
     async def _call(self, hook: Hook, event: Event) -> None:
         try:
@@ -170,10 +257,20 @@ class EventBus:
             logger.exception("a monitoring hook failed on %s", type(event).__name__)
 
     def _fan_out(self, event: Event) -> None:
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                self._dropped += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(send)
+        gone = False
+        for sub in self._subscribers:
+            if isinstance(event, sub.kind):
+                try:
+                    sub.send.send_nowait(event)
+                except trio.WouldBlock:
+                    self._missed_by_subscribers += 1
+                except trio.BrokenResourceError:
+                    gone = True
+        if gone:
+            self._subscribers = [sub for sub in self._subscribers if not sub.closed]
+            self._update_active()
+
+    def _update_active(self) -> None:
+        self._active = bool(self._hooks) or any(
+            not issubclass(sub.kind, HealthChanged) for sub in self._subscribers
+        )

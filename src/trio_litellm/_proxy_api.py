@@ -20,8 +20,8 @@ from ._errors import (
     ResponseDecodeError,
     SpendUnavailableError,
 )
-from ._health import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._observer import PROBE_TIMEOUT
+from ._probes import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._requests import decode
 from ._retry import RetryPolicy, deadline
 from ._transport import Transport

@@ -46,10 +46,10 @@ from ._errors import (
     ServiceUnavailableError,
 )
 from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
+from ._health import HealthMonitor
 from ._jobs import Call
 from ._limit_scope import rate_limit_model
 from ._meta import ResponseMeta, meta_from_headers
-from ._monitor import HealthMonitor
 from ._retry import Retrying, RetryPolicy
 from ._throttle import Permit, Throttle
 from ._transport import Answer, Transport

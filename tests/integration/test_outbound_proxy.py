@@ -23,7 +23,7 @@ from trio_litellm import APIStatusError, ProxyConnectionError, open_client
 from trio_litellm._config import ClientConfig
 from trio_litellm._devstack import Stack
 from trio_litellm._fasthttp import FastTransport
-from trio_litellm._health import liveness_probe
+from trio_litellm._probes import liveness_probe
 from trio_litellm._transport import Transport
 
 pytestmark = pytest.mark.parametrize("http_backend", ["fast", "httpcore"])

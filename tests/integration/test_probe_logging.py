@@ -9,8 +9,8 @@ import pytest
 
 from trio_litellm import ClientConfig
 from trio_litellm._devstack import Stack
-from trio_litellm._health import FALLBACK, LIVENESS, liveness_probe
-from trio_litellm._monitor import ProbeResult
+from trio_litellm._health import ProbeResult
+from trio_litellm._probes import FALLBACK, LIVENESS, liveness_probe
 from trio_litellm._transport import Transport
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from trio_litellm._monitor import HealthTransition
+from trio_litellm._events import HealthTransition
 from trio_litellm.batch._progress import BatchProgress
 from trio_litellm.batch._summary import SummaryBuilder
 

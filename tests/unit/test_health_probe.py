@@ -15,8 +15,8 @@ import trio.testing
 
 from trio_litellm import ClientConfig
 from trio_litellm._client import _open_client
-from trio_litellm._health import liveness_probe, probe_proxy
-from trio_litellm._monitor import ProbeResult
+from trio_litellm._health import ProbeResult
+from trio_litellm._probes import liveness_probe, probe_proxy
 from trio_litellm._transport import Transport
 
 SECRET = "sk-unit-secret-0000"

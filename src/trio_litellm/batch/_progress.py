@@ -42,7 +42,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from .._monitor import HealthTransition
+from .._events import HealthTransition
 from ._summary import SummaryBuilder
 
 __all__ = ["BatchProgress"]

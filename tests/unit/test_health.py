@@ -1,4 +1,8 @@
-"""The health monitor and its gate, on trio's MockClock: every time asserted is exact."""
+"""The health monitor and its gate, on trio's MockClock: every time asserted is exact.
+
+Its changes are watched as a client's user watches them: a subscription to the event bus that
+takes only :class:`HealthChanged`.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm._monitor import (
-    Gate,
-    HealthMonitor,
-    HealthTransition,
-    MonitorStatistics,
-    ProbeResult,
-)
+from trio_litellm._events import EventBus, HealthChanged
+from trio_litellm._health import Gate, HealthMonitor, MonitorStatistics, ProbeResult
 
 Scripted = str | None | ProbeResult | Exception
 """A probe's answer in a script: a reason (down), None (up), a whole result, or an exception."""
@@ -48,13 +47,38 @@ class ScriptedProbe:
 def make_monitor(
     probe: ScriptedProbe,
     *,
+    events: EventBus | None = None,
     interval: float = 5.0,
     down_interval: float = 2.0,
     failure_threshold: int = 3,
 ) -> HealthMonitor:
     return HealthMonitor(
-        probe, interval=interval, down_interval=down_interval, failure_threshold=failure_threshold
+        probe,
+        events=events if events is not None else EventBus(),
+        interval=interval,
+        down_interval=down_interval,
+        failure_threshold=failure_threshold,
     )
+
+
+def watched(
+    probe: ScriptedProbe,
+    *,
+    interval: float = 5.0,
+    down_interval: float = 2.0,
+    failure_threshold: int = 3,
+) -> tuple[HealthMonitor, trio.MemoryReceiveChannel[HealthChanged]]:
+    """A monitor, and a subscription to its changes on the bus it emits them on."""
+    bus = EventBus()
+    changes = bus.subscribe(only=HealthChanged)
+    monitor = make_monitor(
+        probe,
+        events=bus,
+        interval=interval,
+        down_interval=down_interval,
+        failure_threshold=failure_threshold,
+    )
+    return monitor, changes
 
 
 @asynccontextmanager
@@ -66,7 +90,7 @@ async def running(monitor: HealthMonitor) -> AsyncIterator[trio.Nursery]:
         nursery.cancel_scope.cancel()
 
 
-def drain(receive: trio.MemoryReceiveChannel[HealthTransition]) -> list[HealthTransition]:
+def drain(receive: trio.MemoryReceiveChannel[HealthChanged]) -> list[HealthChanged]:
     """Every event waiting in ``receive``, whether or not its sender has closed it."""
     events = []
     while True:
@@ -76,12 +100,12 @@ def drain(receive: trio.MemoryReceiveChannel[HealthTransition]) -> list[HealthTr
             return events
 
 
-def down(at: float, reason: str) -> HealthTransition:
-    return HealthTransition(state="down", previous="up", at=at, reason=reason)
+def down(at: float, reason: str) -> HealthChanged:
+    return HealthChanged(state="down", previous="up", at=at, reason=reason)
 
 
-def up(at: float) -> HealthTransition:
-    return HealthTransition(state="up", previous="down", at=at, reason="probe succeeded")
+def up(at: float) -> HealthChanged:
+    return HealthChanged(state="up", previous="down", at=at, reason="probe succeeded")
 
 
 # --- starting ---------------------------------------------------------------------------------
@@ -104,6 +128,7 @@ def test_it_refuses_meaningless_settings(
     with pytest.raises(ValueError, match="must be"):
         HealthMonitor(
             ScriptedProbe([]),
+            events=EventBus(),
             interval=interval,
             down_interval=down_interval,
             failure_threshold=failure_threshold,
@@ -134,8 +159,7 @@ async def test_healthy_probes_keep_it_up_with_one_probe_every_interval(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([])
-    monitor = make_monitor(probe, interval=5)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5)
     async with running(monitor):
         await trio.sleep_until(22)
         assert monitor.state == "up"
@@ -156,8 +180,7 @@ async def test_threshold_consecutive_failures_mark_it_down_at_that_probe(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([None, "e1", "e2", "e3"], default="still down")
-    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=3)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, down_interval=2, failure_threshold=3)
     async with running(monitor):
         await trio.sleep_until(10.5)
         assert monitor.statistics().state == "up"
@@ -173,8 +196,7 @@ async def test_threshold_consecutive_failures_mark_it_down_at_that_probe(
 
 async def test_a_success_between_failures_resets_the_count(autojump_clock: object) -> None:
     probe = ScriptedProbe(["a", "b", None, "c", "d", None])
-    monitor = make_monitor(probe, interval=5, failure_threshold=3)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, failure_threshold=3)
     async with running(monitor):
         await trio.sleep_until(21)
         assert monitor.statistics().consecutive_failures == 2
@@ -200,8 +222,7 @@ async def test_the_first_success_reopens_the_gate_and_wakes_every_waiter(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe(["x", "x", "x", None])
-    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=1)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, down_interval=2, failure_threshold=1)
     woke: list[tuple[int, float]] = []
 
     async def waiter(n: int) -> None:
@@ -231,8 +252,7 @@ async def test_a_report_probes_at_once_and_a_failed_probe_means_down_at_once(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([None, "connection refused"], default="connection refused")
-    monitor = make_monitor(probe, interval=10, down_interval=4, failure_threshold=3)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=10, down_interval=4, failure_threshold=3)
     async with running(monitor):
         await trio.sleep_until(3)
         await monitor.report_connection_failure("ConnectError: refused")
@@ -264,8 +284,7 @@ async def test_a_burst_of_reports_triggers_one_probe(autojump_clock: object) -> 
 
 async def test_a_report_while_the_probe_succeeds_leaves_it_up(autojump_clock: object) -> None:
     probe = ScriptedProbe([])
-    monitor = make_monitor(probe, interval=10, failure_threshold=3)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=10, failure_threshold=3)
     async with running(monitor):
         await trio.sleep_until(3)
         await monitor.report_connection_failure("reset by peer")
@@ -278,8 +297,7 @@ async def test_a_report_while_the_probe_succeeds_leaves_it_up(autojump_clock: ob
 
 async def test_a_report_during_a_probe_is_answered_by_that_probe(autojump_clock: object) -> None:
     probe = ScriptedProbe([None, "timed out"], latency=1)
-    monitor = make_monitor(probe, interval=5, failure_threshold=3)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, failure_threshold=3)
     async with running(monitor):
         await trio.sleep_until(5.5)
         await monitor.report_connection_failure("refused")
@@ -306,8 +324,7 @@ async def test_a_probe_that_raises_counts_as_a_failure_with_its_text(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([OSError("connection refused")])
-    monitor = make_monitor(probe, failure_threshold=1)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, failure_threshold=1)
     async with running(monitor):
         await trio.sleep_until(1)
     reason = "probe raised OSError: connection refused"
@@ -329,8 +346,7 @@ async def test_probes_decided_without_the_health_route_keep_it_up_through_every_
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([], default=via_models())
-    monitor = make_monitor(probe, interval=5, failure_threshold=2)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, failure_threshold=2)
     async with running(monitor):
         await trio.sleep_until(99)
         assert monitor.gate.is_open
@@ -347,8 +363,7 @@ async def test_without_the_health_route_a_failed_fallback_still_brings_it_down_a
     bad_gateway = "GET /v1/models answered 502"
     probe = ScriptedProbe([via_models(), via_models(bad_gateway), via_models(bad_gateway)])
     probe.default = via_models()
-    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=2)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, interval=5, down_interval=2, failure_threshold=2)
     async with running(monitor):
         await trio.sleep_until(11)
         assert not monitor.gate.is_open
@@ -434,15 +449,18 @@ async def test_a_waiter_does_not_pass_a_gate_that_closed_again_before_it_ran() -
     assert passed.is_set()
 
 
-# --- subscribers ------------------------------------------------------------------------------
+# --- listeners ----------------------------------------------------------------------------------
 
 
-async def test_a_slow_subscriber_never_blocks_the_monitor(autojump_clock: object) -> None:
+async def test_a_slow_listener_never_blocks_the_monitor_and_misses_only_its_own_events(
+    autojump_clock: object,
+) -> None:
     probe = ScriptedProbe(["x", None, "x", None, "x"])
-    monitor = make_monitor(probe, interval=5, down_interval=5, failure_threshold=1)
-    slow = monitor.subscribe(buffer=1)
-    fast = monitor.subscribe()
-    seen: list[HealthTransition] = []
+    bus = EventBus()
+    slow = bus.subscribe(buffer=1, only=HealthChanged)
+    fast = bus.subscribe(only=HealthChanged)
+    monitor = make_monitor(probe, events=bus, interval=5, down_interval=5, failure_threshold=1)
+    seen: list[HealthChanged] = []
 
     async def read_fast() -> None:
         async for event in fast:
@@ -454,28 +472,14 @@ async def test_a_slow_subscriber_never_blocks_the_monitor(autojump_clock: object
     assert probe.calls == [0, 5, 10, 15, 20]
     assert seen == [down(0, "x"), up(5), down(10, "x"), up(15), down(20, "x")]
     assert drain(slow) == [down(0, "x")]
-    assert monitor.statistics().events_dropped == 4
+    assert bus.statistics().missed_by_subscribers == 4
 
 
-async def test_a_closed_subscriber_is_removed(autojump_clock: object) -> None:
-    probe = ScriptedProbe(["x", None])
-    monitor = make_monitor(probe, interval=5, down_interval=5, failure_threshold=1)
-    gone = monitor.subscribe()
-    kept = monitor.subscribe()
-    gone.close()
-    assert monitor.statistics().subscribers == 1
-    async with running(monitor):
-        await trio.sleep_until(6)
-    assert drain(kept) == [down(0, "x"), up(5)]
-    assert monitor.statistics().subscribers == 0  # closed when the monitor stopped
-
-
-async def test_stopping_the_monitor_ends_subscriptions_and_opens_the_gate(
+async def test_stopping_the_monitor_opens_the_gate_and_later_reports_do_nothing(
     autojump_clock: object,
 ) -> None:
     probe = ScriptedProbe([], default="refused")
-    monitor = make_monitor(probe, failure_threshold=1)
-    events = monitor.subscribe()
+    monitor, events = watched(probe, failure_threshold=1)
     released: list[float] = []
 
     async def waiter() -> None:
@@ -490,11 +494,7 @@ async def test_stopping_the_monitor_ends_subscriptions_and_opens_the_gate(
             await trio.sleep_until(3)
         assert monitor.gate.is_open
     assert released == [3]
-    assert await events.receive() == down(0, "refused")
-    with pytest.raises(trio.EndOfChannel):
-        await events.receive()
-    with pytest.raises(trio.EndOfChannel):
-        await monitor.subscribe().receive()
+    assert drain(events) == [down(0, "refused")]  # the gate's opening on exit is no transition
     await monitor.report_connection_failure("after the end")  # a no-op, never an error
     assert monitor.statistics().reports == 0
 
@@ -504,8 +504,7 @@ async def test_stopping_the_monitor_ends_subscriptions_and_opens_the_gate(
 
 async def test_statistics_is_a_frozen_snapshot_of_the_monitor(autojump_clock: object) -> None:
     probe = ScriptedProbe([None, "a", "b"], latency=0.25)
-    monitor = make_monitor(probe, interval=5, down_interval=2, failure_threshold=2)
-    listener = monitor.subscribe()
+    monitor, listener = watched(probe, interval=5, down_interval=2, failure_threshold=2)
     async with running(monitor):
         await trio.sleep_until(11)
         stats = monitor.statistics()
@@ -522,8 +521,6 @@ async def test_statistics_is_a_frozen_snapshot_of_the_monitor(autojump_clock: ob
         reports=0,
         last_report=None,
         reports_dropped=0,
-        subscribers=1,
-        events_dropped=0,
         health_route="present",
     )
     with pytest.raises(AttributeError):
