@@ -5,49 +5,21 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _fakes import T0, record
 from trio_litellm._usage import (
     MAX_RELATIVE_ERROR,
     OTHER_MODELS,
     LatencyHistogram,
     Percentiles,
-    RequestRecord,
     UsageLedger,
     cost_of,
 )
-
-T0 = 1_700_000_040.0
-"""A wall-clock time on a minute boundary."""
-
-
-def record(**changes: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "kind": "chat",
-        "model": "gpt-4o",
-        "served_model": "gpt-4o",
-        "deployment_id": "dep-1",
-        "call_id": "call-1",
-        "started_at": T0,
-        "latency": 0.5,
-        "ttft": None,
-        "stream": False,
-        "attempts": 1,
-        "outcome": "ok",
-        "status": 200,
-        "prompt_tokens": 10,
-        "completion_tokens": 20,
-        "cost": 0.001,
-        "cost_source": "header",
-        "overhead_ms": 3.0,
-    }
-    fields.update(changes)
-    return RequestRecord(**fields)
 
 
 def nearest_rank(values: list[float], p: int) -> float:
