@@ -8,6 +8,7 @@ at their exact MockClock times.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -16,16 +17,24 @@ import trio
 import trio.testing
 
 from _fakes import (
+    COMPLETION,
     DONE,
+    HTTP_BACKENDS,
     MESSAGES,
+    Peer,
     Script,
     chunk,
+    client_of,
     error_body,
+    http_answer,
     in_band_error,
     json_answer,
     open_test_client,
+    piece,
     pieces,
+    raw_server,
     sse_answer,
+    sse_head,
 )
 from trio_litellm import (
     ProxyConnectionError,
@@ -268,3 +277,114 @@ async def test_an_exception_in_the_callers_block_comes_out_unwrapped() -> None:
     with pytest.raises(KeyError):
         async with open_test_client(script):
             raise KeyError("mine too")
+
+
+# --- what the network did ----------------------------------------------------------------------
+
+
+async def test_an_event_split_across_network_reads_arrives_whole() -> None:
+    events = chunk("", role="assistant") + chunk("Hel") + chunk("lo") + DONE
+    cuts = [0, 3, 7, 50, 51, len(events) - 2, len(events)]
+    reads = [events[start:end] for start, end in itertools.pairwise(cuts)]
+    script = Script(sse_answer(pieces(*reads)))
+    async with (
+        open_test_client(script) as client,
+        client.stream(model="m", messages=MESSAGES) as stream,
+    ):
+        texts = [c.choices[0].delta.content async for c in stream]
+    assert texts == ["", "Hel", "lo"]
+    assert stream.finished
+
+
+async def test_a_connection_broken_after_content_interrupts_the_stream_and_is_not_retried() -> None:
+    script = Script(sse_answer(pieces(chunk("par"), chunk("tial"), then_break=True)))
+    seen: list[str | None] = []
+    async with open_test_client(script, max_retries=3) as client:
+        with pytest.raises(StreamInterruptedError) as caught:
+            async with client.stream(model="m", messages=MESSAGES) as stream:
+                async for piece in stream:
+                    seen.append(piece.choices[0].delta.content)
+    assert seen == ["par", "tial"]
+    assert caught.value.partial.text == "partial"
+    assert isinstance(caught.value.__cause__, ProxyConnectionError)
+    assert "connection reset by peer" in str(caught.value.__cause__)
+    assert len(script.requests) == 1
+
+
+async def test_a_connection_broken_before_content_is_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    script = Script(
+        sse_answer(pieces(b": ping\n\n", then_break=True)), sse_answer(pieces(chunk("ok"), DONE))
+    )
+    async with (
+        open_test_client(script, max_retries=1) as client,
+        client.stream(model="m", messages=MESSAGES) as stream,
+    ):
+        texts = [c.choices[0].delta.content async for c in stream]
+    assert texts == ["ok"]
+    assert stream.meta is not None and stream.meta.attempts == 2
+    assert len(script.requests) == 2
+
+
+# --- leaving early ------------------------------------------------------------------------------
+
+
+async def test_leaving_the_block_early_frees_its_slot_and_never_passes_for_whole() -> None:
+    reads = [chunk(str(index)) for index in range(STREAM_BUFFER * 4)]
+    script = Script(sse_answer(pieces(*reads, then_stall=True)))
+    async with open_test_client(script, max_in_flight=1) as client:
+        async with client.stream(model="m", messages=MESSAGES) as stream:
+            async for _ in stream:
+                await trio.testing.wait_all_tasks_blocked()  # the reader fills the channel
+                break
+        # The reader has ended by the time the block returns: its one slot is free at once.
+        assert client.statistics().dispatcher.in_flight == 0
+        script.answers = [json_answer(200, COMPLETION)]
+        with trio.fail_after(1):  # a call waiting for the slot would never end
+            assert (await client.complete(model="m", messages=MESSAGES)).text == "ok"
+    assert not stream.finished
+    with pytest.raises(StreamInterruptedError) as caught:
+        stream.result()
+    assert caught.value.partial.text.startswith("0")
+
+
+async def test_iterating_a_stream_after_its_block_says_so() -> None:
+    script = Script(sse_answer(pieces(chunk("a"), chunk("b"), DONE)))
+    async with open_test_client(script) as client:
+        async with client.stream(model="m", messages=MESSAGES) as stream:
+            pass
+        with pytest.raises(StreamInterruptedError, match="inside its `async with` block"):
+            async for _ in stream:
+                pass
+
+
+@pytest.mark.parametrize("backend", HTTP_BACKENDS)
+async def test_leaving_a_stream_early_closes_its_connection(
+    nursery: trio.Nursery, backend: str
+) -> None:
+    # The body is unfinished: the connection cannot carry another request, so it must be closed
+    # (not pooled) by the time the block returns, and the next call must open a new one.
+    closed: list[bool] = []
+
+    async def endless_stream_then_answers(peer: Peer) -> None:
+        if len(server.peers) == 1:
+            await peer.request()
+            await peer.send(sse_head())
+            for index in range(STREAM_BUFFER * 4):  # more than the reader may hold
+                await peer.send(piece(chunk(str(index))))
+            closed.append(await peer.closed())
+            return
+        while await peer.request() is not None:
+            await peer.send(http_answer())
+
+    server = await raw_server(nursery, endless_stream_then_answers)
+    async with client_of(server, backend) as client:
+        async with client.stream(model="m", messages=MESSAGES) as stream:
+            async for _ in stream:
+                await trio.testing.wait_all_tasks_blocked()  # the reader fills the channel
+                break
+        await trio.testing.wait_all_tasks_blocked()
+        assert closed == [True]
+        assert (await client.complete(model="m", messages=MESSAGES)).text == "ok"
+    assert server.connections == 2
