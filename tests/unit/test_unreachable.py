@@ -24,7 +24,6 @@ from trio_litellm import (
     RequestTimeoutError,
     ServiceUnavailableError,
     StreamInterruptedError,
-    open_client,
 )
 
 URL = "http://proxy.test:4000"
@@ -294,19 +293,6 @@ async def test_an_answer_from_something_else_than_the_proxy_names_the_route() ->
     assert str(caught.value).startswith(
         f"GET {URL}/v1/models answered 404 (is that a LiteLLM proxy's URL?)"
     )
-
-
-async def test_a_refused_connection_says_why_on_our_own_pool() -> None:
-    from trio_litellm._devstack import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
-    async with open_client(
-        proxy_url=url, max_retries=0, health_check_interval=None, price_lookup=False
-    ) as client:
-        with pytest.raises(ProxyConnectionError) as caught:
-            await client.list_models()
-    assert f"cannot connect to the proxy ({url})" in str(caught.value)
-    assert "Connection refused" in str(caught.value)
 
 
 async def test_connection_failures_while_the_monitor_sees_the_proxy_up_use_up_the_retries(
