@@ -49,6 +49,10 @@ bench-soak *args:
 bench-overhead *args:
     python bench/overhead.py {{args}}
 
+# What the parts that do no IO cost: SSE parser, usage ledger, batch summary, input scan (e.g. `just bench-pure --parts sse`).
+bench-pure *args:
+    python bench/pure.py {{args}}
+
 # Profile the client's chat, stream or embedding path under cProfile (e.g. `just bench-profile --kind stream`).
 bench-profile *args:
     python bench/profile.py {{args}}

@@ -55,7 +55,7 @@ from ._recorder import DebugRecorder, Trace
 from ._requests import RequestPath
 from ._retry import RetryPolicy
 from ._throttle import Throttle, ThrottleStatistics
-from ._transport import Transport
+from ._transport import HTTPTransport, Transport
 from ._usage import UsageStats, UsageTotals
 from ._wire import (
     ChatCompletion,
@@ -66,9 +66,6 @@ from ._wire import (
     Model,
     ModelInfo,
 )
-
-if TYPE_CHECKING:
-    import httpx2  # only for the transport option's annotation: HTTP lives in _transport
 
 __all__ = ["Client", "ClientStatistics", "open_client"]
 
@@ -89,7 +86,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
 async def open_client(
     config: ClientConfig | None = None,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: HTTPTransport | None = None,
     **options: Any,
 ) -> AsyncIterator[Client]:
     """Open a client on a LiteLLM proxy for the duration of the ``async with`` block.
@@ -558,9 +555,3 @@ class Client(metaclass=_NoPublicConstructor):
         """
         self._check_open("deployment_health")
         return await self._proxy_api.deployment_health(model, timeout)
-
-
-def _open_client(
-    config: ClientConfig, *, http_transport: httpx2.AsyncBaseTransport | None = None
-) -> Any:  # TEMPORARY: until the tests use open_client(transport=)
-    return open_client(config, transport=http_transport)

@@ -230,12 +230,19 @@ class Dispatcher:
 
     # --- slots ----------------------------------------------------------------------------------
 
-    def slot(self, request: Request) -> Slot:
+    def slot(self, request: Request, *, held: bool = False) -> Slot:
         """``async with dispatcher.slot(request):`` wait for a slot, then run under the request's
-        deadline; the outcome is recorded on the way out."""
-        return Slot(self, request)
+        deadline; the outcome is recorded on the way out. ``held``: the slot was already taken
+        for it (:meth:`acquire`), in the order jobs were sent."""
+        return Slot(self, request, held)
 
-    async def _acquire(self, request: Request) -> None:
+    def limits_model(self, model: str) -> bool:
+        """Whether ``model`` has a ``max_in_flight`` of its own."""
+        return bool(self._model_limiters) and model in self._model_limiters
+
+    async def acquire(self, request: Request) -> None:
+        """Wait for ``request``'s slot (its model's first, if limited), first come first served;
+        :class:`ClientClosedError` once the client is closing."""
         if self._closing:
             raise ClientClosedError("the client is closed", model=request.model)
         request.submitted_at = trio.current_time()
@@ -334,14 +341,16 @@ class Dispatcher:
 class Slot:
     """A request's hold on the dispatcher (see :meth:`Dispatcher.slot`)."""
 
-    __slots__ = ("_dispatcher", "_request")
+    __slots__ = ("_dispatcher", "_held", "_request")
 
-    def __init__(self, dispatcher: Dispatcher, request: Request) -> None:
+    def __init__(self, dispatcher: Dispatcher, request: Request, held: bool) -> None:
         self._dispatcher = dispatcher
         self._request = request
+        self._held = held
 
     async def __aenter__(self) -> Request:
-        await self._dispatcher._acquire(self._request)
+        if not self._held:
+            await self._dispatcher.acquire(self._request)
         self._request.scope.__enter__()
         return self._request
 
@@ -423,17 +432,29 @@ class JobBlock:
             return
         trace = Trace("POST", call.path, call.body) if self._trace else None
         request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
-        await self._waiting_room.acquire_on_behalf_of(request)
-        self._dispatcher._waiting_jobs += 1
-        nursery.start_soon(self._run_job, job.id, call, request)
-
-    async def _run_job(self, job_id: Any, call: Call, request: Request) -> None:
         dispatcher = self._dispatcher
-        submitted = trio.current_time()
-        waiting = True  # in the waiting room, until it holds a slot
+        if dispatcher.limits_model(call.model):
+            # It waits for its model's slot in its own task, so other models' jobs pass it;
+            # at most max_in_flight such jobs wait.
+            await self._waiting_room.acquire_on_behalf_of(request)
+            dispatcher._waiting_jobs += 1
+            nursery.start_soon(self._run_job, job.id, call, request, False)
+            return
         try:
-            async with dispatcher.slot(request):
-                waiting = self._leave_waiting_room(request)
+            await dispatcher.acquire(request)  # in the order sent; the producer waits meanwhile
+        except ClientClosedError as exc:
+            await self._deliver(JobResult(id=job.id, error=exc))
+            return
+        nursery.start_soon(self._run_job, job.id, call, request, True)
+
+    async def _run_job(self, job_id: Any, call: Call, request: Request, held: bool) -> None:
+        dispatcher = self._dispatcher
+        submitted = request.submitted_at
+        waiting = not held  # in the waiting room, until it holds a slot
+        try:
+            async with dispatcher.slot(request, held=held):
+                if waiting:
+                    waiting = self._leave_waiting_room(request)
                 response = await self._sender.send(call, request)
         except Exception as exc:
             result = JobResult(

@@ -36,7 +36,10 @@ from ._errors import (
 from ._fasthttp import FastTransport, ResponseTooLarge
 from ._version import __version__ as _VERSION
 
-__all__ = ["Answer", "BodyStream", "Transport"]
+__all__ = ["Answer", "BodyStream", "HTTPTransport", "Transport"]
+
+HTTPTransport = httpx2.AsyncBaseTransport
+"""What ``open_client(transport=...)`` takes: any httpx2 transport (``httpx2.MockTransport``...)."""
 
 T = TypeVar("T")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -444,29 +443,6 @@ def test_iter_input_over_all_shards_yields_every_item_once(tmp_path: Path) -> No
     sharded = [(i.line_no, type(i)) for n in range(4) for i in iter_input(path, shard=(n, 4))]
     assert sorted(sharded) == sorted(everything)
     assert len(everything) == 33
-
-
-def test_a_large_file_scans_in_reasonable_time(tmp_path: Path) -> None:
-    path = tmp_path / "big.jsonl"
-    count = 200_000
-    with path.open("wb") as file:
-        for i in range(count):
-            line = chat_line(f"request-{i:07d}") if i % 4 else embed_line(f"request-{i:07d}")
-            file.write(encode(line) + b"\n")
-    started = time.perf_counter()
-    scan = scan_input(path, shard=(0, 2))
-    scanned = time.perf_counter() - started
-    started = time.perf_counter()
-    sent = sum(1 for _ in iter_input(path, shard=(0, 2)))
-    iterated = time.perf_counter() - started
-    print(
-        f"\n{count} lines, {path.stat().st_size / 1e6:.1f} MB: scan_input {scanned:.2f} s"
-        f" ({count / scanned:,.0f} lines/s), iter_input {iterated:.2f} s"
-    )
-    assert scan.ok
-    assert scan.lines == scan.valid == count
-    assert 0.45 * count < scan.in_shard < 0.55 * count
-    assert sent == scan.in_shard
 
 
 def test_scan_memory_grows_with_the_ids_not_the_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import httpx2
 import msgspec
 import trio
 
-from trio_litellm._client import _open_client
-from trio_litellm._config import ClientConfig
+from _fakes import open_test_client
+from trio_litellm import Client
 from trio_litellm.batch import run_batch
 
 GOOD = (
@@ -47,16 +48,8 @@ async def handler(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(200, content=GOOD, headers=HEADERS)
 
 
-def client(**options: Any) -> Any:
-    config = ClientConfig(
-        proxy_url="http://proxy.test",
-        api_key="sk-unit",
-        health_check_interval=None,
-        price_lookup=False,
-        max_retries=0,
-        **options,
-    )
-    return _open_client(config, http_transport=httpx2.MockTransport(handler))
+def client(**options: Any) -> AbstractAsyncContextManager[Client]:
+    return open_test_client(handler, **({"api_key": "sk-unit", "max_retries": 0} | options))
 
 
 def write_input(path: Path, *contents: str) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -493,36 +491,3 @@ def test_progress_updates_are_throttled_but_the_last_one_is_shown() -> None:
         assert bar._progress.tasks[0].completed == 1
         now[0] = 1.0
     assert " 999/1000" in last_line(out)
-
-
-# ---- cost of add() --------------------------------------------------------------------------------
-
-
-def test_add_one_million_times(capsys: pytest.CaptureFixture[str]) -> None:
-    """Not a benchmark with a threshold: prints the time so a regression is visible with -s."""
-    builder = SummaryBuilder()
-    add = builder.add
-    models = ["gpt-4o-mini", "claude-haiku", "llama-3"]
-    start = time.perf_counter()
-    for i in range(1_000_000):
-        add(
-            model=models[i % 3],
-            ok=True,
-            outcome="succeeded",
-            attempts=1,
-            latency=0.25,
-            tokens_in=100,
-            tokens_out=20,
-            cost=0.0001,
-        )
-    took = time.perf_counter() - start
-    start = time.perf_counter()
-    summary = summarize(builder, elapsed=took)
-    summarized = time.perf_counter() - start
-    assert summary.ran == 1_000_000
-    assert math.isclose(summary.cost or 0.0, 100.0, rel_tol=1e-6)
-    with capsys.disabled():
-        print(
-            f"\nadd() x 1,000,000: {took:.2f} s ({took * 1e6 / 1_000_000:.2f} µs/call); "
-            f"summary(): {summarized:.2f} s"
-        )

@@ -11,7 +11,8 @@ import msgspec
 import pytest
 from rich.console import Console
 
-from trio_litellm import DebugRecorder, InternalServerError, RequestRecord
+from _fakes import record
+from trio_litellm import DebugRecorder, InternalServerError
 from trio_litellm import _cli as cli
 from trio_litellm._recorder import Trace
 from trio_litellm.batch._output import ProxyFigures, error_record, response_record
@@ -199,30 +200,6 @@ def test_usage_of_a_missing_file_exits_2(tmp_path: Path, consoles: Captured) -> 
 # --- recorded -------------------------------------------------------------------------------------
 
 
-def record(**changes: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "kind": "chat",
-        "model": "local-gpt",
-        "served_model": "local-gpt",
-        "deployment_id": None,
-        "call_id": "call-1",
-        "started_at": 1_700_000_000.0,
-        "latency": 0.125,
-        "ttft": None,
-        "stream": False,
-        "attempts": 1,
-        "outcome": "ok",
-        "status": 200,
-        "prompt_tokens": 2,
-        "completion_tokens": 3,
-        "cost": None,
-        "cost_source": None,
-        "overhead_ms": None,
-    }
-    fields.update(changes)
-    return RequestRecord(**fields)
-
-
 def write_dump(path: Path) -> None:
     recorder = DebugRecorder(10)
     for index in range(3):
@@ -236,7 +213,9 @@ def write_dump(path: Path) -> None:
     failed = Trace("POST", "/v1/chat/completions", encoder.encode(chat_body("will fail")))
     error = InternalServerError("upstream fell over", status=500)
     recorder.add(
-        record(model="failing-gpt", outcome="InternalServerError", status=500), failed, error
+        record(model="failing-gpt", latency=0.125, outcome="InternalServerError", status=500),
+        failed,
+        error,
     )
     recorder.dump(path)
 

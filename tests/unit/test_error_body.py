@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from trio_litellm import ClientConfig, InternalServerError
-from trio_litellm._client import _open_client
+from _fakes import open_test_client
+from trio_litellm import InternalServerError
 
 SECRET = "sk-error-body-secret-99"
 BODY = (
@@ -19,15 +19,7 @@ async def test_an_error_answer_body_is_text_on_the_error_and_in_the_recorder() -
     async def answer(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(500, content=BODY, headers={"content-type": "application/json"})
 
-    config = ClientConfig(
-        proxy_url="http://proxy.test",
-        api_key=SECRET,
-        max_retries=0,
-        health_check_interval=None,
-        price_lookup=False,
-        record_last=10,
-    )
-    async with _open_client(config, http_transport=httpx2.MockTransport(answer)) as client:
+    async with open_test_client(answer, api_key=SECRET, max_retries=0, record_last=10) as client:
         with pytest.raises(InternalServerError) as caught:
             await client.complete(model="m", messages=[{"role": "user", "content": "hi"}])
         (entry,) = client.recorder.entries()

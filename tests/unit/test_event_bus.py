@@ -12,8 +12,7 @@ import trio
 import trio.testing
 
 import trio_litellm
-from trio_litellm import ClientConfig
-from trio_litellm._client import _open_client
+from trio_litellm import ClientConfig, open_client
 from trio_litellm._events import (
     Event,
     EventBus,
@@ -256,7 +255,7 @@ async def test_health_transitions_are_the_health_changes_of_the_client_events(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy()
-    async with _open_client(config(), http_transport=httpx2.MockTransport(proxy)) as client:
+    async with open_client(config(), transport=httpx2.MockTransport(proxy)) as client:
         health = client.health_transitions()
         everything = client.events()
         await client.complete(model="m", messages=[{"role": "user", "content": "hi"}])
@@ -282,7 +281,7 @@ async def test_health_transitions_are_the_health_changes_of_the_client_events(
 async def test_watching_health_alone_costs_requests_no_events(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with _open_client(config(), http_transport=httpx2.MockTransport(Proxy())) as client:
+    async with open_client(config(), transport=httpx2.MockTransport(Proxy())) as client:
         health = client.health_transitions()
         for _ in range(3):
             await client.complete(model="m", messages=[{"role": "user", "content": "hi"}])
@@ -294,7 +293,7 @@ async def test_watching_health_alone_costs_requests_no_events(
 async def test_health_transitions_end_when_the_client_closes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with _open_client(config(), http_transport=httpx2.MockTransport(Proxy())) as client:
+    async with open_client(config(), transport=httpx2.MockTransport(Proxy())) as client:
         health = client.health_transitions()
     with pytest.raises(trio.EndOfChannel):
         await health.receive()

@@ -14,7 +14,7 @@ import socket
 import ssl
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import pytest
 import trio
 import trio.testing
 
+from _fakes import Peer, raw_server
 from trio_litellm._fasthttp import FastTransport, _pool
 from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
 
@@ -56,63 +57,6 @@ async def url(nursery: trio.Nursery) -> str:
 async def server_stats(http: httpx2.AsyncClient) -> dict[str, Any]:
     stats: dict[str, Any] = (await http.get("/_stats")).json()
     return stats
-
-
-class Peer:
-    """The server's side of one raw connection: read whole requests, write bytes as given."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = b""
-        self.requests: list[bytes] = []
-
-    async def _more(self) -> bool:
-        try:
-            data = await self.stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            return False
-        self.buffer += data
-        return bool(data)
-
-    async def request(self) -> bytes | None:
-        """The next request's head and body, or None once the client has closed."""
-        while b"\r\n\r\n" not in self.buffer:
-            if not await self._more():
-                return None
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        self.buffer = rest
-        while len(self.buffer) < length:
-            if not await self._more():
-                return None
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        self.requests.append(head + b"\r\n\r\n" + body)
-        return self.requests[-1]
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-
-Handler = Callable[[Peer], Awaitable[None]]
-
-
-async def raw_server(nursery: trio.Nursery, handler: Handler) -> tuple[str, list[Peer]]:
-    """Serve ``handler`` once per connection on a free port; the list fills with each peer."""
-    peers: list[Peer] = []
-
-    async def handle(stream: trio.SocketStream) -> None:
-        peer = Peer(stream)
-        peers.append(peer)
-        async with stream:
-            await handler(peer)
-
-    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-    port = listeners[0].socket.getsockname()[1]
-    return f"http://127.0.0.1:{port}", peers
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -255,14 +199,14 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
         checks.append(original(sock))
         return checks[-1]
 
-    url, peers = await raw_server(nursery, one_request_then_close)
+    server = await raw_server(nursery, one_request_then_close)
     monkeypatch.setattr(_pool, "has_data_or_eof", spy)
-    async with client(url, pool()) as http:
+    async with client(server.url, pool()) as http:
         assert (await http.get("/")).text == "ok"
         await trio.testing.wait_all_tasks_blocked()
         assert (await http.get("/")).text == "ok"
     assert checks == [True]
-    assert len(peers) == 2
+    assert len(server.peers) == 2
 
 
 async def test_a_reused_connection_found_reset_by_the_first_write_is_retried_once(
@@ -274,14 +218,14 @@ async def test_a_reused_connection_found_reset_by_the_first_write_is_retried_onc
         linger = struct.pack("ii", 1, 0)  # close with a reset: the next write fails at once
         peer.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
 
-    url, peers = await raw_server(nursery, one_request_then_reset)
+    server = await raw_server(nursery, one_request_then_reset)
     monkeypatch.setattr(_pool, "has_data_or_eof", lambda sock: False)  # the race: missed
-    async with client(url, pool()) as http:
+    async with client(server.url, pool()) as http:
         assert (await http.post("/", content=b"first")).text == "ok"
         await trio.testing.wait_all_tasks_blocked()
         assert (await http.post("/", content=b"second")).text == "ok"
-    assert len(peers) == 2
-    assert peers[1].requests[0].endswith(b"second")
+    assert len(server.peers) == 2
+    assert server.peers[1].requests[0].endswith(b"second")
 
 
 async def test_a_reused_connection_closed_after_the_request_left_is_not_retried(
@@ -291,16 +235,16 @@ async def test_a_reused_connection_closed_after_the_request_left_is_not_retried(
         await peer.request()
         await peer.send(OK)
 
-    url, peers = await raw_server(nursery, one_request_then_close)
+    server = await raw_server(nursery, one_request_then_close)
     monkeypatch.setattr(_pool, "has_data_or_eof", lambda sock: False)  # the race: missed
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         assert (await http.post("/", content=b"first")).text == "ok"
         await trio.testing.wait_all_tasks_blocked()
         # The write went out and only the read found the close: the server might have read it.
         with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
             await http.post("/", content=b"second")
-    assert len(peers) == 1
+    assert len(server.peers) == 1
     assert transport.open_connections == 0
 
 
@@ -308,12 +252,12 @@ async def test_a_fresh_connection_that_fails_is_not_retried(nursery: trio.Nurser
     async def close_at_once(peer: Peer) -> None:
         await peer.request()
 
-    url, peers = await raw_server(nursery, close_at_once)
+    server = await raw_server(nursery, close_at_once)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         with pytest.raises(httpx2.RemoteProtocolError, match="before the end of a response"):
             await http.get("/")
-    assert len(peers) == 1
+    assert len(server.peers) == 1
     assert transport.open_connections == 0
 
 
@@ -356,17 +300,17 @@ async def test_a_streamed_request_body_goes_chunked(nursery: trio.Nursery) -> No
             assert await peer._more()
         await peer.send(OK)
 
-    url, peers = await raw_server(nursery, read_chunked)
+    server = await raw_server(nursery, read_chunked)
 
     async def pieces() -> AsyncIterator[bytes]:
         yield b"hello "
         yield b""
         yield b"world"
 
-    async with client(url, pool()) as http:
+    async with client(server.url, pool()) as http:
         response = await http.post("/upload", content=pieces())
         assert response.text == "ok"
-    head, _, body = peers[0].buffer.partition(b"\r\n\r\n")
+    head, _, body = server.peers[0].buffer.partition(b"\r\n\r\n")
     assert b"\r\nTransfer-Encoding: chunked" in head
     assert b"Content-Length" not in head
     assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
@@ -383,7 +327,7 @@ async def test_an_early_answer_to_a_body_the_server_will_not_read_is_returned(
             b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!"
         )  # and close with the body unread: a reset
 
-    url, _ = await raw_server(nursery, refuse)
+    server = await raw_server(nursery, refuse)
 
     async def pieces() -> AsyncIterator[bytes]:
         for _ in range(100):
@@ -391,7 +335,7 @@ async def test_an_early_answer_to_a_body_the_server_will_not_read_is_returned(
 
     content: Any = pieces() if streamed else b"x" * 6_553_600
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         response = await http.post("/upload", content=content)
         assert (response.status_code, response.text) == (413, "big!")
         assert transport.open_connections == 0
@@ -429,10 +373,10 @@ async def test_sse_arrives_chunk_by_chunk_without_buffering(nursery: trio.Nurser
                 await acks_out.receive()  # the next event only once the client saw this one
             await peer.send(b"0\r\n\r\n")
 
-    url, _ = await raw_server(nursery, sse)
+    server = await raw_server(nursery, sse)
     transport = pool()
     seen: list[bytes] = []
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         with trio.fail_after(5):
             async with http.stream("GET", "/events") as response:
                 async for piece in response.aiter_bytes():
@@ -461,11 +405,11 @@ async def test_content_length_body(nursery: trio.Nursery) -> None:
         while await peer.request() is not None:
             await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
 
-    url, peers = await raw_server(nursery, big)
-    async with client(url, pool()) as http:
+    server = await raw_server(nursery, big)
+    async with client(server.url, pool()) as http:
         assert (await http.get("/a")).content == body
         assert (await http.get("/b")).content == body
-    assert len(peers) == 1
+    assert len(server.peers) == 1
 
 
 async def test_chunked_body_with_trailers(nursery: trio.Nursery) -> None:
@@ -476,13 +420,13 @@ async def test_chunked_body_with_trailers(nursery: trio.Nursery) -> None:
                 b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: abc\r\n\r\n"
             )
 
-    url, peers = await raw_server(nursery, chunked)
-    async with client(url, pool()) as http:
+    server = await raw_server(nursery, chunked)
+    async with client(server.url, pool()) as http:
         for _ in range(2):
             response = await http.get("/")
             assert response.content == b"hello world"
             assert "x-sum" not in response.headers
-    assert len(peers) == 1
+    assert len(server.peers) == 1
 
 
 async def test_an_http_1_0_body_ends_when_the_server_closes(nursery: trio.Nursery) -> None:
@@ -490,9 +434,9 @@ async def test_an_http_1_0_body_ends_when_the_server_closes(nursery: trio.Nurser
         await peer.request()
         await peer.send(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
 
-    url, _ = await raw_server(nursery, old)
+    server = await raw_server(nursery, old)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         response = await http.get("/")
         assert response.http_version == "HTTP/1.0"
         assert response.text == "until the end"
@@ -504,13 +448,13 @@ async def test_an_http_1_0_answer_with_a_length_still_closes(nursery: trio.Nurse
         while await peer.request() is not None:
             await peer.send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    url, peers = await raw_server(nursery, old)
+    server = await raw_server(nursery, old)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         assert (await http.get("/")).text == "ok"
         assert transport.open_connections == 0
         assert (await http.get("/")).text == "ok"
-    assert len(peers) == 2
+    assert len(server.peers) == 2
 
 
 async def test_connection_close_from_the_server_closes_it(nursery: trio.Nursery) -> None:
@@ -518,24 +462,24 @@ async def test_connection_close_from_the_server_closes_it(nursery: trio.Nursery)
         await peer.request()
         await peer.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
 
-    url, peers = await raw_server(nursery, closing)
+    server = await raw_server(nursery, closing)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         for _ in range(2):
             assert (await http.get("/")).text == "bye"
             assert transport.open_connections == 0
-    assert len(peers) == 2
+    assert len(server.peers) == 2
 
 
 async def test_connection_close_from_the_client_closes_it(nursery: trio.Nursery) -> None:
-    url, peers = await raw_server(nursery, answer_ok_forever)
+    server = await raw_server(nursery, answer_ok_forever)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         await http.get("/", headers={"connection": "close"})
         assert transport.open_connections == 0
         await http.get("/")
         assert transport.open_connections == 1
-    assert len(peers) == 2
+    assert len(server.peers) == 2
 
 
 async def test_head_answer_has_no_body_and_keeps_the_connection(nursery: trio.Nursery) -> None:
@@ -546,12 +490,12 @@ async def test_head_answer_has_no_body_and_keeps_the_connection(nursery: trio.Nu
             else:
                 await peer.send(OK)
 
-    url, peers = await raw_server(nursery, head)
-    async with client(url, pool()) as http:
+    server = await raw_server(nursery, head)
+    async with client(server.url, pool()) as http:
         response = await http.head("/")
         assert (response.headers["content-length"], response.content) == ("100", b"")
         assert (await http.get("/")).text == "ok"
-    assert len(peers) == 1
+    assert len(server.peers) == 1
 
 
 async def test_interim_answers_are_skipped(nursery: trio.Nursery) -> None:
@@ -559,13 +503,13 @@ async def test_interim_answers_are_skipped(nursery: trio.Nursery) -> None:
         while await peer.request() is not None:
             await peer.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK)
 
-    url, peers = await raw_server(nursery, hints)
-    async with client(url, pool()) as http:
+    server = await raw_server(nursery, hints)
+    async with client(server.url, pool()) as http:
         for _ in range(2):
             response = await http.get("/")
             assert (response.status_code, response.text) == (200, "ok")
             assert "link" not in response.headers
-    assert len(peers) == 1
+    assert len(server.peers) == 1
 
 
 @pytest.mark.parametrize("split", [None, 20, 33, 34, 47])
@@ -586,14 +530,14 @@ async def test_an_obsolete_line_fold_becomes_a_space(
                 await trio.testing.wait_all_tasks_blocked()
                 await peer.send(whole[split:])
 
-    url, peers = await raw_server(nursery, folding)
-    async with client(url, pool()) as http:
+    server = await raw_server(nursery, folding)
+    async with client(server.url, pool()) as http:
         for _ in range(2):
             response = await http.get("/")
             assert response.headers["x-folded"] == "one two three"
             assert response.headers["x-next"] == "n"
             assert response.text == "ok"
-    assert len(peers) == 1
+    assert len(server.peers) == 1
 
 
 async def test_a_malformed_answer_is_a_protocol_error(nursery: trio.Nursery) -> None:
@@ -601,9 +545,9 @@ async def test_a_malformed_answer_is_a_protocol_error(nursery: trio.Nursery) -> 
         await peer.request()
         await peer.send(b"HTTP/1.1 2x0 What\r\n\r\n")
 
-    url, _ = await raw_server(nursery, garbage)
+    server = await raw_server(nursery, garbage)
     transport = pool()
-    async with client(url, transport) as http:
+    async with client(server.url, transport) as http:
         with pytest.raises(httpx2.RemoteProtocolError, match="malformed"):
             await http.get("/")
     assert transport.open_connections == 0
@@ -796,14 +740,14 @@ async def test_an_untrusted_certificate_error_gives_openssl_s_reason(
 async def test_a_forward_proxy_gets_absolute_targets_and_its_credentials(
     nursery: trio.Nursery,
 ) -> None:
-    proxy_url, peers = await raw_server(nursery, answer_ok_forever)
-    address = proxy_url.split("//", 1)[1]
+    server = await raw_server(nursery, answer_ok_forever)
+    address = server.url.split("//", 1)[1]
     transport = pool(proxy=httpx2.Proxy(f"http://user:pa55@{address}"))
     async with client("http://upstream.test:8080", transport) as http:
         for _ in range(2):
             assert (await http.get("/v1/models?x=1")).text == "ok"
         assert transport.open_connections == 1  # kept alive, pooled by the target
-    (peer,) = peers
+    (peer,) = server.peers
     for request in peer.requests:
         assert request.startswith(b"GET http://upstream.test:8080/v1/models?x=1 HTTP/1.1\r\n")
         assert b"\r\nProxy-Authorization: Basic dXNlcjpwYTU1\r\n" in request

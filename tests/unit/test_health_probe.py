@@ -8,29 +8,15 @@ situations against the real proxy behind a real (small) gateway.
 from __future__ import annotations
 
 import httpx2
-import msgspec
 import pytest
 import trio
 import trio.testing
 
-from trio_litellm import ClientConfig
-from trio_litellm._client import _open_client
+from _fakes import COMPLETION, SECRET, open_test_client, transport_for
 from trio_litellm._health import ProbeResult
 from trio_litellm._probes import liveness_probe, probe_proxy
-from trio_litellm._transport import Transport
 
-SECRET = "sk-unit-secret-0000"
 MODELS = b'{"object":"list","data":[{"id":"m","object":"model","created":0,"owned_by":"x"}]}'
-COMPLETION = msgspec.json.encode(
-    {
-        "id": "chatcmpl-1",
-        "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-)
 READY = b'{"status":"healthy","db":"Not connected","litellm_version":"1.110.2"}'
 GATEWAY_404 = "/health/liveliness answered 404, so GET /v1/models decides"
 
@@ -70,11 +56,6 @@ class Server:
 def gateway(models: Answer = 200, *, other: Answer = 404) -> Server:
     """An ingress that passes only /v1/* (with the proxy behind it answering ``models``)."""
     return Server({"/v1/models": models, "/v1/chat/completions": 200}, other=other)
-
-
-def transport_for(server: Server) -> Transport:
-    config = ClientConfig(proxy_url="http://proxy.test", api_key=SECRET, price_lookup=False)
-    return Transport(config, http_transport=httpx2.MockTransport(server))
 
 
 async def probe(server: Server) -> ProbeResult:
@@ -154,13 +135,8 @@ async def test_a_client_behind_a_gateway_keeps_its_gate_open_and_its_calls_going
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     server = gateway()
-    config = ClientConfig(
-        proxy_url="http://proxy.test",
-        api_key=SECRET,
-        health_check_interval=1.0,  # health_failure_threshold: the default 2
-        price_lookup=False,
-    )
-    async with _open_client(config, http_transport=httpx2.MockTransport(server)) as client:
+    # health_failure_threshold: the default 2
+    async with open_test_client(server, health_check_interval=1.0) as client:
         replies = []
         while trio.current_time() < 60:
             reply = await client.complete(

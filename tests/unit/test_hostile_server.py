@@ -8,15 +8,25 @@ applies to both. Steps are ordered by the server's own reads, never by sleeps.
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from _fakes import (
+    COMPLETION,
+    HTTP_BACKENDS,
+    MESSAGES,
+    Peer,
+    PeerHandler,
+    chunk,
+    client_of,
+    http_answer,
+    piece,
+    raw_server,
+    sse_head,
+)
 from trio_litellm import (
     APIStatusError,
     BadRequestError,
@@ -25,117 +35,9 @@ from trio_litellm import (
     ResponseDecodeError,
     ResponseTooLargeError,
     StreamInterruptedError,
-    open_client,
-)
-from trio_litellm._client import Client
-
-MESSAGES = [{"role": "user", "content": "hi"}]
-COMPLETION = (
-    b'{"id": "c", "model": "m", "choices": [{"index": 0, "message":'
-    b' {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}'
 )
 
-
-def answer(
-    body: bytes = COMPLETION,
-    status: bytes = b"200 OK",
-    headers: bytes = b"Content-Type: application/json\r\n",
-) -> bytes:
-    """A whole HTTP/1.1 answer with a Content-Length."""
-    return b"HTTP/1.1 %b\r\n%bContent-Length: %d\r\n\r\n%b" % (status, headers, len(body), body)
-
-
-# --- a raw server --------------------------------------------------------------------------------
-
-
-class Peer:
-    """The server's side of one connection: read requests (or just heads), write bytes as given."""
-
-    def __init__(self, stream: trio.SocketStream, log: list[bytes]) -> None:
-        self.stream = stream
-        self.buffer = b""
-        self.log = log
-
-    async def _more(self) -> bool:
-        try:
-            data = await self.stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            return False
-        self.buffer += data
-        return bool(data)
-
-    async def head(self) -> bytes | None:
-        """The next request's head only (the body, if any, stays unread); None once closed."""
-        while b"\r\n\r\n" not in self.buffer:
-            if not await self._more():
-                return None
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        return head
-
-    async def request(self) -> bytes | None:
-        """The next whole request (head and Content-Length body), logged; None once closed."""
-        head = await self.head()
-        if head is None:
-            return None
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(self.buffer) < length:
-            if not await self._more():
-                return None
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        self.log.append(head + b"\r\n\r\n" + body)
-        return self.log[-1]
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-
-class RawServer:
-    """A loopback server running ``handler`` once per connection; ``log`` holds every request
-    read whole, over all connections, in order."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.connections = 0
-        self.log: list[bytes] = []
-
-
-Handler = Callable[[Peer], Awaitable[None]]
-
-
-async def raw_server(nursery: trio.Nursery, handler: Handler) -> RawServer:
-    server = RawServer("")
-
-    async def handle(stream: trio.SocketStream) -> None:
-        server.connections += 1
-        async with stream:
-            await handler(Peer(stream, server.log))
-
-    listeners = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-    server.url = f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
-    return server
-
-
-@asynccontextmanager
-async def client_of(server: RawServer, backend: str, **options: Any) -> AsyncIterator[Client]:
-    """A client of ``server`` with no health probes, price lookups or retry jitter."""
-    settings: dict[str, Any] = {
-        "proxy_url": server.url,
-        "api_key": "sk-test",
-        "http_backend": backend,
-        "health_check_interval": None,
-        "price_lookup": False,
-        "backoff_jitter": 0.0,
-        "backoff_initial": 0.0,
-    }
-    async with open_client(**(settings | options)) as client:
-        yield client
-
-
-BACKENDS = pytest.mark.parametrize("backend", ["fast", "httpcore"])
+BACKENDS = pytest.mark.parametrize("backend", HTTP_BACKENDS)
 
 
 # --- 1. a request the server may have received is never sent again in silence ---------------------
@@ -147,7 +49,7 @@ async def test_a_post_read_then_dropped_on_a_reused_connection_is_not_replayed(
 ) -> None:
     async def answer_once_then_read_and_drop(peer: Peer) -> None:
         await peer.request()
-        await peer.send(answer())
+        await peer.send(http_answer())
         await peer.request()  # received, then the server dies without a word
 
     server = await raw_server(nursery, answer_once_then_read_and_drop)
@@ -165,7 +67,7 @@ async def test_a_post_read_then_dropped_is_retried_by_the_policy_as_an_attempt(
 ) -> None:
     async def answer_once_then_read_and_drop(peer: Peer) -> None:
         await peer.request()
-        await peer.send(answer())
+        await peer.send(http_answer())
         await peer.request()
 
     server = await raw_server(nursery, answer_once_then_read_and_drop)
@@ -189,7 +91,7 @@ async def test_an_early_error_answer_to_a_large_body_is_returned(
     async def refuse_after_the_head(peer: Peer) -> None:
         await peer.head()
         await peer.send(
-            answer(TOO_LARGE, b"413 Payload Too Large", b"Connection: close\r\n")
+            http_answer(TOO_LARGE, b"413 Payload Too Large", b"Connection: close\r\n")
         )  # and close, with most of the body unread: the kernel resets the connection
 
     server = await raw_server(nursery, refuse_after_the_head)
@@ -229,7 +131,7 @@ async def test_a_response_head_that_never_ends_is_cut_off_at_the_cap(
         try:
             for _ in range(8):  # bounded, so a client without a cap ends (and fails the test)
                 await peer.send(line)
-            await peer.send(answer()[len(b"HTTP/1.1 200 OK\r\n") :])
+            await peer.send(http_answer()[len(b"HTTP/1.1 200 OK\r\n") :])
         except trio.BrokenResourceError:
             pass  # the client gave up, as it should
 
@@ -246,7 +148,7 @@ async def test_a_response_head_that_never_ends_is_cut_off_at_the_cap(
 async def test_a_large_head_under_the_cap_is_read(nursery: trio.Nursery, backend: str) -> None:
     async def big_head(peer: Peer) -> None:
         while await peer.request() is not None:
-            await peer.send(answer(headers=b"X-Big: " + b"b" * 60_000 + b"\r\n"))
+            await peer.send(http_answer(headers=b"X-Big: " + b"b" * 60_000 + b"\r\n"))
 
     server = await raw_server(nursery, big_head)
     async with client_of(server, backend, max_retries=0) as client:
@@ -267,7 +169,7 @@ async def test_a_body_over_max_response_bytes_raises_and_closes_the_connection(
         while await peer.request() is not None:
             try:
                 if framing == "length":
-                    await peer.send(answer(b" " * 3_000_000 + COMPLETION))
+                    await peer.send(http_answer(b" " * 3_000_000 + COMPLETION))
                 else:
                     await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                     for _ in range(30):
@@ -292,7 +194,7 @@ async def test_a_body_over_max_response_bytes_raises_and_closes_the_connection(
 async def test_a_body_under_max_response_bytes_is_read(nursery: trio.Nursery, backend: str) -> None:
     async def padded(peer: Peer) -> None:
         while await peer.request() is not None:
-            await peer.send(answer(b" " * 500_000 + COMPLETION))
+            await peer.send(http_answer(b" " * 500_000 + COMPLETION))
 
     server = await raw_server(nursery, padded)
     async with client_of(server, backend, max_response_bytes=1_000_000) as client:
@@ -300,26 +202,7 @@ async def test_a_body_under_max_response_bytes_is_read(nursery: trio.Nursery, ba
     assert reply.choices[0].message.content == "ok"
 
 
-def chunk(text: str) -> bytes:
-    return (
-        b'data: {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "'
-        + text.encode()
-        + b'"}}]}\n\n'
-    )
-
-
-def sse_head() -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-
-
-def piece(data: bytes) -> bytes:
-    """One piece of a chunked body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def stream_of(*events: bytes, end: bytes = b"data: [DONE]\n\n") -> Handler:
+def stream_of(*events: bytes, end: bytes = b"data: [DONE]\n\n") -> PeerHandler:
     """A handler answering every request with these SSE events, one chunked piece each."""
 
     async def handler(peer: Peer) -> None:
@@ -421,12 +304,12 @@ async def test_chunks_closer_than_stream_idle_timeout_keep_a_slow_stream_going(
 # --- 6. a whole non-stream answer has a deadline of its own --------------------------------------
 
 
-def trickle(every: float) -> Handler:
+def trickle(every: float) -> PeerHandler:
     """Answer with the head at once, then the body one byte every ``every`` seconds."""
 
     async def handler(peer: Peer) -> None:
         while await peer.request() is not None:
-            whole = answer()
+            whole = http_answer()
             head, _, body = whole.partition(b"\r\n\r\n")
             try:
                 await peer.send(head + b"\r\n\r\n")
@@ -485,7 +368,7 @@ NO_BODY_ANSWERS = {
 }
 
 
-def always(data: bytes) -> Handler:
+def always(data: bytes) -> PeerHandler:
     async def handler(peer: Peer) -> None:
         while await peer.request() is not None:
             await peer.send(data)
@@ -526,7 +409,7 @@ async def test_a_json_error_answer_to_a_stream_raises_the_proxy_s_error(
     error = (
         b'{"error": {"message": "bad temperature", "type": "None", "param": "None", "code": "400"}}'
     )
-    server = await raw_server(nursery, always(answer(error)))
+    server = await raw_server(nursery, always(http_answer(error)))
     async with client_of(server, backend, max_retries=0) as client:
         with pytest.raises(BadRequestError, match="bad temperature") as caught:
             async with client.stream(model="m", messages=MESSAGES):
@@ -538,7 +421,7 @@ async def test_a_json_error_answer_to_a_stream_raises_the_proxy_s_error(
 async def test_a_json_completion_answer_to_a_stream_is_named(
     nursery: trio.Nursery, backend: str
 ) -> None:
-    server = await raw_server(nursery, always(answer()))
+    server = await raw_server(nursery, always(http_answer()))
     async with client_of(server, backend, max_retries=0) as client:
         with pytest.raises(ResponseDecodeError, match=r"JSON answer .* where a stream") as caught:
             async with client.stream(model="m", messages=MESSAGES):
@@ -549,7 +432,7 @@ async def test_a_json_completion_answer_to_a_stream_is_named(
 @BACKENDS
 async def test_a_folded_header_line_is_read(nursery: trio.Nursery, backend: str) -> None:
     folded = b"X-Folded: one\r\n two\r\n\tthree\r\n"
-    server = await raw_server(nursery, always(answer(headers=folded)))
+    server = await raw_server(nursery, always(http_answer(headers=folded)))
     async with client_of(server, backend, max_retries=0) as client:
         for _ in range(2):
             reply = await client.complete(model="m", messages=MESSAGES)
@@ -563,7 +446,7 @@ async def test_bytes_after_an_answer_keep_the_answer_and_drop_the_connection(
     nursery: trio.Nursery,
 ) -> None:
     # Our pool only: httpx2's reads the leftover as the start of the next answer, and fails it.
-    server = await raw_server(nursery, always(answer() + b"HTTP/1.1 200 OK\r\nleftover"))
+    server = await raw_server(nursery, always(http_answer() + b"HTTP/1.1 200 OK\r\nleftover"))
     async with client_of(server, "fast", max_retries=0) as client:
         for _ in range(2):
             reply = await client.complete(model="m", messages=MESSAGES)
@@ -611,7 +494,9 @@ async def test_a_chunked_answer_cut_short_is_a_connection_error(
 @BACKENDS
 async def test_a_gzip_answer_is_decompressed(nursery: trio.Nursery, backend: str) -> None:
     body = gzip.compress(COMPLETION)
-    server = await raw_server(nursery, always(answer(body, headers=b"Content-Encoding: gzip\r\n")))
+    server = await raw_server(
+        nursery, always(http_answer(body, headers=b"Content-Encoding: gzip\r\n"))
+    )
     async with client_of(server, backend) as client:
         reply = await client.complete(model="m", messages=MESSAGES)
     assert reply.choices[0].message.content == "ok"
@@ -620,7 +505,9 @@ async def test_a_gzip_answer_is_decompressed(nursery: trio.Nursery, backend: str
 @BACKENDS
 async def test_a_gzip_bomb_stops_at_max_response_bytes(nursery: trio.Nursery, backend: str) -> None:
     bomb = gzip.compress(b" " * 50_000_000)  # about 50 KB on the wire
-    server = await raw_server(nursery, always(answer(bomb, headers=b"Content-Encoding: gzip\r\n")))
+    server = await raw_server(
+        nursery, always(http_answer(bomb, headers=b"Content-Encoding: gzip\r\n"))
+    )
     async with client_of(server, backend, max_retries=0, max_response_bytes=1_000_000) as client:
         with pytest.raises(ResponseTooLargeError, match="max_response_bytes"):
             await client.complete(model="m", messages=MESSAGES)
@@ -629,7 +516,7 @@ async def test_a_gzip_bomb_stops_at_max_response_bytes(nursery: trio.Nursery, ba
 @BACKENDS
 async def test_a_broken_gzip_answer_is_a_decode_error(nursery: trio.Nursery, backend: str) -> None:
     server = await raw_server(
-        nursery, always(answer(b"not gzip at all", headers=b"Content-Encoding: gzip\r\n"))
+        nursery, always(http_answer(b"not gzip at all", headers=b"Content-Encoding: gzip\r\n"))
     )
     async with client_of(server, backend, max_retries=0) as client:
         with pytest.raises(ResponseDecodeError):
@@ -644,13 +531,13 @@ async def test_a_call_cancelled_mid_body_closes_its_connection(
 
     async def half_then_stall(peer: Peer) -> None:
         await peer.request()
-        whole = answer()
+        whole = http_answer()
         await peer.send(whole[: len(whole) - 10])
         body_started.set()
         await trio.sleep_forever()
 
     async def answer_at_once(peer: Peer) -> None:
-        await always(answer())(peer)
+        await always(http_answer())(peer)
 
     handlers = [half_then_stall, answer_at_once]
 

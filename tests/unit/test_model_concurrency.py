@@ -9,18 +9,16 @@ each started, so the starts are asserted exactly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import msgspec
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from trio_litellm import ClientConfig, Job, ModelLimits
-from trio_litellm._client import _open_client
+from _fakes import MESSAGES, open_test_client
+from trio_litellm import Job, ModelLimits
 
 BODY = (Path(__file__).parents[2] / "bench" / "bodies" / "chat_completion.json").read_bytes()
-MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 class SlowProxy:
@@ -46,17 +44,6 @@ class SlowProxy:
 
     def by_time(self) -> list[tuple[str, float]]:
         return sorted(self.starts, key=lambda entry: (entry[1], entry[0]))
-
-
-def open_test_client(proxy: SlowProxy, **options: Any) -> Any:
-    settings: dict[str, Any] = {
-        "proxy_url": "http://proxy.test",
-        "api_key": "sk-test",
-        "health_check_interval": None,
-        "price_lookup": False,
-    }
-    settings.update(options)
-    return _open_client(ClientConfig(**settings), http_transport=httpx2.MockTransport(proxy))
 
 
 async def test_a_model_runs_no_more_than_its_max_in_flight(autojump_clock: MockClock) -> None:

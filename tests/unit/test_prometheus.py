@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx2
@@ -13,17 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_litellm import (
-    ClientConfig,
-    InternalServerError,
-    LatencyHistogram,
-    RequestRecord,
-    prometheus_text,
-)
-from trio_litellm._client import _open_client
+from _fakes import T0, completion, open_test_client, record
+from trio_litellm import Client, InternalServerError, LatencyHistogram, prometheus_text
 from trio_litellm._ledger import UsageLedger
-
-T0 = 1_700_000_040.0
 
 # --- a hand-written check of the text exposition format (version 0.0.4) ---------------------------
 
@@ -111,14 +104,7 @@ def test_the_checker_refuses_broken_expositions() -> None:
 
 # --- through a client ---------------------------------------------------------------------------
 
-COMPLETION = msgspec.json.encode(
-    {
-        "id": "c",
-        "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
-    }
-)
+BODY = completion(prompt_tokens=3, completion_tokens=5)
 FAILURE = msgspec.json.encode({"error": {"message": "no", "type": "None", "code": "500"}})
 
 
@@ -126,23 +112,16 @@ async def answer(request: httpx2.Request) -> httpx2.Response:
     body = msgspec.json.decode(request.content)
     if body["model"] == "broken":
         return httpx2.Response(500, content=FAILURE)
-    return httpx2.Response(200, content=COMPLETION, headers={"x-litellm-response-cost": "0.25"})
+    return httpx2.Response(200, content=BODY, headers={"x-litellm-response-cost": "0.25"})
 
 
-def open_test_client(**options: Any) -> Any:
-    config = ClientConfig(
-        proxy_url="http://proxy.test",
-        api_key="sk-x",
-        health_check_interval=None,
-        price_lookup=False,
-        max_retries=0,
-        **options,
-    )
-    return _open_client(config, http_transport=httpx2.MockTransport(answer))
+def open_priced_client(**options: Any) -> AbstractAsyncContextManager[Client]:
+    """A client whose proxy prices each answer 0.25 and fails the model ``broken``."""
+    return open_test_client(answer, max_retries=0, **options)
 
 
 async def test_the_exposition_is_valid_and_counts_what_the_client_did() -> None:
-    async with open_test_client() as client:
+    async with open_priced_client() as client:
         for _ in range(3):
             await client.complete(
                 model='we"ird\\model', messages=[{"role": "user", "content": "x"}]
@@ -169,7 +148,7 @@ async def test_the_exposition_is_valid_and_counts_what_the_client_did() -> None:
 
 
 async def test_usage_totals_count_everything_since_the_client_opened_per_model() -> None:
-    async with open_test_client() as client:
+    async with open_priced_client() as client:
         for _ in range(2):
             await client.complete(model="m", messages=[{"role": "user", "content": "x"}])
         with pytest.raises(InternalServerError):
@@ -186,7 +165,7 @@ async def test_usage_totals_count_everything_since_the_client_opened_per_model()
 
 
 async def test_namespace_and_constant_labels_reach_every_sample() -> None:
-    async with open_test_client() as client:
+    async with open_priced_client() as client:
         await client.complete(model="m", messages=[{"role": "user", "content": "x"}])
         text = prometheus_text(client, namespace="llm", labels={"proxy": "eu\nwest"})
     types, series = parse_exposition(text)
@@ -195,7 +174,7 @@ async def test_namespace_and_constant_labels_reach_every_sample() -> None:
 
 
 async def test_an_idle_client_exposes_its_gauges_only() -> None:
-    async with open_test_client() as client:
+    async with open_priced_client() as client:
         _, series = parse_exposition(prometheus_text(client))
     assert not [name for name, _ in series if name.startswith("trio_litellm_requests")]
     assert series[("trio_litellm_max_in_flight_requests", ())] == 100
@@ -212,36 +191,12 @@ async def test_an_idle_client_exposes_its_gauges_only() -> None:
     ],
 )
 async def test_bad_exposition_options_are_refused(options: dict[str, Any], problem: str) -> None:
-    async with open_test_client() as client:
+    async with open_priced_client() as client:
         with pytest.raises(ValueError, match=problem):
             prometheus_text(client, **options)
 
 
 # --- the ledger's lifetime totals and le counts -------------------------------------------------
-
-
-def record(**changes: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "kind": "chat",
-        "model": "m",
-        "served_model": None,
-        "deployment_id": None,
-        "call_id": None,
-        "started_at": T0,
-        "latency": 0.5,
-        "ttft": None,
-        "stream": False,
-        "attempts": 1,
-        "outcome": "ok",
-        "status": 200,
-        "prompt_tokens": 10,
-        "completion_tokens": 20,
-        "cost": 0.001,
-        "cost_source": "header",
-        "overhead_ms": None,
-    }
-    fields.update(changes)
-    return RequestRecord(**fields)
 
 
 def test_lifetime_totals_keep_what_retention_dropped() -> None:

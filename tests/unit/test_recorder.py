@@ -7,17 +7,32 @@ recorder's own arithmetic (cutting, masking, the ring) is also tested on it dire
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import msgspec
 import pytest
 import trio
 import trio.testing
 
+from _fakes import (
+    MESSAGES,
+    SECRET,
+    Answer,
+    Script,
+    chunk,
+    completion,
+    error_body,
+    json_answer,
+    open_test_client,
+    pieces,
+    record,
+    refuse,
+    sse_answer,
+)
 from trio_litellm import (
+    Client,
     ClientConfig,
     ConfigError,
     DebugRecorder,
@@ -27,15 +42,11 @@ from trio_litellm import (
     LiteLLMError,
     ProxyConnectionError,
     RecordedExchange,
-    RequestRecord,
     StreamInterruptedError,
     read_dump,
 )
-from trio_litellm._client import _open_client
 from trio_litellm._recorder import Trace
 
-SECRET = "sk-recorder-secret-1234"
-MESSAGES = [{"role": "user", "content": "hi"}]
 HEADERS = {
     "content-type": "application/json",
     "x-litellm-call-id": "call-7",
@@ -46,107 +57,14 @@ HEADERS = {
 }
 
 
-def completion(text: str = "ok") -> bytes:
-    return msgspec.json.encode(
-        {
-            "id": "chatcmpl-1",
-            "model": "m",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
-        }
-    )
+def sse(*parts: bytes, stall: bool = False) -> Answer:
+    """A stream answer carrying the headers the recorder keeps (and some it drops)."""
+    return sse_answer(pieces(*parts, then_stall=stall), HEADERS)
 
 
-def error_body(status: int, message: str) -> bytes:
-    return msgspec.json.encode(
-        {"error": {"message": message, "type": "None", "param": None, "code": str(status)}}
-    )
-
-
-def chunk(content: str | None = None, *, finish: str | None = None) -> bytes:
-    delta = {} if content is None else {"content": content}
-    choice: dict[str, Any] = {"index": 0, "delta": delta}
-    if finish is not None:
-        choice["finish_reason"] = finish
-    body = {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
-    return b"data: " + msgspec.json.encode(body) + b"\n\n"
-
-
-class Script:
-    """Answers requests in order (the last answer repeats); keeps what was asked."""
-
-    def __init__(self, *answers: Callable[[httpx2.Request], httpx2.Response]) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx2.Request] = []
-
-    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        return self.answers[min(len(self.requests), len(self.answers)) - 1](request)
-
-
-def answer(
-    status: int, body: bytes, headers: dict[str, str] | None = None
-) -> Callable[[httpx2.Request], httpx2.Response]:
-    return lambda request: httpx2.Response(status, content=body, headers=headers)
-
-
-def refuse(request: httpx2.Request) -> httpx2.Response:
-    raise httpx2.ConnectError("connection refused")
-
-
-def sse(*parts: bytes, stall: bool = False) -> Callable[[httpx2.Request], httpx2.Response]:
-    async def body() -> AsyncIterator[bytes]:
-        for part in parts:
-            yield part
-        if stall:
-            await trio.sleep_forever()
-
-    return lambda request: httpx2.Response(
-        200, content=body(), headers={"content-type": "text/event-stream", **HEADERS}
-    )
-
-
-def open_test_client(script: Script, **options: Any) -> Any:
-    settings: dict[str, Any] = {
-        "proxy_url": "http://proxy.test",
-        "api_key": SECRET,
-        "backoff_jitter": 0.0,
-        "health_check_interval": None,
-        "price_lookup": False,
-        "record_last": 10,
-    }
-    settings.update(options)
-    return _open_client(ClientConfig(**settings), http_transport=httpx2.MockTransport(script))
-
-
-def record(**changes: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "kind": "chat",
-        "model": "m",
-        "served_model": None,
-        "deployment_id": None,
-        "call_id": None,
-        "started_at": 1_700_000_000.0,
-        "latency": 0.25,
-        "ttft": None,
-        "stream": False,
-        "attempts": 1,
-        "outcome": "ok",
-        "status": 200,
-        "prompt_tokens": None,
-        "completion_tokens": None,
-        "cost": None,
-        "cost_source": None,
-        "overhead_ms": None,
-    }
-    fields.update(changes)
-    return RequestRecord(**fields)
+def open_recording_client(script: Script, **options: Any) -> AbstractAsyncContextManager[Client]:
+    """A test client keeping its last 10 requests (unless ``options`` say otherwise)."""
+    return open_test_client(script, **({"record_last": 10} | options))
 
 
 def answered_trace(request: bytes, response: bytes, headers: dict[str, str] | None = None) -> Trace:
@@ -159,8 +77,8 @@ def answered_trace(request: bytes, response: bytes, headers: dict[str, str] | No
 
 
 async def test_recording_is_off_by_default_and_then_there_is_no_recorder() -> None:
-    script = Script(answer(200, completion()))
-    async with open_test_client(script, record_last=0) as client:
+    script = Script(json_answer(200, completion()))
+    async with open_recording_client(script, record_last=0) as client:
         await client.complete(model="m", messages=MESSAGES)
         assert client.recorder is None
     assert ClientConfig().record_last == 0
@@ -180,15 +98,16 @@ def test_a_bad_recording_option_names_its_field(field: str, value: Any) -> None:
 
 
 async def test_a_completion_is_recorded_with_its_bodies_status_and_safe_headers() -> None:
-    script = Script(answer(200, completion("hello"), HEADERS))
-    async with open_test_client(script) as client:
+    body = completion("hello", prompt_tokens=1, completion_tokens=2)
+    script = Script(json_answer(200, body, HEADERS))
+    async with open_recording_client(script) as client:
         reply = await client.complete(model="m", messages=MESSAGES, max_tokens=5)
         (entry,) = client.recorder.entries()
     assert (entry.method, entry.path, entry.status) == ("POST", "/v1/chat/completions", 200)
     assert msgspec.json.decode(entry.request_body) == msgspec.json.decode(
         script.requests[0].content
     )
-    assert entry.response_body == completion("hello").decode()
+    assert entry.response_body == body.decode()
     assert (entry.request_body_cut, entry.response_body_cut) == (0, 0)
     assert entry.response_headers == {
         "content-type": "application/json",
@@ -203,8 +122,10 @@ async def test_a_completion_is_recorded_with_its_bodies_status_and_safe_headers(
 
 
 async def test_an_error_answer_is_recorded_with_its_body_type_status_and_message() -> None:
-    script = Script(answer(500, error_body(500, "upstream broke"), {"x-litellm-call-id": "c-9"}))
-    async with open_test_client(script, max_retries=0) as client:
+    script = Script(
+        json_answer(500, error_body(500, "upstream broke"), {"x-litellm-call-id": "c-9"})
+    )
+    async with open_recording_client(script, max_retries=0) as client:
         with pytest.raises(InternalServerError):
             await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
@@ -218,8 +139,8 @@ async def test_an_error_answer_is_recorded_with_its_body_type_status_and_message
 
 
 async def test_an_error_answer_echoing_the_key_is_recorded_masked() -> None:
-    script = Script(answer(401, error_body(401, f"Authentication Error, bad key {SECRET}")))
-    async with open_test_client(script, max_retries=0) as client:
+    script = Script(json_answer(401, error_body(401, f"Authentication Error, bad key {SECRET}")))
+    async with open_recording_client(script, max_retries=0) as client:
         with pytest.raises(LiteLLMError) as caught:
             await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
@@ -230,7 +151,7 @@ async def test_an_error_answer_echoing_the_key_is_recorded_masked() -> None:
 
 async def test_a_request_that_never_got_an_answer_has_no_status_and_no_body() -> None:
     script = Script(refuse)
-    async with open_test_client(script, max_retries=0) as client:
+    async with open_recording_client(script, max_retries=0) as client:
         with pytest.raises(ProxyConnectionError):
             await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
@@ -242,9 +163,9 @@ async def test_a_request_that_never_got_an_answer_has_no_status_and_no_body() ->
 async def test_after_retries_the_last_attempts_answer_is_recorded(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    limited = answer(429, error_body(429, "slow down"), {"retry-after": "1"})
-    script = Script(limited, answer(200, completion("second"), HEADERS))
-    async with open_test_client(script, max_retries=1) as client:
+    limited = json_answer(429, error_body(429, "slow down"), {"retry-after": "1"})
+    script = Script(limited, json_answer(200, completion("second"), HEADERS))
+    async with open_recording_client(script, max_retries=1) as client:
         await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
     assert entry.record.attempts == 2
@@ -257,9 +178,9 @@ async def test_a_failure_after_an_earlier_answer_does_not_show_that_answer(
 ) -> None:
     # Attempt 1 answers 200 with an error body (read, then raised and retried); attempt 2 cannot
     # connect: the recorded answer must not be attempt 1's.
-    in_disguise = answer(200, error_body(503, "overloaded"))
+    in_disguise = json_answer(200, error_body(503, "overloaded"))
     script = Script(in_disguise, refuse)
-    async with open_test_client(script, max_retries=1) as client:
+    async with open_recording_client(script, max_retries=1) as client:
         with pytest.raises(ProxyConnectionError):
             await client.complete(model="m", messages=MESSAGES)
         (entry,) = client.recorder.entries()
@@ -271,8 +192,8 @@ async def test_an_embedding_is_recorded() -> None:
     body = msgspec.json.encode(
         {"data": [{"index": 0, "embedding": [0.5]}], "model": "e", "usage": {"prompt_tokens": 1}}
     )
-    script = Script(answer(200, body))
-    async with open_test_client(script) as client:
+    script = Script(json_answer(200, body))
+    async with open_recording_client(script) as client:
         await client.embed(model="e", input=["a"])
         (entry,) = client.recorder.entries()
     assert entry.path == "/v1/embeddings" and entry.record.kind == "embedding"
@@ -280,8 +201,8 @@ async def test_an_embedding_is_recorded() -> None:
 
 
 async def test_jobs_are_recorded_like_calls() -> None:
-    script = Script(answer(200, completion()))
-    async with open_test_client(script) as client:
+    script = Script(json_answer(200, completion()))
+    async with open_recording_client(script) as client:
         async with client.open_jobs() as (send, receive):
             async with send:
                 for index in range(3):
@@ -296,7 +217,7 @@ async def test_jobs_are_recorded_like_calls() -> None:
 
 async def test_a_stream_is_recorded_with_the_completion_assembled_from_its_chunks() -> None:
     script = Script(sse(chunk("Hel"), chunk("lo"), chunk(finish="stop"), b"data: [DONE]\n\n"))
-    async with open_test_client(script) as client:
+    async with open_recording_client(script) as client:
         async with client.stream(model="m", messages=MESSAGES) as stream:
             async for _ in stream:
                 pass
@@ -313,7 +234,7 @@ async def test_an_interrupted_stream_is_recorded_with_what_had_arrived(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     script = Script(sse(chunk("par"), chunk("tial"), stall=True))
-    async with open_test_client(script, stream_idle_timeout=5.0) as client:
+    async with open_recording_client(script, stream_idle_timeout=5.0) as client:
         with pytest.raises(StreamInterruptedError):
             async with client.stream(model="m", messages=MESSAGES) as stream:
                 async for _ in stream:
@@ -330,8 +251,8 @@ async def test_an_interrupted_stream_is_recorded_with_what_had_arrived(
 
 async def test_bodies_are_cut_to_the_limit_and_the_cut_is_counted() -> None:
     long_text = "x" * 500
-    script = Script(answer(200, completion(long_text)))
-    async with open_test_client(script, record_body_limit=64) as client:
+    script = Script(json_answer(200, completion(long_text)))
+    async with open_recording_client(script, record_body_limit=64) as client:
         await client.complete(model="m", messages=[{"role": "user", "content": long_text}])
         (entry,) = client.recorder.entries()
     sent = script.requests[0].content
@@ -376,12 +297,12 @@ def test_credential_fields_in_bodies_are_masked_even_when_cut_short() -> None:
 
 
 async def test_the_key_never_appears_in_an_entry_or_the_dump(tmp_path: Path) -> None:
-    echoing = answer(
+    echoing = json_answer(
         500, error_body(500, f"bad key {SECRET}"), {"x-litellm-key-alias": f"alias {SECRET}"}
     )
-    leaky = answer(200, completion(f"you said {SECRET}"), {"x-litellm-echo": SECRET})
+    leaky = json_answer(200, completion(f"you said {SECRET}"), {"x-litellm-echo": SECRET})
     script = Script(echoing, leaky)
-    async with open_test_client(script, max_retries=0, record_body_limit=40) as client:
+    async with open_recording_client(script, max_retries=0, record_body_limit=40) as client:
         with pytest.raises(InternalServerError):
             await client.complete(model="m", messages=MESSAGES)
         await client.complete(
@@ -404,8 +325,8 @@ async def test_the_key_never_appears_in_an_entry_or_the_dump(tmp_path: Path) -> 
 
 
 async def test_only_the_last_n_requests_are_kept_oldest_first() -> None:
-    script = Script(answer(200, completion()))
-    async with open_test_client(script, record_last=3) as client:
+    script = Script(json_answer(200, completion()))
+    async with open_recording_client(script, record_last=3) as client:
         for index in range(5):
             await client.complete(model="m", messages=[{"role": "user", "content": f"n{index}"}])
         entries = client.recorder.entries()

@@ -8,6 +8,7 @@ MockClock, so each bound is asserted at its exact time.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx2
@@ -15,31 +16,17 @@ import pytest
 import trio
 import trio.testing
 
+from _fakes import COMPLETION, MESSAGES, chunk, open_test_client
 from trio_litellm import (
-    ClientConfig,
+    Client,
     NotFoundError,
     ProxyConnectionError,
     RequestTimeoutError,
     ServiceUnavailableError,
     StreamInterruptedError,
-    open_client,
 )
-from trio_litellm._client import _open_client
 
 URL = "http://proxy.test:4000"
-MESSAGES = [{"role": "user", "content": "hi"}]
-COMPLETION = (
-    b'{"id": "c", "model": "m", "choices": [{"index": 0, "message":'
-    b' {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}'
-)
-
-
-def chunk(text: str) -> bytes:
-    return (
-        b'data: {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "'
-        + text.encode()
-        + b'"}}]}\n\n'
-    )
 
 
 class Proxy:
@@ -66,15 +53,9 @@ class Proxy:
         return httpx2.Response(200, content=COMPLETION)
 
 
-def open_test_client(proxy: Proxy, **options: Any) -> Any:
-    settings: dict[str, Any] = {
-        "proxy_url": URL,
-        "api_key": "sk-unit-secret",
-        "backoff_jitter": 0.0,
-        "price_lookup": False,
-    }
-    settings.update(options)
-    return _open_client(ClientConfig(**settings), http_transport=httpx2.MockTransport(proxy))
+def open_client_on(proxy: Proxy, **options: Any) -> AbstractAsyncContextManager[Client]:
+    """A test client of ``proxy`` at URL, its health monitor on (as by default)."""
+    return open_test_client(proxy, **({"proxy_url": URL, "health_check_interval": 5.0} | options))
 
 
 # --- a proxy never reached ------------------------------------------------------------------------
@@ -84,7 +65,7 @@ async def test_a_call_to_a_proxy_never_reached_fails_after_its_retries_in_second
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=False)
-    async with open_test_client(proxy) as client:
+    async with open_client_on(proxy) as client:
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError) as caught:
             await client.complete(model="m", messages=MESSAGES)
@@ -100,7 +81,7 @@ async def test_a_stream_to_a_proxy_never_reached_fails_in_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=False)
-    async with open_test_client(proxy) as client:
+    async with open_client_on(proxy) as client:
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError) as caught:
             async with client.stream(model="m", messages=MESSAGES):
@@ -113,7 +94,7 @@ async def test_an_embedding_and_a_model_list_fail_the_same_way(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=False)
-    async with open_test_client(proxy) as client:
+    async with open_client_on(proxy) as client:
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError):
             await client.embed(model="e", input=["a"])
@@ -127,7 +108,7 @@ async def test_the_health_monitor_off_changes_nothing_for_a_proxy_never_reached(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=False)
-    async with open_test_client(proxy, health_check_interval=None) as client:
+    async with open_client_on(proxy, health_check_interval=None) as client:
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError):
             await client.complete(model="m", messages=MESSAGES)
@@ -151,7 +132,7 @@ async def test_a_request_held_while_the_proxy_is_down_fails_after_unavailable_ti
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=True)
-    async with open_test_client(proxy, unavailable_timeout=12.0) as client:
+    async with open_client_on(proxy, unavailable_timeout=12.0) as client:
         await go_down(client, proxy)
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError) as caught:
@@ -170,7 +151,7 @@ async def test_the_default_unavailable_timeout_is_thirty_seconds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=True)
-    async with open_test_client(proxy) as client:
+    async with open_client_on(proxy) as client:
         assert client.config.unavailable_timeout == 30.0
         await go_down(client, proxy)
         start = trio.current_time()
@@ -183,7 +164,7 @@ async def test_a_held_stream_fails_after_unavailable_timeout_too(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=True)
-    async with open_test_client(proxy, unavailable_timeout=5.0) as client:
+    async with open_client_on(proxy, unavailable_timeout=5.0) as client:
         await go_down(client, proxy)
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError):
@@ -196,7 +177,7 @@ async def test_a_request_held_through_a_short_outage_succeeds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=True)
-    async with open_test_client(proxy, unavailable_timeout=30.0) as client:
+    async with open_client_on(proxy, unavailable_timeout=30.0) as client:
         await go_down(client, proxy)
 
         async def come_back() -> None:
@@ -215,7 +196,7 @@ async def test_the_total_timeout_still_wins_when_shorter(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     proxy = Proxy(up=True)
-    async with open_test_client(proxy, unavailable_timeout=30.0) as client:
+    async with open_client_on(proxy, unavailable_timeout=30.0) as client:
         await go_down(client, proxy)
         start = trio.current_time()
         with pytest.raises(RequestTimeoutError):
@@ -237,7 +218,7 @@ async def test_a_stream_takes_a_timeout_that_bounds_it_whole(
             await trio.sleep(1.0)
 
     proxy.stream_body = endless
-    async with open_test_client(proxy, stream_idle_timeout=5.0) as client:
+    async with open_client_on(proxy, stream_idle_timeout=5.0) as client:
         start = trio.current_time()
         with pytest.raises(StreamInterruptedError) as caught:
             async with client.stream(model="m", messages=MESSAGES, timeout=10.0) as stream:
@@ -256,7 +237,7 @@ async def test_total_timeout_bounds_a_stream(autojump_clock: trio.testing.MockCl
         yield b""
 
     proxy.stream_body = stalled
-    async with open_test_client(proxy, total_timeout=5.0, max_retries=0) as client:
+    async with open_client_on(proxy, total_timeout=5.0, max_retries=0) as client:
         start = trio.current_time()
         with pytest.raises(RequestTimeoutError):
             async with client.stream(model="m", messages=MESSAGES):
@@ -272,7 +253,7 @@ async def test_each_retry_logs_a_warning_naming_the_url_and_the_reason(
 ) -> None:
     proxy = Proxy(up=False)
     caplog.set_level(logging.WARNING, logger="trio_litellm")
-    async with open_test_client(proxy, api_key="sk-never-logged") as client:
+    async with open_client_on(proxy, api_key="sk-never-logged") as client:
         with pytest.raises(ProxyConnectionError):
             await client.complete(model="m", messages=MESSAGES)
     retries = [r for r in caplog.records if r.name == "trio_litellm" and "retry" in r.message]
@@ -293,10 +274,7 @@ async def test_a_502_from_a_gateway_asks_for_a_probe_at_once(
             return httpx2.Response(502, text="Bad Gateway")
         return httpx2.Response(200, content=COMPLETION if request.method == "POST" else b'"ok"')
 
-    config = ClientConfig(
-        proxy_url=URL, backoff_jitter=0.0, price_lookup=False, health_check_interval=60.0
-    )
-    async with _open_client(config, http_transport=httpx2.MockTransport(gateway)) as client:
+    async with open_test_client(gateway, proxy_url=URL, health_check_interval=60.0) as client:
         await client.complete(model="m", messages=MESSAGES)
         backend_down = True
         with pytest.raises(ServiceUnavailableError):
@@ -309,26 +287,12 @@ async def test_an_answer_from_something_else_than_the_proxy_names_the_route() ->
     async def web_server(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(404, text="")
 
-    config = ClientConfig(proxy_url=URL, price_lookup=False, health_check_interval=None)
-    async with _open_client(config, http_transport=httpx2.MockTransport(web_server)) as client:
+    async with open_test_client(web_server, proxy_url=URL) as client:
         with pytest.raises(NotFoundError) as caught:
             await client.list_models()
     assert str(caught.value).startswith(
         f"GET {URL}/v1/models answered 404 (is that a LiteLLM proxy's URL?)"
     )
-
-
-async def test_a_refused_connection_says_why_on_our_own_pool() -> None:
-    from trio_litellm._devstack import free_port
-
-    url = f"http://127.0.0.1:{free_port()}"
-    async with open_client(
-        proxy_url=url, max_retries=0, health_check_interval=None, price_lookup=False
-    ) as client:
-        with pytest.raises(ProxyConnectionError) as caught:
-            await client.list_models()
-    assert f"cannot connect to the proxy ({url})" in str(caught.value)
-    assert "Connection refused" in str(caught.value)
 
 
 async def test_connection_failures_while_the_monitor_sees_the_proxy_up_use_up_the_retries(
@@ -345,8 +309,7 @@ async def test_connection_failures_while_the_monitor_sees_the_proxy_up_use_up_th
         calls += 1
         raise httpx2.ReadError("connection reset by peer", request=request)
 
-    config = ClientConfig(proxy_url=URL, backoff_jitter=0.0, price_lookup=False)
-    async with _open_client(config, http_transport=httpx2.MockTransport(half_broken)) as client:
+    async with open_client_on(half_broken) as client:
         await trio.sleep(0.1)  # the first probe has answered: the proxy was reached
         start = trio.current_time()
         with pytest.raises(ProxyConnectionError):
@@ -372,7 +335,7 @@ async def test_a_keyboard_interrupt_in_a_job_does_not_hang_leaving_open_jobs() -
 
     proxy = Interrupting(up=True)
     with pytest.raises(BaseException) as caught:  # noqa: PT011 - KeyboardInterrupt, maybe grouped
-        async with open_test_client(proxy, health_check_interval=None) as client:
+        async with open_client_on(proxy, health_check_interval=None) as client:
             async with client.open_jobs() as (send_jobs, receive_results):
                 for i in range(5):
                     await send_jobs.send(Job(id=i, request={"model": "m", "messages": MESSAGES}))

@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 import pytest
 
-from trio_litellm import Percentiles, RequestRecord
+from _fakes import T0, record
+from trio_litellm import Percentiles
 from trio_litellm._histogram import MAX_RELATIVE_ERROR
 from trio_litellm._ledger import UsageLedger
 from trio_litellm._usage import OTHER_MODELS, cost_of
-
-T0 = 1_700_000_040.0
-"""A wall-clock time on a minute boundary."""
-
-
-def record(**changes: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "kind": "chat",
-        "model": "gpt-4o",
-        "served_model": "gpt-4o",
-        "deployment_id": "dep-1",
-        "call_id": "call-1",
-        "started_at": T0,
-        "latency": 0.5,
-        "ttft": None,
-        "stream": False,
-        "attempts": 1,
-        "outcome": "ok",
-        "status": 200,
-        "prompt_tokens": 10,
-        "completion_tokens": 20,
-        "cost": 0.001,
-        "cost_source": "header",
-        "overhead_ms": 3.0,
-    }
-    fields.update(changes)
-    return RequestRecord(**fields)
-
 
 # --- cost_of ----------------------------------------------------------------------------------
 
@@ -363,27 +334,3 @@ def test_folded_model_slots_free_up_when_their_buckets_expire() -> None:
 def test_ledger_refuses_nonsense_options(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         UsageLedger(**options)  # type: ignore[arg-type]
-
-
-def test_add_is_cheap(capsys: pytest.CaptureFixture[str]) -> None:
-    models = [f"model-{i}" for i in range(5)]
-    records = [
-        record(
-            started_at=T0 + i * 0.01,
-            model=models[i % 5],
-            latency=0.01 + (i % 1000) * 0.01,
-            ttft=0.005 if i % 2 else None,
-            outcome="ok" if i % 50 else "RateLimitError",
-        )
-        for i in range(200_000)
-    ]
-    ledger = UsageLedger()
-    start = time.perf_counter()
-    for each in records:
-        ledger.add(each)
-    elapsed = time.perf_counter() - start
-    assert ledger.usage(now=T0 + 2000).requests == 200_000
-    with capsys.disabled():
-        print(
-            f"\nUsageLedger.add: 200k records in {elapsed:.3f} s, {elapsed / 200e3 * 1e6:.2f} µs each"
-        )

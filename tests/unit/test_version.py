@@ -10,9 +10,8 @@ import httpx2
 import pytest
 
 import trio_litellm
-from trio_litellm import ClientConfig, _version
+from trio_litellm import ClientConfig, _version, open_client
 from trio_litellm import _cli as cli
-from trio_litellm._client import _open_client
 
 INSTALLED = importlib.metadata.version("trio-litellm")
 
@@ -51,6 +50,6 @@ async def test_every_request_names_the_version_in_its_user_agent() -> None:
     config = ClientConfig(
         proxy_url="http://proxy.test", health_check_interval=None, price_lookup=False
     )
-    async with _open_client(config, http_transport=httpx2.MockTransport(handler)) as client:
+    async with open_client(config, transport=httpx2.MockTransport(handler)) as client:
         await client.list_models()
     assert agents == [f"trio-litellm/{INSTALLED}"]
