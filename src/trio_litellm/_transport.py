@@ -383,6 +383,8 @@ class Transport:
         for foreign, ours, text in _ERROR_MAP:
             if isinstance(exc, foreign):
                 detail = str(exc) or type(exc).__name__
+                if isinstance(exc, httpx2.ConnectError):
+                    detail += _attempt_reasons(exc, detail)
                 return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
 
@@ -477,6 +479,18 @@ class Transport:
     def display_url(self) -> str:
         """The proxy's URL without credentials, for messages."""
         return self._config.display_url
+
+
+def _attempt_reasons(exc: BaseException, said: str) -> str:
+    """Each address's reason, when trio's "all attempts to connect ... failed" (under httpx2's
+    transport) keeps them only in an ExceptionGroup down its causes; "" when already said."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, BaseExceptionGroup):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return ""
+    reasons = [str(leaf) for leaf in cause.exceptions if str(leaf) not in said]
+    return f" ({'; '.join(reasons)})" if reasons else ""
 
 
 def _certificate_failure(exc: BaseException) -> str | None:

@@ -182,19 +182,7 @@ async def test_an_error_status_from_something_other_than_the_proxy_names_the_rou
 BACKENDS = pytest.mark.parametrize("backend", HTTP_BACKENDS)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "fast",
-        pytest.param(
-            "httpcore",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="trio's 'all attempts to connect ... failed' hides the refusal in its cause",
-            ),
-        ),
-    ],
-)
+@BACKENDS
 async def test_a_refused_connection_says_why(backend: str) -> None:
     from trio_litellm._devstack import free_port
 
