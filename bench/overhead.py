@@ -46,8 +46,8 @@ import trio
 
 import trio_litellm
 from trio_litellm import Client, Job, open_client
+from trio_litellm._calls import chat_request, prepare
 from trio_litellm._config import ClientConfig, resolve_config
-from trio_litellm._jobs import chat_request, prepare
 from trio_litellm._transport import Transport
 from trio_litellm._wire import ChatCompletion, completion_decoder
 from upstream import (

@@ -54,8 +54,8 @@ from overhead import (
     workers,
 )
 from trio_litellm import Client, open_client
+from trio_litellm._calls import prepare
 from trio_litellm._config import resolve_config
-from trio_litellm._jobs import prepare
 from trio_litellm._transport import Transport
 from trio_litellm._wire import EmbeddingRequest, EmbeddingResponse, embedding_decoder
 from upstream import (
@@ -300,7 +300,12 @@ _OUR_LAYERS = {
     "_ledger.py": "our usage ledger",
     "_histogram.py": "our usage ledger",
     "_meta.py": "our response meta",
-    "_jobs.py": "our request building",
+    "_calls.py": "our request building",
+    "_jobs.py": "our jobs",
+    "_requests.py": "our request path",
+    "_retry.py": "our request path",
+    "_observer.py": "our Client + observer",
+    "_proxy_api.py": "our Client + observer",
     "_wire.py": "our request building",
     "_reader.py": "our stream reader",
     "_sse.py": "our SSE parser",

@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import msgspec
 import trio
 
+from ._calls import Request, chat_request, embedding_request, prepare
 from ._config import ClientConfig, resolve_config
-from ._dispatcher import Dispatcher, DispatcherStatistics, Request
+from ._dispatcher import Dispatcher, DispatcherStatistics
 from ._errors import ClientClosedError, InvalidRequestError
 from ._events import Event, EventBus, EventBusStatistics, HealthChanged, HealthTransition, Hook
 from ._health import HealthMonitor, MonitorStatistics
-from ._jobs import Job, JobResult, chat_request, embedding_request, prepare
+from ._jobs import Job, JobResult
 from ._nursery import collapsing_groups, open_collapsing_nursery
 from ._observer import PROBE_TIMEOUT, Observer
 from ._probes import DeploymentHealth, ProxyHealth, liveness_probe

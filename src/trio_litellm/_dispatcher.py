@@ -6,9 +6,9 @@ a :meth:`Dispatcher.slot` before its first attempt and holds it until its outcom
 
 - a method call (:meth:`Client.complete`, :meth:`Client.embed`) takes it in its caller's task;
 - a stream takes it in its reader task;
-- a job takes it in a task of the dispatcher's own nursery: :meth:`Dispatcher.serve_jobs`
-  starts, for each ``open_jobs`` block, a task there that receives the block's jobs on their
-  channel and runs one task per job.
+- a job takes it in the dispatcher's own nursery: :meth:`Dispatcher.serve_jobs` starts there,
+  for each ``open_jobs`` block, a :class:`._jobs.JobBlock` whose task receives the block's jobs
+  on their channel, takes each one's slot in the order sent and runs a task per job.
 
 A slot is a ``trio.CapacityLimiter`` token (first come, first served: a request that finds every
 slot taken queues behind those before it), plus one of its model's limiter first when the model
@@ -17,8 +17,8 @@ model holds no client slot and other models' requests pass it. The slot also own
 total deadline (its cancel scope) and its record: leaving the slot by any path (an answer, an
 error, the deadline, a cancellation, the client closing) records the outcome exactly once.
 
-Backpressure reaches the producer of jobs: the task that receives them stops once
-``max_in_flight`` jobs wait for a slot, the job channel fills, and the producer waits. When the
+Backpressure reaches the producer of jobs: the task that receives them waits for each job's
+slot before taking the next, the job channel fills, and the producer waits. When the
 client closes, the dispatcher cancels every request still holding a slot and waits until each has
 left it, so each ends with :class:`ClientClosedError`; jobs still waiting get that error as their
 result when the results channel has room for it.
@@ -26,35 +26,23 @@ result when the results channel has room for it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import msgspec
 import trio
 
+from ._calls import Request
 from ._config import ModelLimits
-from ._errors import ClientClosedError, InvalidRequestError
-from ._jobs import Job, JobResult, prepare_job
-from ._recorder import Trace
+from ._errors import ClientClosedError
+from ._jobs import Job, JobBlock, JobResult, Sender
 from ._retry import RetryPolicy, timed_out
 
-if TYPE_CHECKING:
-    from ._jobs import Call
-    from ._meta import ResponseMeta
-    from ._wire import ChatCompletion, EmbeddingResponse, Usage
-
-__all__ = [
-    "Dispatcher",
-    "DispatcherStatistics",
-    "JobBlock",
-    "ModelDispatcherStatistics",
-    "Request",
-    "Slot",
-]
+__all__ = ["Dispatcher", "DispatcherStatistics", "ModelDispatcherStatistics", "Slot"]
 
 logger = logging.getLogger("trio_litellm")
 
@@ -82,76 +70,10 @@ class DispatcherStatistics(msgspec.Struct, frozen=True, kw_only=True):
     models: dict[str, ModelDispatcherStatistics] = msgspec.field(default_factory=dict)
 
 
-class Request:
-    """One request from its call to its outcome: what it is, how it goes, what it got.
-
-    The request path fills in ``attempts``, ``meta``, ``usage`` and ``first_content_at`` as they
-    become known; ``error`` is an outcome that did not raise (a stream interrupted after content
-    hands its error to the caller through the stream, not as an exception).
-    """
-
-    __slots__ = (
-        "attempts",
-        "error",
-        "first_content_at",
-        "held",
-        "kind",
-        "last_error",
-        "max_retries",
-        "meta",
-        "model",
-        "scope",
-        "started_at",
-        "started_wall",
-        "stream",
-        "submitted_at",
-        "timeout",
-        "tokens",
-        "trace",
-        "usage",
-    )
-
-    def __init__(
-        self,
-        *,
-        kind: str,
-        model: str,
-        tokens: int = 0,
-        stream: bool = False,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        trace: Trace | None = None,
-    ) -> None:
-        self.kind = kind
-        self.model = model
-        self.tokens = tokens
-        self.stream = stream
-        self.max_retries = max_retries
-        self.timeout = timeout  # None: the client's total_timeout
-        self.trace = trace  # only when the debug recorder is on: what was sent and got
-        self.scope = trio.CancelScope()  # the total deadline; the client's closing cancels it
-        self.attempts = 0
-        self.held = 0.0  # seconds spent waiting for a proxy that is down
-        self.last_error: Exception | None = None  # the latest failed attempt's error
-        self.meta: ResponseMeta | None = None
-        self.usage: Usage | None = None
-        self.first_content_at: float | None = None
-        self.error: Exception | None = None
-        self.submitted_at = 0.0
-        self.started_at = 0.0
-        self.started_wall = 0.0
-
-
 class Recorder(Protocol):
     """Whoever keeps the record of each finished request (the client's observer)."""
 
     def finished(self, request: Request, error: BaseException | None) -> None: ...
-
-
-class Sender(Protocol):
-    """Whoever sends a prepared call through its attempts (the client's request path)."""
-
-    async def send(self, call: Call, request: Request) -> ChatCompletion | EmbeddingResponse: ...
 
 
 class Dispatcher:
@@ -269,8 +191,10 @@ class Dispatcher:
         request.started_at = trio.current_time()
         request.started_wall = time.time()  # records are windowed by wall-clock time
         total = self._total_timeout if request.timeout is None else request.timeout
-        if total is not None:
-            request.scope.deadline = request.started_at + total
+        # Made with its deadline: setting one later costs a trip through trio's deadline table.
+        request.scope = trio.CancelScope(
+            deadline=math.inf if total is None else request.started_at + total
+        )
 
     def _release(self, request: Request) -> None:
         self._limiter.release_on_behalf_of(request)
@@ -371,139 +295,3 @@ class Slot:
         if replaced is not None:
             raise replaced
         return False
-
-
-class JobBlock:
-    """The jobs of one ``open_jobs`` block, run in the dispatcher's nursery."""
-
-    def __init__(
-        self,
-        dispatcher: Dispatcher,
-        jobs: trio.MemoryReceiveChannel[Job],
-        results: trio.MemorySendChannel[JobResult],
-        sender: Sender,
-        *,
-        estimate: bool,
-        trace: bool,
-    ) -> None:
-        self._dispatcher = dispatcher
-        self._jobs = jobs
-        self._results = results
-        self._sender = sender
-        self._estimate = estimate
-        self._trace = trace
-        # Jobs taken from the channel and still waiting for a slot: at most max_in_flight.
-        self._waiting_room = trio.CapacityLimiter(dispatcher._max_in_flight)
-        self._scope = trio.CancelScope()
-        self._ended = trio.Event()
-
-    async def stop(self) -> None:
-        """Cancel whatever is still running and wait, shielded, until all of it has ended."""
-        self._scope.cancel()
-        with trio.CancelScope(shield=True):
-            await self._ended.wait()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        try:
-            with self._scope, self._results, self._jobs:
-                async with trio.open_nursery() as nursery:
-                    task_status.started()
-                    await self._feed(nursery)
-        finally:
-            self._ended.set()  # whatever ended it, a KeyboardInterrupt included
-
-    async def _feed(self, nursery: trio.Nursery) -> None:
-        jobs = self._jobs
-        async for job in jobs:
-            # Then whatever else is buffered, without a scheduler pass per job: when many
-            # requests finished in one pass, as many new ones start in the next.
-            while True:
-                await self._start(job, nursery)
-                try:
-                    job = jobs.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-
-    async def _start(self, job: Job, nursery: trio.Nursery) -> None:
-        try:
-            call = prepare_job(job, estimate=self._estimate)
-        except InvalidRequestError as exc:
-            await self._deliver(JobResult(id=getattr(job, "id", None), error=exc))
-            return
-        trace = Trace("POST", call.path, call.body) if self._trace else None
-        request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
-        dispatcher = self._dispatcher
-        if dispatcher.limits_model(call.model):
-            # It waits for its model's slot in its own task, so other models' jobs pass it;
-            # at most max_in_flight such jobs wait.
-            await self._waiting_room.acquire_on_behalf_of(request)
-            dispatcher._waiting_jobs += 1
-            nursery.start_soon(self._run_job, job.id, call, request, False)
-            return
-        try:
-            await dispatcher.acquire(request)  # in the order sent; the producer waits meanwhile
-        except ClientClosedError as exc:
-            await self._deliver(JobResult(id=job.id, error=exc))
-            return
-        nursery.start_soon(self._run_job, job.id, call, request, True)
-
-    async def _run_job(self, job_id: Any, call: Call, request: Request, held: bool) -> None:
-        dispatcher = self._dispatcher
-        submitted = request.submitted_at
-        waiting = not held  # in the waiting room, until it holds a slot
-        try:
-            async with dispatcher.slot(request, held=held):
-                if waiting:
-                    waiting = self._leave_waiting_room(request)
-                response = await self._sender.send(call, request)
-        except Exception as exc:
-            result = JobResult(
-                id=job_id,
-                error=exc,
-                attempts=request.attempts,
-                latency=trio.current_time() - submitted,
-            )
-        except BaseException:
-            if waiting and dispatcher._closing:  # it never got a slot: say so, if there is room
-                self._deliver_now(
-                    JobResult(
-                        id=job_id,
-                        error=ClientClosedError(
-                            "the client closed before the request finished", model=request.model
-                        ),
-                    )
-                )
-            raise
-        else:
-            result = JobResult(
-                id=job_id,
-                response=response,
-                attempts=request.attempts,
-                latency=trio.current_time() - submitted,
-            )
-        finally:
-            if waiting:
-                self._leave_waiting_room(request)
-        await self._deliver(result)
-
-    def _leave_waiting_room(self, request: Request) -> bool:
-        """The job holds a slot, or stopped waiting for one (False: no longer waiting)."""
-        self._waiting_room.release_on_behalf_of(request)
-        self._dispatcher._waiting_jobs -= 1
-        return False
-
-    async def _deliver(self, result: JobResult) -> None:
-        try:
-            try:
-                self._results.send_nowait(result)
-            except trio.WouldBlock:
-                await self._results.send(result)  # the consumer is behind: wait for it
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the consumer left the block
-
-    def _deliver_now(self, result: JobResult) -> None:
-        """Deliver without waiting (we are being cancelled), if there is room."""
-        with contextlib.suppress(
-            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
-        ):
-            self._results.send_nowait(result)

@@ -1,59 +1,39 @@
-"""Jobs and their results, and the preparation of any request into one encoded, estimated call.
+"""Jobs: work sent on a channel, each answered by one result on another.
 
-A request arrives as a :class:`ChatRequest`, an :class:`EmbeddingRequest` or a plain dict in the
-OpenAI request shape (a dict keeps every key it has, known to us or not). ``prepare`` turns it
-into a :class:`Call`: the route, the JSON body encoded once, the model, and the tokens it is
-expected to cost, which the throttle counts against ``tpm`` before the answer says the real
-figure. ``chat_request`` / ``embedding_request`` build and check the request of a method call,
-``prepare_job`` checks and prepares a job's: one rule for both, a request that cannot be sent is
-an :class:`InvalidRequestError` naming the field. This module does no IO.
+:meth:`Client.open_jobs` hands the two channels to the caller and the job side to a
+:class:`JobBlock`, which the dispatcher runs in its own nursery: one task receives the jobs,
+takes each one's slot in the order sent (the producer waits meanwhile: backpressure), and starts
+a task per job that runs the same request path as a method call
+(``RequestPath.send`` under the job's slot) and sends its :class:`JobResult`. A job for a model
+with a ``max_in_flight`` of its own waits for its model in its own task instead, so other models'
+jobs pass it; at most ``max_in_flight`` such jobs wait.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+import contextlib
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
+import trio
 
-from ._errors import InvalidRequestError
-from ._wire import (
-    ChatCompletion,
-    ChatRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    Message,
-    RoutingHints,
-    encode_chat_request,
-    encode_embedding_request,
-    encoder,
+from ._calls import (
+    Call,
+    Request,
+    check_chat,
+    check_embedding,
+    invalid,
+    kind_of,
+    prepare,
 )
+from ._errors import ClientClosedError, InvalidRequestError
+from ._recorder import Trace
+from ._wire import ChatCompletion, ChatRequest, EmbeddingRequest, EmbeddingResponse
 
-__all__ = [
-    "CHAT_PATH",
-    "DEFAULT_COMPLETION_ESTIMATE",
-    "EMBEDDINGS_PATH",
-    "Call",
-    "Job",
-    "JobResult",
-    "build_request",
-    "chat_request",
-    "check_call_options",
-    "completion_budget",
-    "embedding_request",
-    "prepare",
-    "prepare_job",
-]
+if TYPE_CHECKING:
+    from ._dispatcher import Dispatcher
 
-CHAT_PATH = "/v1/chat/completions"
-EMBEDDINGS_PATH = "/v1/embeddings"
-
-DEFAULT_COMPLETION_ESTIMATE = 256
-"""Completion tokens assumed for a chat request that sets no ``max_tokens``."""
-
-_CHARS_PER_TOKEN = 4
+__all__ = ["Job", "JobBlock", "JobResult", "Sender", "prepare_job"]
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,358 +65,158 @@ class JobResult(msgspec.Struct, frozen=True, kw_only=True):
         return self.error is None
 
 
-class Call(msgspec.Struct, frozen=True, kw_only=True):
-    """A prepared request: what the dispatcher sends, and what it may cost."""
+class Sender(Protocol):
+    """Whoever sends a prepared call through its attempts (the client's request path)."""
 
-    kind: Literal["chat", "embedding"]
-    path: str
-    body: bytes
-    model: str
-    tokens: int = 0
-    headers: Mapping[str, str] | None = None
-    keep_body: bool = False
-
-
-def prepare(
-    request: ChatRequest | EmbeddingRequest | Mapping[str, Any],
-    *,
-    extra_body: Mapping[str, Any] | None = None,
-    extra_headers: Mapping[str, str] | None = None,
-    estimate: bool = True,
-) -> Call:
-    """Encode a request once; raise :class:`InvalidRequestError` if it cannot be sent."""
-    extra = dict(extra_body) if extra_body else None
-    if isinstance(request, ChatRequest):
-        tokens = (
-            _chat_tokens(
-                request.messages, request.max_tokens or request.max_completion_tokens, request.n
-            )
-            if estimate
-            else 0
-        )
-        return Call(
-            kind="chat",
-            path=CHAT_PATH,
-            body=encode_chat_request(request, extra),
-            model=request.model,
-            tokens=tokens,
-            headers=extra_headers,
-        )
-    if isinstance(request, EmbeddingRequest):
-        return Call(
-            kind="embedding",
-            path=EMBEDDINGS_PATH,
-            body=encode_embedding_request(request, extra),
-            model=request.model,
-            tokens=_text_tokens(request.input) if estimate else 0,
-            headers=extra_headers,
-        )
-    if isinstance(request, Mapping):
-        return _prepare_dict(request, extra, extra_headers, estimate)
-    raise _invalid(
-        "",
-        "request",
-        f"must be a ChatRequest, an EmbeddingRequest or a dict, not {type(request).__name__}",
-    )
+    async def send(self, call: Call, request: Request) -> ChatCompletion | EmbeddingResponse: ...
 
 
 def prepare_job(job: object, *, estimate: bool = True) -> Call:
     """Check and prepare a :class:`Job`'s request, by the same rules as a method call's."""
     if not isinstance(job, Job):
-        raise _invalid("", "job", f"must be a Job(id=..., request=...), not {_kind(job)}")
+        raise invalid("", "job", f"must be a Job(id=..., request=...), not {kind_of(job)}")
     request = job.request
     if isinstance(request, ChatRequest):
         if request.stream:
-            raise _invalid("", "stream", "cannot be set in a job; use client.stream()")
-        _check_chat(request, "")
+            raise invalid("", "stream", "cannot be set in a job; use client.stream()")
+        check_chat(request, "")
     elif isinstance(request, EmbeddingRequest):
-        _check_embedding(request, "")
+        check_embedding(request, "")
     call = prepare(request, estimate=estimate)
     return msgspec.structs.replace(call, keep_body=True) if job.keep_body else call
 
 
-def _prepare_dict(
-    request: Mapping[str, Any],
-    extra: dict[str, Any] | None,
-    headers: Mapping[str, str] | None,
-    estimate: bool,
-) -> Call:
-    model = _check_model(request.get("model"), "")
-    body = dict(request)
-    if extra:
-        body.update(extra)
-    if body.get("stream"):
-        raise _invalid("", "stream", "cannot be set in a job; use client.stream()")
-    if "messages" in body:
-        messages = body["messages"]
-        if not isinstance(messages, list):
-            raise _invalid("", "messages", f"must be a non-empty list, got {_kind(messages)}")
-        _check_messages(messages, "")
-        hints = body.pop("routing_hints", None)
-        if hints is not None:
-            metadata = body.get("metadata") or {}
-            if not isinstance(metadata, Mapping):
-                raise _invalid("", "metadata", "must be an object to carry routing_hints")
-            body["metadata"] = {**metadata, "routing_hints": hints}
-        limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        tokens = (
-            _chat_tokens(messages, limit if isinstance(limit, int) else None, body.get("n"))
-            if estimate
-            else 0
-        )
-        return Call(
-            kind="chat",
-            path=CHAT_PATH,
-            body=_encode(body),
-            model=model,
-            tokens=tokens,
-            headers=headers,
-        )
-    if "input" in body:
-        _check_input(body["input"], "")
-        _check_encoding_format(body.get("encoding_format"), "")
-        tokens = _text_tokens(body["input"]) if estimate else 0
-        return Call(
-            kind="embedding",
-            path=EMBEDDINGS_PATH,
-            body=_encode(body),
-            model=model,
-            tokens=tokens,
-            headers=headers,
-        )
-    raise _invalid("", "request", "has neither 'messages' (chat) nor 'input' (embeddings)")
+class JobBlock:
+    """The jobs of one ``open_jobs`` block, run in the dispatcher's nursery."""
 
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        jobs: trio.MemoryReceiveChannel[Job],
+        results: trio.MemorySendChannel[JobResult],
+        sender: Sender,
+        *,
+        estimate: bool,
+        trace: bool,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._jobs = jobs
+        self._results = results
+        self._sender = sender
+        self._estimate = estimate
+        self._trace = trace
+        # Jobs taken from the channel and still waiting for a slot: at most max_in_flight.
+        self._waiting_room = trio.CapacityLimiter(dispatcher._max_in_flight)
+        self._scope = trio.CancelScope()
+        self._ended = trio.Event()
 
-def _encode(body: dict[str, Any]) -> bytes:
-    try:
-        return encoder.encode(body)
-    except (TypeError, msgspec.EncodeError) as exc:
-        field = next((key for key, value in body.items() if not _encodable(value)), "request")
-        raise _invalid("", str(field), f"cannot be encoded as JSON: {exc}") from exc
+    async def stop(self) -> None:
+        """Cancel whatever is still running and wait, shielded, until all of it has ended."""
+        self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._ended.wait()
 
-
-def _encodable(value: Any) -> bool:
-    try:
-        encoder.encode(value)
-    except (TypeError, msgspec.EncodeError):
-        return False
-    return True
-
-
-def _chat_tokens(messages: Any, max_tokens: int | None, n: Any) -> int:
-    """Prompt characters / 4, plus the completion budget for each of the ``n`` choices."""
-    chars = 0
-    for message in messages:
-        content = (
-            message.get("content")
-            if isinstance(message, Mapping)
-            else getattr(message, "content", None)
-        )
-        chars += _chars(content)
-    return chars // _CHARS_PER_TOKEN + 1 + completion_budget(max_tokens, n)
-
-
-def completion_budget(max_tokens: Any, n: Any) -> int:
-    """Completion tokens a chat request may cost: its ``max_tokens`` (else
-    :data:`DEFAULT_COMPLETION_ESTIMATE`) for each of its ``n`` choices."""
-    choices = n if isinstance(n, int) and n > 0 else 1
-    completion = max_tokens if isinstance(max_tokens, int) else DEFAULT_COMPLETION_ESTIMATE
-    return completion * choices
-
-
-def _text_tokens(value: Any) -> int:
-    """Tokens of an embeddings input: characters / 4, or one per token id."""
-    if isinstance(value, str):
-        return len(value) // _CHARS_PER_TOKEN + 1
-    if isinstance(value, list):
-        return sum(1 if isinstance(item, int) else _text_tokens(item) for item in value)
-    return 1
-
-
-def _chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(text)
-            for part in content
-            if isinstance(part, Mapping) and isinstance(text := part.get("text"), str)
-        )
-    return 0
-
-
-def build_request(cls: type[Any], params: dict[str, Any], method: str) -> Any:
-    """``cls(**params)``; a misspelt or missing keyword is an :class:`InvalidRequestError`."""
-    where = f"{method}()"
-    _check_keywords(cls, params, where)
-    for field in _required(cls):
-        if field not in params:
-            raise _invalid(where, field, "is missing (a required argument)")
-    return cls(**params)
-
-
-def chat_request(
-    request: ChatRequest | None,
-    params: dict[str, Any],
-    *,
-    stream: bool,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-) -> ChatRequest:
-    """The ChatRequest of a ``complete``/``stream`` call: a struct, keywords, or both; checked."""
-    method = "stream" if stream else "complete"
-    where = f"{method}()"
-    check_call_options(where, timeout=timeout, max_retries=max_retries)
-    if "stream" in params:
-        raise _invalid(
-            where,
-            "stream",
-            f"must not be passed; use client.{'stream' if params['stream'] else 'complete'}()",
-        )
-    hints = params.get("routing_hints")
-    if isinstance(hints, Mapping):
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            params["routing_hints"] = msgspec.convert(hints, RoutingHints)
-        except msgspec.ValidationError as exc:
-            raise _invalid(where, "routing_hints", f"is invalid: {exc}") from None
-    chat: ChatRequest
-    if request is None:
-        chat = build_request(ChatRequest, params, method)
-    elif isinstance(request, ChatRequest):
-        _check_keywords(ChatRequest, params, where)
-        chat = msgspec.structs.replace(request, **params)
-    else:
-        raise _invalid(where, "request", _not_a_struct(request, "ChatRequest"))
-    _check_chat(chat, where)
-    if not isinstance(chat.messages, list):
-        chat.messages = list(chat.messages)
-    chat.stream = True if stream else None
-    return chat
+            with self._scope, self._results, self._jobs:
+                async with trio.open_nursery() as nursery:
+                    task_status.started()
+                    await self._feed(nursery)
+        finally:
+            self._ended.set()  # whatever ended it, a KeyboardInterrupt included
 
+    async def _feed(self, nursery: trio.Nursery) -> None:
+        jobs = self._jobs
+        async for job in jobs:
+            # Then whatever else is buffered, without a scheduler pass per job: when many
+            # requests finished in one pass, as many new ones start in the next.
+            while True:
+                await self._start(job, nursery)
+                try:
+                    job = jobs.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
 
-def embedding_request(
-    request: EmbeddingRequest | None,
-    params: dict[str, Any],
-    *,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-) -> EmbeddingRequest:
-    """The EmbeddingRequest of an ``embed`` call: a struct, keywords, or both; checked."""
-    where = "embed()"
-    check_call_options(where, timeout=timeout, max_retries=max_retries)
-    embedding: EmbeddingRequest
-    if request is None:
-        embedding = build_request(EmbeddingRequest, params, "embed")
-    elif isinstance(request, EmbeddingRequest):
-        _check_keywords(EmbeddingRequest, params, where)
-        embedding = msgspec.structs.replace(request, **params) if params else request
-    else:
-        raise _invalid(where, "request", _not_a_struct(request, "EmbeddingRequest"))
-    _check_embedding(embedding, where)
-    return embedding
+    async def _start(self, job: Job, nursery: trio.Nursery) -> None:
+        try:
+            call = prepare_job(job, estimate=self._estimate)
+        except InvalidRequestError as exc:
+            await self._deliver(JobResult(id=getattr(job, "id", None), error=exc))
+            return
+        trace = Trace("POST", call.path, call.body) if self._trace else None
+        request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
+        dispatcher = self._dispatcher
+        if dispatcher.limits_model(call.model):
+            # It waits for its model's slot in its own task, so other models' jobs pass it;
+            # at most max_in_flight such jobs wait.
+            await self._waiting_room.acquire_on_behalf_of(request)
+            dispatcher._waiting_jobs += 1
+            nursery.start_soon(self._run_job, job.id, call, request, False)
+            return
+        try:
+            await dispatcher.acquire(request)  # in the order sent; the producer waits meanwhile
+        except ClientClosedError as exc:
+            await self._deliver(JobResult(id=job.id, error=exc))
+            return
+        nursery.start_soon(self._run_job, job.id, call, request, True)
 
-
-def check_call_options(
-    where: str, *, timeout: float | None = None, max_retries: int | None = None
-) -> None:
-    """A call's ``timeout`` is None or seconds > 0; its ``max_retries`` None or an int >= 0."""
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or math.isnan(timeout)
-        or timeout <= 0
-    ):
-        raise _invalid(where, "timeout", f"must be a number of seconds > 0, got {timeout!r}")
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-    ):
-        raise _invalid(where, "max_retries", f"must be an integer >= 0, got {max_retries!r}")
-
-
-# --- the checks, shared by method calls and jobs ----------------------------------------------
-
-
-def _invalid(where: str, field: str, problem: str) -> InvalidRequestError:
-    """The error for a bad ``field``; ``where`` names the method ("complete()"), "" for a job."""
-    prefix = f"{where}: " if where else ""
-    return InvalidRequestError(f"{prefix}{field} {problem}", field=field)
-
-
-def _kind(value: Any) -> str:
-    return type(value).__name__
-
-
-def _not_a_struct(request: object, name: str) -> str:
-    return f"must be a {name} (or pass its fields as keywords), not {_kind(request)}"
-
-
-_REQUIRED: dict[type[Any], tuple[str, ...]] = {}
-_FIELDS: dict[type[Any], frozenset[str]] = {}
-
-
-def _required(cls: type[Any]) -> tuple[str, ...]:
-    if cls not in _REQUIRED:
-        _REQUIRED[cls] = tuple(f.name for f in msgspec.structs.fields(cls) if f.required)
-    return _REQUIRED[cls]
-
-
-def _check_keywords(cls: type[Any], params: Mapping[str, Any], where: str) -> None:
-    """Every keyword must be a field of ``cls``; a misspelt one names its likely intent."""
-    fields = _FIELDS.get(cls)
-    if fields is None:
-        fields = _FIELDS[cls] = frozenset(f.name for f in msgspec.structs.fields(cls))
-    for name in params:
-        if name not in fields:
-            close = difflib.get_close_matches(name, sorted(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else " (extra_body= sends any field)"
-            raise _invalid(where, name, f"is not a parameter{hint}")
-
-
-def _check_model(model: Any, where: str) -> str:
-    if not isinstance(model, str) or not model:
-        raise _invalid(where, "model", f"must be a non-empty string, got {model!r}")
-    return model
-
-
-def _check_chat(chat: ChatRequest, where: str) -> None:
-    _check_model(chat.model, where)
-    messages = chat.messages
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise _invalid(where, "messages", f"must be a list of messages, got {_kind(messages)}")
-    _check_messages(messages, where)
-
-
-def _check_messages(messages: Sequence[Any], where: str) -> None:
-    if not messages:
-        raise _invalid(where, "messages", "must not be empty")
-    for index, message in enumerate(messages):
-        if isinstance(message, Message):
-            continue
-        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise _invalid(
-                where,
-                f"messages[{index}]",
-                f"must be a Message or an object with a string 'role', got {_kind(message)}",
+    async def _run_job(self, job_id: Any, call: Call, request: Request, held: bool) -> None:
+        dispatcher = self._dispatcher
+        submitted = request.submitted_at
+        waiting = not held  # in the waiting room, until it holds a slot
+        try:
+            async with dispatcher.slot(request, held=held):
+                if waiting:
+                    waiting = self._leave_waiting_room(request)
+                response = await self._sender.send(call, request)
+        except Exception as exc:
+            result = JobResult(
+                id=job_id,
+                error=exc,
+                attempts=request.attempts,
+                latency=trio.current_time() - submitted,
             )
+        except BaseException:
+            if waiting and dispatcher._closing:  # it never got a slot: say so, if there is room
+                self._deliver_now(
+                    JobResult(
+                        id=job_id,
+                        error=ClientClosedError(
+                            "the client closed before the request finished", model=request.model
+                        ),
+                    )
+                )
+            raise
+        else:
+            result = JobResult(
+                id=job_id,
+                response=response,
+                attempts=request.attempts,
+                latency=trio.current_time() - submitted,
+            )
+        finally:
+            if waiting:
+                self._leave_waiting_room(request)
+        await self._deliver(result)
 
+    def _leave_waiting_room(self, request: Request) -> bool:
+        """The job holds a slot, or stopped waiting for one (False: no longer waiting)."""
+        self._waiting_room.release_on_behalf_of(request)
+        self._dispatcher._waiting_jobs -= 1
+        return False
 
-def _check_embedding(embedding: EmbeddingRequest, where: str) -> None:
-    _check_model(embedding.model, where)
-    _check_input(embedding.input, where)
-    _check_encoding_format(embedding.encoding_format, where)
+    async def _deliver(self, result: JobResult) -> None:
+        try:
+            try:
+                self._results.send_nowait(result)
+            except trio.WouldBlock:
+                await self._results.send(result)  # the consumer is behind: wait for it
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the consumer left the block
 
-
-def _check_input(value: Any, where: str) -> None:
-    if isinstance(value, str | list) and not value:
-        raise _invalid(where, "input", "must not be empty")
-    if not isinstance(value, str | list):
-        raise _invalid(
-            where,
-            "input",
-            f"must be a string or a list of strings or token ids, got {_kind(value)}",
-        )
-
-
-def _check_encoding_format(value: Any, where: str) -> None:
-    if value is not None and value not in ("float", "base64"):
-        raise _invalid(where, "encoding_format", f'must be "float" or "base64", got {value!r}')
+    def _deliver_now(self, result: JobResult) -> None:
+        """Deliver without waiting (we are being cancelled), if there is room."""
+        with contextlib.suppress(
+            trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
+            self._results.send_nowait(result)

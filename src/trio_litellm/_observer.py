@@ -14,7 +14,7 @@ import math
 import msgspec
 import trio
 
-from ._dispatcher import Request
+from ._calls import Request
 from ._errors import LiteLLMError
 from ._events import EventBus, RequestFinished
 from ._ledger import UsageLedger

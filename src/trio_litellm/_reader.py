@@ -25,8 +25,9 @@ import msgspec
 import trio
 
 from ._aggregate import StreamAccumulator
+from ._calls import Call, Request
 from ._classify import error_from_body
-from ._dispatcher import Dispatcher, Request
+from ._dispatcher import Dispatcher
 from ._errors import (
     ClientClosedError,
     LiteLLMError,
@@ -35,7 +36,6 @@ from ._errors import (
     ResponseDecodeError,
     StreamInterruptedError,
 )
-from ._jobs import Call
 from ._meta import ResponseMeta, meta_from_headers
 from ._requests import RequestPath
 from ._sse import EventTooLarge, SSEParser, is_done

@@ -34,8 +34,8 @@ from typing import TypeVar
 import msgspec
 import trio
 
+from ._calls import Call, Request
 from ._classify import error_from_body
-from ._dispatcher import Request
 from ._errors import (
     APIStatusError,
     BudgetExceededError,
@@ -47,7 +47,6 @@ from ._errors import (
 )
 from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
 from ._health import HealthMonitor
-from ._jobs import Call
 from ._limit_scope import rate_limit_model
 from ._meta import ResponseMeta, meta_from_headers
 from ._retry import Retrying, RetryPolicy

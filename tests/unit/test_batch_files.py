@@ -19,7 +19,7 @@ from trio_litellm import (
     OutputCorruptError,
     OutputLockedError,
 )
-from trio_litellm._jobs import prepare
+from trio_litellm._calls import prepare
 from trio_litellm.batch._input import (
     BatchLine,
     InputProblem,

@@ -14,7 +14,7 @@ from trio_litellm import (
     JobResult,
     open_client,
 )
-from trio_litellm._jobs import DEFAULT_COMPLETION_ESTIMATE, prepare
+from trio_litellm._calls import DEFAULT_COMPLETION_ESTIMATE, prepare
 from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
 
 

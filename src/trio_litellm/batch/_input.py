@@ -17,8 +17,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from .._calls import completion_budget, prepare
 from .._errors import BatchInputError, ConfigError, InvalidRequestError
-from .._jobs import completion_budget, prepare
 
 __all__ = [
     "MAX_KEPT_PROBLEMS",
@@ -160,7 +160,7 @@ def parse_line(raw: bytes, line_no: int, *, model: str | None = None) -> BatchLi
     """Decode and check one non-blank input line; a problem says what is wrong with it.
 
     ``model`` replaces the body's model (and makes a missing one fine). The last check is
-    :func:`trio_litellm._jobs.prepare`, the same one a job goes through, which also estimates the
+    :func:`trio_litellm._calls.prepare`, the same one a job goes through, which also estimates the
     tokens the request will cost.
     """
     try:

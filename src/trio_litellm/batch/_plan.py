@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from .._jobs import DEFAULT_COMPLETION_ESTIMATE
+from .._calls import DEFAULT_COMPLETION_ESTIMATE
 from .._wire import ModelInfo
 from ._input import BatchLine, InputScan, iter_input, scan_input, shard_of
 
