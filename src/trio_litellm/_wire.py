@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from ._meta import ResponseMeta
+
 __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -165,7 +167,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     choices: list[Choice] = msgspec.field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
-    meta: Any = None
+    meta: ResponseMeta | None = None
 
     @property
     def text(self) -> str:
@@ -251,7 +253,7 @@ class EmbeddingResponse(msgspec.Struct, kw_only=True):
     model: str = ""
     object: str = "list"
     usage: Usage | None = None
-    meta: Any = None
+    meta: ResponseMeta | None = None
 
 
 class Model(msgspec.Struct, kw_only=True):

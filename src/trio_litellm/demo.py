@@ -71,7 +71,7 @@ async def tour(proxy_url: str, api_key: str, workdir: Path) -> int:
             model="fake-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=16
         )
         console.print(
-            f"[bold]complete[/] fake-gpt -> {reply.text!r}  cost={reply.meta.response_cost}"
+            f"[bold]complete[/] fake-gpt -> {reply.text!r}  cost={reply.meta.response_cost if reply.meta else None}"
         )
         console.print("[bold]stream[/] local-gpt -> ", end="")
         async with client.stream(

@@ -217,8 +217,8 @@ def _record(result: JobResult) -> bytes:
     custom_id = str(result.id)
     figures = _figures(result)
     response = result.response
-    if response is not None and response.meta is not None and response.meta.body is not None:
-        meta = response.meta
+    meta = response.meta if response is not None else None
+    if meta is not None and meta.body is not None:
         return response_record(
             custom_id,
             status_code=meta.status,
