@@ -9,23 +9,19 @@ pure classifier in ``_classify``. Retries are a stamina policy: the hook retries
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import httpx2
 import trio
-from httpx2._utils import URLPattern, get_environment_proxies
 
 from ._classify import error_from_response
 from ._config import ClientConfig
 from ._errors import (
-    ConfigError,
     LiteLLMError,
     ProxyCertificateError,
     ProxyConnectionError,
@@ -34,14 +30,13 @@ from ._errors import (
     ResponseTooLargeError,
 )
 from ._fasthttp import FastTransport, ResponseTooLarge
+from ._routes import open_pools
 from ._version import __version__ as _VERSION
 
 __all__ = ["Answer", "BodyStream", "HTTPTransport", "Transport"]
 
 HTTPTransport = httpx2.AsyncBaseTransport
 """What ``open_client(transport=...)`` takes: any httpx2 transport (``httpx2.MockTransport``...)."""
-
-T = TypeVar("T")
 
 # stamina logs a WARNING per retry and installs no handler: in an application that never set up
 # logging, Python's last-resort handler would print a bare "stamina.retry_scheduled" line on
@@ -86,22 +81,32 @@ class Answer:
         self.latency = latency
 
 
+class Incoming(Protocol):
+    """An answer whose head has arrived: its status, raw headers and reason, and its body to
+    read piece by piece (httpx2's errors), then ``aclose``. Our pool's ``Exchange`` is one; an
+    answer through another httpx2 transport is wrapped in :class:`_ViaHttpx2`."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    reason: bytes
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class BodyStream:
     """The body of a streamed answer, read piece by piece with transport errors mapped to ours."""
 
     __slots__ = ("_iterator", "_transport", "headers", "status")
 
-    def __init__(self, transport: Transport, response: httpx2.Response) -> None:
+    def __init__(
+        self, transport: Transport, incoming: Incoming, headers: Mapping[str, str]
+    ) -> None:
         self._transport = transport
-        self.status = response.status_code
-        self.headers: Mapping[str, str] = _header_dict(response)
-        # A body without Content-Encoding is read as the transport gives it; httpx2's decoding
-        # layer only runs for one the proxy compressed.
-        self._iterator = (
-            response.aiter_bytes()
-            if "content-encoding" in self.headers
-            else response.stream.__aiter__()  # type: ignore[union-attr]
-        )
+        self.status = incoming.status
+        self.headers = headers
+        self._iterator = _pieces(incoming, headers)
 
     async def receive_some(self) -> bytes:
         """The next bytes of the body; ``b""`` at its end."""
@@ -113,105 +118,82 @@ class BodyStream:
             raise self._transport.map_error(exc) from exc
 
 
+class _Route:
+    """One fixed path, ready to send: its URL, its pool key, and (for our pool) the request
+    head's bytes up to the body's length, encoded once."""
+
+    __slots__ = ("head", "key", "request", "url")
+
+    def __init__(
+        self, url: httpx2.URL, request: httpx2.Request, key: Any, head: bytes | None
+    ) -> None:
+        self.url = url
+        self.request = request  # names the request in httpx2's errors
+        self.key = key
+        self.head = head
+
+
 class Transport:
-    """One pooled HTTP client for one :func:`open_client`; every request of it goes through here."""
+    """The HTTP side of one :func:`open_client`: every request of it goes through here."""
 
     def __init__(
         self, config: ClientConfig, *, http_transport: httpx2.AsyncBaseTransport | None = None
     ) -> None:
         self._config = config
         self._secret = config.api_key
-        limits = httpx2.Limits(
-            max_connections=config.max_connections,
-            max_keepalive_connections=config.max_keepalive_connections,
-            keepalive_expiry=config.keepalive_expiry,
+        self._pool, self._probe_pool = open_pools(config, http_transport)
+        # Our own pool takes the request head as bytes we encode once per route: building an
+        # httpx2.Request and Response per call would cost more than the rest of the client.
+        self._fast = (
+            self._pool
+            if isinstance(self._pool, FastTransport) and not self._pool.forwards
+            else None
         )
-        probe_limits = httpx2.Limits(max_connections=2, keepalive_expiry=config.keepalive_expiry)
-        probe_transport = http_transport  # tests' in-memory transport, else the same as calls
-        if http_transport is None:
-            # One route to the proxy for the calls, the streams and the health probe: the same
-            # outbound proxy (or none) and the same TLS context, each with a pool of its own.
-            proxy = _outbound_proxy(config)
-            tls = _tls_context(config, proxy)
-            if config.http_backend == "fast" and (
-                proxy is None or (proxy.url.scheme == "http" and config.base_url[:5] == "http:")
-            ):
-                http_transport = FastTransport(
-                    max_connections=config.max_connections,
-                    max_keepalive_connections=config.max_keepalive_connections,
-                    keepalive_expiry=config.keepalive_expiry,
-                    ssl_context=tls,
-                    proxy=proxy,
-                )
-            else:
-                if config.http_backend == "fast":
-                    logger.debug(
-                        "%s is reached through the proxy %s, which our pool does not tunnel "
-                        "through: httpx2's own transport carries the requests",
-                        config.display_url,
-                        proxy,
-                    )
-                http_transport = _httpx2_transport(tls, proxy, limits)
-            probe_transport = _httpx2_transport(tls, proxy, probe_limits)
+        self._base = config.base_url.rstrip("/")
         headers = {"user-agent": f"trio-litellm/{_VERSION}", "accept": "application/json"}
-        headers.update(config.headers)
+        headers.update({name.lower(): value for name, value in config.headers.items()})
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
-        self._http = httpx2.AsyncClient(
-            base_url=config.base_url,
-            headers=headers,
-            timeout=httpx2.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.write_timeout,
-                pool=config.pool_timeout,
-            ),
-            limits=limits,
-            follow_redirects=False,
-            transport=http_transport,
-            trust_env=False,  # what the environment says is in the transport already
-        )
-        # Requests are built here and handed straight to the client's transport (its own pool,
-        # or whatever it mounts for our URL): httpx2's client layer would otherwise parse and
-        # merge the URL and the headers again on every request, for the same few paths.
         self._headers = {
-            False: httpx2.Headers(self._http.headers),
-            True: httpx2.Headers({**self._http.headers, "content-type": "application/json"}),
+            False: httpx2.Headers(headers),
+            True: httpx2.Headers({**headers, "content-type": "application/json"}),
         }
-        self._timeouts = self._http.timeout.as_dict()
-        self._routes: dict[str, tuple[httpx2.URL, httpx2.AsyncBaseTransport]] = {}
-
-        # Health probes get their own small pool, so they never queue behind busy traffic.
-        self._probe_http = httpx2.AsyncClient(
-            base_url=config.base_url,
-            headers={"user-agent": f"trio-litellm/{_VERSION}"},
-            timeout=httpx2.Timeout(config.connect_timeout),
-            limits=probe_limits,
-            follow_redirects=False,
-            transport=probe_transport,
-            trust_env=False,
-        )
+        self._timeouts: dict[str, float | None] = {
+            "connect": config.connect_timeout,
+            "read": config.read_timeout,
+            "write": config.write_timeout,
+            "pool": config.pool_timeout,
+        }
+        self._probe_headers = httpx2.Headers({"user-agent": f"trio-litellm/{_VERSION}"})
+        self._routes: dict[tuple[str, str, bool], _Route] = {}
 
     def __repr__(self) -> str:
         return f"Transport({self._config.display_url!r})"
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._http.aclose()
-        await self._probe_http.aclose()
+        await self._pool.aclose()
+        if self._probe_pool is not self._pool:
+            await self._probe_pool.aclose()
+
+    def url(self, path: str) -> httpx2.URL:
+        """The proxy's URL for ``path`` (which may hold a query)."""
+        return httpx2.URL(self._base + path)
 
     async def liveness(self, path: str, *, timeout: float, keyed: bool = False) -> int:
         """The status a health probe of ``path`` gets, on the probes' own pool; raises ours if
         nothing answers. ``keyed`` sends the API key (the health routes need none)."""
-        headers = {"authorization": f"Bearer {self._secret}"} if keyed and self._secret else None
-        request = self._probe_http.build_request(
-            "GET", path, headers=headers, extensions={"timeout": _timeout_ext(timeout)}
+        headers = self._probe_headers
+        if keyed and self._secret:
+            headers = httpx2.Headers(headers)
+            headers["authorization"] = f"Bearer {self._secret}"
+        request = httpx2.Request(
+            "GET", self.url(path), headers=headers, extensions={"timeout": _timeout_ext(timeout)}
         )
         try:
             # Straight to the transport, as calls are sent: httpx2's client layer would log
             # every probe at INFO, a line every few seconds in an application's log.
-            transport = self._probe_http._transport_for_url(request.url)
-            response = await transport.handle_async_request(request)
+            response = await self._probe_pool.handle_async_request(request)
             try:
                 await response.aread()
             finally:
@@ -231,10 +213,11 @@ class Transport:
         return sum(1 for connection in self._connections() if not connection.is_idle())
 
     def _connections(self) -> list[Any]:
-        transport = self._http._transport
+        transport = self._pool
         if isinstance(transport, FastTransport):
             return list(transport.connections)
-        pool = getattr(transport, "_pool", None)  # the pool is httpcore2's
+        # httpx2's own transport: its httpcore2 pool is the only place that knows.
+        pool = getattr(transport, "_pool", None)
         return list(getattr(pool, "connections", ()))
 
     # --- one attempt ----------------------------------------------------------------------------
@@ -273,15 +256,15 @@ class Transport:
         timeout: float | None,
     ) -> Answer:
         start = trio.current_time()
-        response = await self._send(method, path, body, headers, timeout, model)
+        incoming = await self._send(method, path, body, headers, timeout, model)
         try:
-            answer_headers = _header_dict(response)
-            content = await self._read_body(response, answer_headers, model)
+            answer_headers = _header_dict(incoming.headers)
+            content = await self._read_body(incoming, answer_headers, model)
         finally:
-            await response.aclose()
-        status = response.status_code
+            await incoming.aclose()
+        status = incoming.status
         if status < 200 or status in (204, 304):
-            raise self._bodiless(method, path, response, "a JSON answer", model)
+            raise self._bodiless(method, path, incoming, "a JSON answer", model)
         if status >= 400:
             raise self._answered_error(method, path, status, answer_headers, content, model)
         return Answer(status, answer_headers, content, trio.current_time() - start)
@@ -298,36 +281,30 @@ class Transport:
     ) -> AsyncIterator[BodyStream]:
         """One attempt at a request whose body is read as it arrives. The response is closed, and
         its connection released, when the block is left by any path."""
-        response = await self._send(method, path, body, headers, None, model)
+        incoming = await self._send(method, path, body, headers, None, model)
         try:
-            if response.status_code >= 400:
-                answer_headers = _header_dict(response)
-                content = await self._read_body(response, answer_headers, model)
-                raise self._answered_error(
-                    method, path, response.status_code, answer_headers, content, model
-                )
-            if response.status_code < 200 or response.status_code in (204, 304):
-                raise self._bodiless(method, path, response, "a stream", model)
-            yield BodyStream(self, response)
+            answer_headers = _header_dict(incoming.headers)
+            status = incoming.status
+            if status >= 400:
+                content = await self._read_body(incoming, answer_headers, model)
+                raise self._answered_error(method, path, status, answer_headers, content, model)
+            if status < 200 or status in (204, 304):
+                raise self._bodiless(method, path, incoming, "a stream", model)
+            yield BodyStream(self, incoming, answer_headers)
         finally:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-                await response.aclose()
+                await incoming.aclose()
 
     async def _read_body(
-        self, response: httpx2.Response, headers: Mapping[str, str], model: str | None
+        self, incoming: Incoming, headers: Mapping[str, str], model: str | None
     ) -> bytes:
         """The whole body, decompressed, up to ``max_response_bytes`` (over it: raises, and the
         caller's ``aclose`` closes the connection)."""
         limit = self._config.max_response_bytes
-        # A body without Content-Encoding is read as the transport gives it; httpx2's decoding
-        # layer only runs for one the proxy compressed.
-        pieces: AsyncIterable[bytes] = response.stream  # type: ignore[assignment]
-        if "content-encoding" in headers:
-            pieces = response.aiter_bytes()
         parts: list[bytes] = []
         size = 0
         try:
-            async for part in pieces:
+            async for part in _pieces(incoming, headers):
                 size += len(part)
                 if size > limit:
                     raise self.too_large("response body", size, limit, "max_response_bytes", model)
@@ -344,30 +321,52 @@ class Transport:
         headers: Mapping[str, str] | None,
         timeout: float | None,
         model: str | None,
-    ) -> httpx2.Response:
-        """Build the request and send it; the response's body is still to be read."""
-        route = self._routes.get(path)
-        if route is None:
-            url = self._http._merge_url(path)
-            route = (url, self._http._transport_for_url(url))
-            if "?" not in path:  # a fixed path: there are a handful, cache them
-                self._routes[path] = route
-        url, transport = route
-        merged = self._headers[body is not None]
-        if headers:
-            merged = httpx2.Headers(merged)
-            merged.update(headers)
-        request = httpx2.Request(
-            method,
-            url,
-            headers=merged,
-            content=body,
-            extensions={"timeout": self._timeouts if timeout is None else _timeout_ext(timeout)},
-        )
+    ) -> Incoming:
+        """Send the request; its answer's head has arrived, its body is still to be read."""
+        route = self._route(method, path, body is not None)
+        timeouts = self._timeouts if timeout is None else _timeout_ext(timeout)
         try:
-            return await transport.handle_async_request(request)
+            if route.head is not None and not headers:
+                assert self._fast is not None
+                if body is None:
+                    head = route.head + b"\r\n"
+                else:
+                    head = b"%bContent-Length: %d\r\n\r\n%b" % (route.head, len(body), body)
+                return await self._fast.exchange(
+                    route.request, route.key, head, b"", False, timeouts
+                )
+            merged = self._headers[body is not None]
+            if headers:
+                merged = httpx2.Headers(merged)
+                merged.update(headers)
+            request = httpx2.Request(
+                method, route.url, headers=merged, content=body, extensions={"timeout": timeouts}
+            )
+            return _ViaHttpx2(await self._pool.handle_async_request(request))
         except httpx2.HTTPError as exc:
             raise self.map_error(exc, model) from exc
+
+    def _route(self, method: str, path: str, with_body: bool) -> _Route:
+        """The route of ``method path``, cached for a fixed path (a handful of them)."""
+        route = self._routes.get((method, path, with_body))
+        if route is not None:
+            return route
+        url = self.url(path)
+        request = httpx2.Request(method, url)
+        fast = self._fast
+        key = fast.key_of(url) if fast is not None else None
+        head = None
+        if key is not None:
+            lines = [
+                f"{method} {url.raw_path.decode('ascii')} HTTP/1.1",
+                f"Host: {url.netloc.decode('ascii')}",
+            ]
+            lines += (f"{name}: {value}" for name, value in self._headers[with_body].items())
+            head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+        route = _Route(url, request, key, head)
+        if "?" not in path:
+            self._routes[(method, path, with_body)] = route
+        return route
 
     # --- errors and retries ---------------------------------------------------------------------
 
@@ -426,13 +425,13 @@ class Transport:
         self,
         method: str,
         path: str,
-        response: httpx2.Response,
+        incoming: Incoming,
         expected: str,
         model: str | None,
     ) -> ResponseDecodeError:
         """The error for an answer whose status has no body (101, 204, 304) where one was due."""
-        status = response.status_code
-        said = f"{status} {response.reason_phrase}".strip()
+        status = incoming.status
+        said = f"{status} {incoming.reason.decode('latin-1')}".strip()
         what = "switches to another protocol and " if status == 101 else ""
         return ResponseDecodeError(
             f"{method} {self.display_url}{path} answered {said}, which {what}has no body, "
@@ -516,80 +515,56 @@ def _certificate_failure(exc: BaseException) -> str | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class _ViaHttpx2:
+    """An answer through an httpx2 transport other than our pool, seen as :class:`Incoming`."""
+
+    __slots__ = ("headers", "reason", "response", "status")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+        self.headers = response.headers.raw
+        self.reason = response.reason_phrase.encode("latin-1", "replace")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.response.stream.__aiter__()  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
 
-def _outbound_proxy(config: ClientConfig) -> httpx2.Proxy | None:
-    """The HTTP proxy to reach ``config.base_url`` through: ``proxy=``, else the environment's
-    (as httpx reads it: ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) unless
-    the address is a loopback one (as Go's net/http does), else None."""
-    if config.proxy is not None:
-        return httpx2.Proxy(config.proxy)
-    url = httpx2.URL(config.base_url)
-    if not config.trust_env or _is_loopback(url.host):
-        return None
-    mounts = {URLPattern(pattern): proxy for pattern, proxy in get_environment_proxies().items()}
-    for pattern in sorted(mounts):
-        if pattern.matches(url):
-            found = mounts[pattern]
-            if found is None:
-                return None
-            try:
-                return httpx2.Proxy(found)
-            except ValueError as exc:
-                shown = re.sub(r"//[^@/]*@", "//", found)
-                raise ConfigError(
-                    "trust_env", f"the environment's proxy {shown!r} is not usable: {exc}"
-                ) from None
-    return None
+def _pieces(incoming: Incoming, headers: Mapping[str, str]) -> AsyncIterator[bytes]:
+    """The body as it arrives: as the transport gives it, or decompressed through httpx2's
+    decoders when the proxy compressed it (``Content-Encoding``)."""
+    if "content-encoding" not in headers:
+        return incoming.__aiter__()
+    response = (
+        incoming.response
+        if isinstance(incoming, _ViaHttpx2)
+        else httpx2.Response(incoming.status, headers=incoming.headers, stream=_Stream(incoming))
+    )
+    return response.aiter_bytes()
 
 
-def _tls_context(config: ClientConfig, proxy: httpx2.Proxy | None) -> ssl.SSLContext:
-    """The one TLS context of every pool: ``ssl_context``, else made from ``verify``, ``cert``
-    and (``trust_env``) ``SSL_CERT_FILE``/``SSL_CERT_DIR``. Without https anywhere on the way
-    a bare context stands in: it is never used, and loading the CA store takes a while."""
-    if config.ssl_context is not None:
-        return config.ssl_context
-    if not config.base_url.startswith("https:") and (proxy is None or proxy.url.scheme != "https"):
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    verify = config.verify
-    if isinstance(verify, bool):
-        context = httpx2.create_ssl_context(verify=verify, trust_env=config.trust_env)
-    elif os.path.isdir(verify):
-        context = ssl.create_default_context(capath=verify)
-    else:
-        context = ssl.create_default_context(cafile=verify)
-    cert = config.cert
-    if cert is not None:
-        context.load_cert_chain(*((cert,) if isinstance(cert, str) else cert))
-    return context
+class _Stream(httpx2.AsyncByteStream):
+    def __init__(self, incoming: Incoming) -> None:
+        self._incoming = incoming
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self._incoming:
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._incoming.aclose()
 
 
-def _httpx2_transport(
-    tls: ssl.SSLContext, proxy: httpx2.Proxy | None, limits: httpx2.Limits
-) -> httpx2.AsyncBaseTransport:
-    try:
-        return httpx2.AsyncHTTPTransport(verify=tls, proxy=proxy, limits=limits, trust_env=False)
-    except ImportError as exc:  # socks5:// needs socksio
-        raise ConfigError("proxy", f"{proxy} needs a package that is not installed: {exc}") from exc
-
-
-def _header_dict(response: httpx2.Response) -> dict[str, str]:
-    """The response headers as a plain dict with lower-case names, built in one pass.
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers as a plain dict with lower-case names, built in one pass.
 
     httpx2's ``Headers.get`` scans every header on each lookup; LiteLLM sends about forty and we
     read about twenty, so one pass into a dict is several times cheaper.
     """
-    return {
-        name.decode("latin-1").lower(): value.decode("latin-1")
-        for name, value in response.headers.raw
-    }
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
 
 
 def _timeout_ext(seconds: float) -> dict[str, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import ssl
 from collections import deque
+from collections.abc import AsyncIterable, Mapping
 
 import httpx2
 import trio
@@ -103,13 +104,52 @@ class FastTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send ``request`` and return its response once the head is read; the body streams."""
-        url = request.url
+        key = self.key_of(request.url)
+        if key is None:
+            scheme = request.url.raw_scheme
+            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
+        head, body, close = encode_head(request, self._proxy_head)
+        exchange = await self.exchange(
+            request, key, head, body, close, request.extensions.get("timeout") or {}
+        )
+        return httpx2.Response(
+            exchange.status,
+            headers=exchange.headers,
+            stream=exchange,
+            extensions={
+                "http_version": _VERSIONS.get(exchange.version, b"HTTP/1.1"),
+                "reason_phrase": exchange.reason,
+            },
+        )
+
+    def key_of(self, url: httpx2.URL) -> Key | None:
+        """The pool key of ``url``'s origin; None for a scheme this pool does not speak."""
         scheme = url.raw_scheme
         if scheme not in _DEFAULT_PORTS:
-            raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
-        key = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
-        timeouts = request.extensions.get("timeout") or {}
-        head, body, close = encode_head(request, self._proxy_head)
+            return None
+        return (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
+
+    @property
+    def forwards(self) -> bool:
+        """Whether requests go through an outbound proxy (their target is in absolute form)."""
+        return self._proxy_head is not None
+
+    async def exchange(
+        self,
+        request: httpx2.Request,
+        key: Key,
+        head: bytes,
+        body: bytes | AsyncIterable[bytes],
+        close: bool,
+        timeouts: Mapping[str, float | None],
+    ) -> Exchange:
+        """Send ``head`` (and ``body``) on a connection to ``key`` and read the answer's head.
+
+        The lean way in for a caller that encodes the request head itself (``_transport``, for
+        its few fixed routes); ``request`` names the request in httpx2's errors and gives the
+        method. The returned :class:`Exchange` has ``status``, ``headers`` and ``reason``, and
+        yields the body; close it (``aclose``) when done.
+        """
         conn = await self._acquire(key, request, timeouts.get("pool"))
         try:
             reused = conn.stream is not None
@@ -135,15 +175,7 @@ class FastTransport(httpx2.AsyncBaseTransport):
             raise
         if exchange.complete:
             exchange.finish()
-        return httpx2.Response(
-            exchange.status,
-            headers=exchange.headers,
-            stream=exchange,
-            extensions={
-                "http_version": _VERSIONS.get(exchange.version, b"HTTP/1.1"),
-                "reason_phrase": exchange.reason,
-            },
-        )
+        return exchange
 
     async def aclose(self) -> None:
         """Close every connection, busy ones included; later requests raise RuntimeError."""
