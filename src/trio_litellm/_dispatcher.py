@@ -158,6 +158,11 @@ class Dispatcher:
         for it (:meth:`acquire`), in the order jobs were sent."""
         return Slot(self, request, held)
 
+    @property
+    def max_in_flight(self) -> int:
+        """Requests that may hold a slot at once."""
+        return self._max_in_flight
+
     def limits_model(self, model: str) -> bool:
         """Whether ``model`` has a ``max_in_flight`` of its own."""
         return bool(self._model_limiters) and model in self._model_limiters

@@ -106,7 +106,7 @@ class JobBlock:
         self._estimate = estimate
         self._trace = trace
         # Jobs taken from the channel and still waiting for a slot: at most max_in_flight.
-        self._waiting_room = trio.CapacityLimiter(dispatcher._max_in_flight)
+        self._waiting_room = trio.CapacityLimiter(dispatcher.max_in_flight)
         self._scope = trio.CancelScope()
         self._ended = trio.Event()
 
@@ -120,29 +120,42 @@ class JobBlock:
         try:
             with self._scope, self._results, self._jobs:
                 async with trio.open_nursery() as nursery:
+                    for _ in range(self._dispatcher.max_in_flight):
+                        nursery.start_soon(self._work, nursery)
                     task_status.started()
-                    await self._feed(nursery)
         finally:
             self._ended.set()  # whatever ended it, a KeyboardInterrupt included
 
-    async def _feed(self, nursery: trio.Nursery) -> None:
-        jobs = self._jobs
-        async for job in jobs:
-            # Then whatever else is buffered, without a scheduler pass per job: when many
-            # requests finished in one pass, as many new ones start in the next.
-            while True:
-                await self._start(job, nursery)
-                try:
-                    job = jobs.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
+    async def _work(self, nursery: trio.Nursery) -> None:
+        """One worker: take the next job, run it to its result, again, until the channel ends.
 
-    async def _start(self, job: Job, nursery: trio.Nursery) -> None:
+        ``max_in_flight`` workers share the channel, so no more jobs than that are taken from it
+        before they can run: the producer waits (backpressure). A worker spawns nothing for a
+        job; only one for a model with its own limit waits in a task of its own.
+        """
+        jobs = self._jobs
+        while True:
+            try:
+                job = (
+                    jobs.receive_nowait()
+                )  # what is buffered, without a trip through the scheduler
+            except trio.WouldBlock:
+                try:
+                    job = await jobs.receive()
+                except trio.EndOfChannel:
+                    return
+            except trio.EndOfChannel:
+                return
+            if not await self._start(job, nursery):
+                return
+
+    async def _start(self, job: Job, nursery: trio.Nursery) -> bool:
+        """Run ``job`` (or hand it to a task of its own); False once the client is closing."""
         try:
             call = prepare_job(job, estimate=self._estimate)
         except InvalidRequestError as exc:
             await self._deliver(JobResult(id=getattr(job, "id", None), error=exc))
-            return
+            return True
         trace = Trace("POST", call.path, call.body) if self._trace else None
         request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
         dispatcher = self._dispatcher
@@ -152,13 +165,14 @@ class JobBlock:
             await self._waiting_room.acquire_on_behalf_of(request)
             dispatcher._waiting_jobs += 1
             nursery.start_soon(self._run_job, job.id, call, request, False)
-            return
+            return True
         try:
-            await dispatcher.acquire(request)  # in the order sent; the producer waits meanwhile
+            await dispatcher.acquire(request)
         except ClientClosedError as exc:
             await self._deliver(JobResult(id=job.id, error=exc))
-            return
-        nursery.start_soon(self._run_job, job.id, call, request, True)
+            return False
+        await self._run_job(job.id, call, request, True)
+        return True
 
     async def _run_job(self, job_id: Any, call: Call, request: Request, held: bool) -> None:
         dispatcher = self._dispatcher
