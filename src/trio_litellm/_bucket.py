@@ -27,6 +27,10 @@ burst is 100 requests; at 60 rpm or less it is one, so requests start ``60 / rpm
 apart."""
 
 
+_EPSILON = 1e-9
+"""Seconds below which a wait is float rounding, not a wait."""
+
+
 def burst_for(limit: float, period: float) -> float:
     """The burst of a bucket of ``limit`` units per ``period`` seconds: :data:`BURST_SECONDS`
     of refill, at least one unit."""
@@ -74,7 +78,9 @@ class TokenBucket:
         """The earliest time, ``now`` or later, at which ``amount`` may be taken."""
         check_amount(amount)
         room = self.burst - min(amount, self.burst)  # how far from full the level may be
-        return max(now, self._full_at - room * self._unit)
+        ready = self._full_at - room * self._unit
+        # A level equal to the amount but for float rounding (1e-9 s of refill) is ready now.
+        return now if ready <= now + _EPSILON else ready
 
     def wait(self, amount: float, now: float) -> float:
         """Seconds from ``now`` until ``amount`` may be taken; 0.0 if it may be now."""

@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._meta import ResponseMeta, meta_from_headers
 from ._requests import RequestPath
-from ._sse import EventTooLarge, SSEParser, is_done
+from ._sse import EventTooLarge, SSEParser
 from ._transport import BodyStream
 from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
@@ -225,11 +225,11 @@ class StreamReader:
             batch: list[ChatCompletionChunk] = []
             done = False
             try:
-                for event in parser.feed(data) if data else parser.finish():
-                    if is_done(event):
+                for payload in parser.feed_data(data) if data else parser.finish_data():
+                    if payload.startswith(b"[DONE]"):
                         done = True
                         break
-                    chunk = self._decode(event.data)
+                    chunk = self._decode(payload)
                     accumulator.add(chunk)
                     batch.append(chunk)
             except LiteLLMError:
