@@ -403,6 +403,19 @@ def test_any_split_gives_the_same_events_as_whole(
 
 
 @settings(deadline=None)
+@given(split_streams())
+def test_feed_data_gives_each_events_data_as_its_raw_bytes(
+    stream_and_pieces: tuple[bytes, list[bytes]],
+) -> None:
+    stream, pieces = stream_and_pieces
+    raw = SSEParser()
+    payloads = [payload for piece in pieces for payload in raw.feed_data(piece)]
+    assert raw.finish_data() == []
+    events = parse(stream)
+    assert [payload.decode("utf-8", "replace") for payload in payloads] == datas(events)
+
+
+@settings(deadline=None)
 @given(st.binary(max_size=200), st.data())
 def test_arbitrary_bytes_never_raise_and_split_anywhere_agrees(
     blob: bytes, data: st.DataObject
