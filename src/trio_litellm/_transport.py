@@ -292,8 +292,11 @@ class Transport:
                 raise self._bodiless(method, path, incoming, "a stream", model)
             yield BodyStream(self, incoming, answer_headers)
         finally:
-            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-                await incoming.aclose()
+            if isinstance(incoming, _ViaHttpx2):  # httpx2's close may wait: give it 5 s
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+                    await incoming.aclose()
+            else:
+                await incoming.aclose()  # our pool's closes at once, never waiting
 
     async def _read_body(
         self, incoming: Incoming, headers: Mapping[str, str], model: str | None
