@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import msgspec
 import trio
 
-from ._calls import Request, chat_request, embedding_request, prepare
+from ._calls import Call, Request, chat_request, embedding_request, prepare
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics
 from ._errors import ClientClosedError, InvalidRequestError
@@ -366,7 +366,7 @@ class Client(metaclass=_NoPublicConstructor):
         call = prepare(
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
-        state = self._request(call.kind, call.model, call.tokens, max_retries, timeout, call)
+        state = self._request(call, max_retries, timeout)
         async with self._dispatcher.slot(state):
             reply = await self._path.send(call, state)
         assert isinstance(reply, ChatCompletion)
@@ -389,34 +389,25 @@ class Client(metaclass=_NoPublicConstructor):
         call = prepare(
             embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
-        state = self._request(call.kind, call.model, call.tokens, max_retries, timeout, call)
+        state = self._request(call, max_retries, timeout)
         async with self._dispatcher.slot(state):
             reply = await self._path.send(call, state)
         assert isinstance(reply, EmbeddingResponse)
         return reply
 
     def _request(
-        self,
-        kind: str,
-        model: str,
-        tokens: int,
-        max_retries: int | None,
-        timeout: float | None,
-        call: Any,
-        *,
-        stream: bool = False,
+        self, call: Call, max_retries: int | None, timeout: float | None, *, stream: bool = False
     ) -> Request:
-        trace = None
-        if self._observer.recorder is not None:
-            trace = Trace("POST", call.path, call.body)
+        """The state ``call`` carries through the dispatcher and the request path."""
+        recording = self._observer.recorder is not None
         return Request(
-            kind=kind,
-            model=model,
-            tokens=tokens,
+            kind=call.kind,
+            model=call.model,
+            tokens=call.tokens,
             stream=stream,
             max_retries=max_retries,
             timeout=timeout,
-            trace=trace,
+            trace=Trace("POST", call.path, call.body) if recording else None,
         )
 
     @asynccontextmanager
@@ -448,9 +439,7 @@ class Client(metaclass=_NoPublicConstructor):
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
         config = self._config
-        state = self._request(
-            "chat", call.model, call.tokens, max_retries, timeout, call, stream=True
-        )
+        state = self._request(call, max_retries, timeout, stream=True)
         reader = StreamReader(
             self._path,
             self._dispatcher,
