@@ -158,7 +158,7 @@ async def test_the_default_path_is_our_own_pool_without_a_proxy(
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     transport = Transport(ClientConfig(proxy_url=stack.proxy_url, http_backend=http_backend))
     try:
-        pool = transport._http._transport
+        pool = transport._pool
         assert isinstance(pool, FastTransport) == (http_backend == "fast")
         assert (await liveness_probe(transport, timeout=5)).failure is None
     finally:
