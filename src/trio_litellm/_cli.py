@@ -64,7 +64,7 @@ from .batch._plan import COMPLETION_DEFAULT, ModelCost, ModelPrice, plan_to_json
 from .batch._report import usage_to_json
 from .batch._status import read_status, render_status, status_to_json
 from .batch._summary import _money
-from .fake_provider.__main__ import app as fake_provider_app
+from .testing.fake_provider.__main__ import app as fake_provider_app
 
 __all__ = ["app", "main"]
 

@@ -18,8 +18,8 @@ import trio
 from rich.console import Console
 
 from . import LiteLLMError, open_client
-from ._devstack import DevStack, DevStackError
 from .batch import render_summary, run_batch
+from .testing._devstack import DevStack, DevStackError
 
 console = Console()
 

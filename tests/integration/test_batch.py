@@ -21,8 +21,8 @@ import pytest
 from _cli_run import run_cli
 
 from trio_litellm import open_client
-from trio_litellm._devstack import Stack
 from trio_litellm.batch import run_batch
+from trio_litellm.testing._devstack import Stack
 
 encoder = msgspec.json.Encoder()
 

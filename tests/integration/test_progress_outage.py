@@ -16,8 +16,8 @@ import trio
 from rich.console import Console
 
 from trio_litellm import JobResult, open_client
-from trio_litellm._devstack import DevStack
 from trio_litellm.batch import run_batch
+from trio_litellm.testing._devstack import DevStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 600

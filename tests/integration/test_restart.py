@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from trio_litellm import HealthTransition, Job, JobResult, open_client
-from trio_litellm._devstack import DevStack
 from trio_litellm.batch import run_batch
+from trio_litellm.testing._devstack import DevStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOBS = 2000
