@@ -125,7 +125,7 @@ async def test_a_batch_survives_a_proxy_restart_with_every_line_a_success(
         trio.open_nursery() as nursery,
     ):
         nursery.start_soon(restart_proxy)
-        summary = await run_batch(client, requests, results, progress=False, on_result=on_result)
+        summary = await run_batch(client, requests, results, on_result=on_result)
     lines = [msgspec.json.decode(line) for line in results.read_bytes().splitlines()]
     assert Counter(line["custom_id"] for line in lines) == Counter(f"b-{i}" for i in range(count))
     assert all(line["response"]["status_code"] == 200 and line["error"] is None for line in lines)
