@@ -7,7 +7,8 @@ in :mod:`trio_litellm.cli` with the rest of what only a terminal needs: nothing 
 
 from .._errors import BatchInputError, OutputCorruptError, OutputLockedError
 from ._input import BatchLine, InputProblem, InputScan, scan_input, shard_of
-from ._output import OutputLock, OutputState, recover_output
+from ._lock import OutputLock
+from ._output import OutputState, recover_output
 from ._plan import BatchPlan, CostEstimate, estimate_cost, plan_batch, prices_from_infos
 from ._report import ModelTotals, OutputUsage, read_output_usage
 from ._runner import BatchDisplay, run_batch

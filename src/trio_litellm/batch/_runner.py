@@ -24,8 +24,8 @@ from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
 from .._meta import ResponseMeta, meta_from_headers
 from ._input import InputProblem, InputScan, iter_input, scan_input
+from ._lock import OutputLock
 from ._output import (
-    OutputLock,
     OutputState,
     OutputWriter,
     ProxyFigures,
