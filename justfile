@@ -31,7 +31,7 @@ fmt:
 
 # Run the fake provider (port 8090) and the LiteLLM proxy (port 4000, key sk-test) until Ctrl-C.
 proxy *args:
-    python -m trio_litellm._devstack --proxy-port 4000 --fake-provider-port 8090 {{args}}
+    python -m trio_litellm.testing._devstack --proxy-port 4000 --fake-provider-port 8090 {{args}}
 
 # Benchmark run_batch, open_jobs and complete() against the fake provider (e.g. `just bench-batch --rounds 5`).
 bench-batch *args:

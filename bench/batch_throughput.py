@@ -180,7 +180,7 @@ async def way_jobs(client: Client, spec: Spec, round_no: int) -> Check:
 async def way_batch(client: Client, spec: Spec, round_no: int) -> Check:
     """(c) ``run_batch`` from the input file to a fresh output file (no progress bar)."""
     output_path = spec.workdir / f"output-{round_no}.jsonl"
-    summary = await run_batch(client, spec.input_path, output_path, progress=False)
+    summary = await run_batch(client, spec.input_path, output_path)
 
     def check() -> None:
         if summary.succeeded != spec.requests or summary.failed:

@@ -14,8 +14,8 @@ to :attr:`Upstream.base_url`. nginx's static module refuses POST with a 405; ``e
 checked at start (status, Content-Type, body, two POSTs on one kept-alive connection), so a
 config that does not work fails here rather than as a benchmark full of errors.
 
-``--upstream fake`` runs ``python -m trio_litellm.fake_provider`` instead (64 content chunks
-per stream, 1536-float embeddings), which is much slower per request than nginx.
+``--upstream fake`` runs ``python -m trio_litellm.testing.fake_provider`` instead (64 content
+chunks per stream, 1536-float embeddings), which is much slower per request than nginx.
 
 Either way the upstream is a subprocess stopped when the ``with`` block ends, so its CPU is not
 counted as the client's; :meth:`Upstream.cpu_seconds` reads its CPU from ``/proc``.
@@ -349,7 +349,7 @@ def _fake_provider(workdir: Path, log: Log) -> Iterator[Upstream]:
     argv = [
         sys.executable,
         "-m",
-        "trio_litellm.fake_provider",
+        "trio_litellm.testing.fake_provider",
         "--host",
         "127.0.0.1",
         "--port",
@@ -373,7 +373,7 @@ def _fake_provider(workdir: Path, log: Log) -> Iterator[Upstream]:
             chat_model="echo",
             embedding_model="text-embedding-3-small",
             pid=process.pid,
-            version="trio_litellm.fake_provider",
+            version="trio_litellm.testing.fake_provider",
         )
     finally:
         _stop(process, group=False)

@@ -18,7 +18,7 @@ import h11
 import httpx2
 import trio
 
-from trio_litellm._devstack import free_port
+from trio_litellm.testing._devstack import free_port
 
 __all__ = ["Gateway", "open_gateway"]
 

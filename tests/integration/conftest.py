@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_litellm._devstack import MASTER_KEY, DevStack, ExternalStack, Stack
+from trio_litellm.testing._devstack import MASTER_KEY, DevStack, ExternalStack, Stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INTEGRATION_DIR = Path(__file__).resolve().parent

@@ -20,7 +20,7 @@ from trio_litellm import (
     JobResult,
     open_client,
 )
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 PROXY_RPM = 20  # limited-gpt's rpm in litellm_config.yaml
 

@@ -21,8 +21,8 @@ import pytest
 from _cli_run import run_cli
 
 from trio_litellm import open_client
-from trio_litellm._devstack import Stack
 from trio_litellm.batch import run_batch
+from trio_litellm.testing._devstack import Stack
 
 encoder = msgspec.json.Encoder()
 
@@ -68,7 +68,7 @@ async def test_a_thousand_lines_round_trip_through_the_proxy(stack: Stack, tmp_p
     requests, results = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     ids = write_input(requests, 1000)
     async with open_client(proxy_url=stack.proxy_url, api_key=stack.api_key) as client:
-        summary = await run_batch(client, requests, results, progress=False)
+        summary = await run_batch(client, requests, results)
     lines = read_output(results)
     assert sorted(line["custom_id"] for line in lines) == sorted(ids)
     for line in lines:
@@ -251,7 +251,7 @@ async def test_two_shards_together_cover_the_file_exactly_once(
     outputs = [tmp_path / "shard0.jsonl", tmp_path / "shard1.jsonl"]
     async with open_client(proxy_url=stack.proxy_url, api_key=stack.api_key) as client:
         for index, output in enumerate(outputs):
-            await run_batch(client, requests, output, shard=(index, 2), progress=False)
+            await run_batch(client, requests, output, shard=(index, 2))
     per_shard = [[line["custom_id"] for line in read_output(output)] for output in outputs]
     assert all(per_shard)
     assert not set(per_shard[0]) & set(per_shard[1])

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from _cli_run import run_cli
 
-from trio_litellm._devstack import Stack, free_port
+from trio_litellm.testing._devstack import Stack, free_port
 
 encoder = msgspec.json.Encoder()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 
 def test_a_batch_into_a_log_file_prints_a_plain_line_every_interval(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from trio_litellm import Client, open_client
-from trio_litellm._devstack import DevStack
+from trio_litellm.testing._devstack import DevStack
 
 HERE = Path(__file__).resolve().parent
 

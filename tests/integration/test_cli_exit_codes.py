@@ -11,7 +11,7 @@ from pathlib import Path
 
 from _cli_run import run_cli
 
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 
 def cli(*args: str, stack: Stack, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ from trio_litellm import (
     StreamInterruptedError,
     open_client,
 )
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 _run = uuid.uuid4().hex[:8]
 _ids = itertools.count()

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from trio_litellm import Client, EmbeddingRequest, Job, open_client
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 INPUT = ["base64 one", "base64 two"]
 

@@ -18,7 +18,7 @@ import trio.testing
 from _gateway import Gateway, open_gateway
 
 from trio_litellm import Client, ServiceUnavailableError, open_client
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 INTERVAL = 0.05  # seconds between probes while up: many intervals in a short test

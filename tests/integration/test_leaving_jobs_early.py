@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from trio_litellm import Client, Job, JobResult, open_client
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 _run = uuid.uuid4().hex[:8]
 _ids = itertools.count()

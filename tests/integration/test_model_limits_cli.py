@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from trio_litellm import read_dump
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 encoder = msgspec.json.Encoder()
 

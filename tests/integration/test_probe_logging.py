@@ -8,10 +8,10 @@ import logging
 import pytest
 
 from trio_litellm import ClientConfig
-from trio_litellm._devstack import Stack
 from trio_litellm._health import ProbeResult
 from trio_litellm._probes import FALLBACK, LIVENESS, liveness_probe
 from trio_litellm._transport import Transport
+from trio_litellm.testing._devstack import Stack
 
 
 async def test_health_probes_log_nothing_below_warning(

@@ -16,8 +16,9 @@ import trio
 from rich.console import Console
 
 from trio_litellm import JobResult, open_client
-from trio_litellm._devstack import DevStack
 from trio_litellm.batch import run_batch
+from trio_litellm.cli import BatchProgress
+from trio_litellm.testing._devstack import DevStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 600
@@ -67,9 +68,9 @@ async def test_progress_lines_show_a_proxy_outage(own_stack: DevStack, tmp_path:
                 client,
                 requests,
                 results,
-                console=Console(file=log, width=300),
-                progress=True,
-                progress_interval=0.5,
+                progress=lambda total: BatchProgress(
+                    total, console=Console(file=log, width=300), interval=0.5
+                ),
                 on_result=count,
             )
     assert summary.failed == 0

@@ -16,7 +16,7 @@ import pytest
 from _cli_run import cli_env, run_cli
 
 from trio_litellm import InternalServerError, open_client, read_dump
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 encoder = msgspec.json.Encoder()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from trio_litellm import AuthenticationError, open_client
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 MESSAGES = [{"role": "user", "content": "who am I"}]
 

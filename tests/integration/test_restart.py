@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from trio_litellm import HealthTransition, Job, JobResult, open_client
-from trio_litellm._devstack import DevStack
 from trio_litellm.batch import run_batch
+from trio_litellm.testing._devstack import DevStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOBS = 2000
@@ -125,7 +125,7 @@ async def test_a_batch_survives_a_proxy_restart_with_every_line_a_success(
         trio.open_nursery() as nursery,
     ):
         nursery.start_soon(restart_proxy)
-        summary = await run_batch(client, requests, results, progress=False, on_result=on_result)
+        summary = await run_batch(client, requests, results, on_result=on_result)
     lines = [msgspec.json.decode(line) for line in results.read_bytes().splitlines()]
     assert Counter(line["custom_id"] for line in lines) == Counter(f"b-{i}" for i in range(count))
     assert all(line["response"]["status_code"] == 200 and line["error"] is None for line in lines)

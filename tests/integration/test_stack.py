@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 CONFIGURED_MODELS = {
     "fake-gpt",

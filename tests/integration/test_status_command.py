@@ -9,7 +9,7 @@ import httpx2
 import msgspec
 from _cli_run import run_cli
 
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 encoder = msgspec.json.Encoder()
 

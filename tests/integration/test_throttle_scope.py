@@ -19,7 +19,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from trio_litellm import Client, RateLimitError, open_client
-from trio_litellm._devstack import DevStack, Stack
+from trio_litellm.testing._devstack import DevStack, Stack
 
 INTEGRATION_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = INTEGRATION_DIR.parents[1]

@@ -19,9 +19,9 @@ from _tls_front import TLSFront, serve_tls_front
 
 from trio_litellm import APIConnectionError, ProxyCertificateError, open_client
 from trio_litellm._config import ClientConfig
-from trio_litellm._devstack import Stack
 from trio_litellm._probes import liveness_probe
 from trio_litellm._transport import Transport
+from trio_litellm.testing._devstack import Stack
 
 pytestmark = pytest.mark.parametrize("http_backend", ["fast", "httpcore"])
 

@@ -16,7 +16,7 @@ import trio
 from _cli_run import run_cli
 
 from trio_litellm import ProxyConnectionError, RequestTimeoutError, open_client
-from trio_litellm._devstack import DevStack, free_port
+from trio_litellm.testing._devstack import DevStack, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from trio_litellm import InternalServerError, SpendUnavailableError, open_client
-from trio_litellm._devstack import Stack
+from trio_litellm.testing._devstack import Stack
 
 MOCK_COST = (
     1.35e-05  # x-litellm-response-cost of one fake-gpt answer (usage 10/20, gpt-4o-mini prices)

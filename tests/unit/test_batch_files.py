@@ -20,6 +20,7 @@ from trio_litellm import (
     OutputLockedError,
 )
 from trio_litellm._calls import prepare
+from trio_litellm.batch import OutputLock
 from trio_litellm.batch._input import (
     BatchLine,
     InputProblem,
@@ -29,7 +30,6 @@ from trio_litellm.batch._input import (
     shard_of,
 )
 from trio_litellm.batch._output import (
-    OutputLock,
     OutputWriter,
     drop_failed,
     error_record,

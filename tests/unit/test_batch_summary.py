@@ -14,16 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from trio_litellm.batch._progress import BatchProgress
 from trio_litellm.batch._summary import (
     BatchSummary,
     JobTotals,
     Percentiles,
     SummaryBuilder,
-    render_summary,
     summary_to_dict,
     write_summary_json,
 )
+from trio_litellm.cli import BatchProgress, render_summary
 
 
 def summarize(builder: SummaryBuilder, *, elapsed: float = 10.0) -> BatchSummary:

@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from trio_litellm import _cli as cli
+from trio_litellm import cli
+from trio_litellm.cli import _reports
+from trio_litellm.cli._common import consoles
 
 
 @pytest.fixture
 def err(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     captured = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=captured, width=200))
-    monkeypatch.setattr(cli, "out", Console(file=io.StringIO(), width=200))
+    monkeypatch.setattr(consoles, "err", Console(file=captured, width=200))
+    monkeypatch.setattr(consoles, "out", Console(file=io.StringIO(), width=200))
     return captured
 
 
@@ -35,7 +37,7 @@ def test_an_interrupted_command_says_so_and_exits_130(
     monkeypatch: pytest.MonkeyPatch,
     raiser: object,
 ) -> None:
-    monkeypatch.setattr(cli, "read_output_usage", raiser)
+    monkeypatch.setattr(_reports, "read_output_usage", raiser)
     output = tmp_path / "out.jsonl"
     output.write_bytes(b"")
     assert cli.main(["usage", str(output)]) == 130

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from trio_litellm import ModelLimits
-from trio_litellm import _cli as cli
+from trio_litellm import ModelLimits, cli
+from trio_litellm.cli import _batch
+from trio_litellm.cli._common import EXIT_PROXY, EXIT_USAGE, Exit, consoles
 
 
 @pytest.fixture
 def errors(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     captured = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=captured, width=200))
+    monkeypatch.setattr(consoles, "err", Console(file=captured, width=200))
     return captured
 
 
@@ -28,9 +29,9 @@ def options(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def config(proxy_url: str | None, api_key: str | None, **given: Any) -> Any:
         seen.update(given)
-        raise cli._Exit(cli.EXIT_PROXY, "stopped before connecting")
+        raise Exit(EXIT_PROXY, "stopped before connecting")
 
-    monkeypatch.setattr(cli, "_config", config)
+    monkeypatch.setattr(_batch, "client_config", config)
     return seen
 
 
@@ -50,7 +51,7 @@ def test_each_model_limit_flag_becomes_that_models_limits(
         "--model-limit",
         "openai/o3=concurrency:2",
     )
-    assert code == cli.EXIT_PROXY
+    assert code == EXIT_PROXY
     assert options["model_limits"] == {
         "gpt-4o": ModelLimits(rpm=500, tpm=90000, max_in_flight=8),
         "openai/o3": ModelLimits(max_in_flight=2),
@@ -60,7 +61,7 @@ def test_each_model_limit_flag_becomes_that_models_limits(
 def test_no_model_limit_flag_sets_no_model_limits(
     tmp_path: Path, options: dict[str, Any], errors: io.StringIO
 ) -> None:
-    assert run_batch(tmp_path) == cli.EXIT_PROXY
+    assert run_batch(tmp_path) == EXIT_PROXY
     assert options["model_limits"] == {}
 
 
@@ -80,7 +81,7 @@ def test_no_model_limit_flag_sets_no_model_limits(
 def test_a_bad_model_limit_is_a_usage_error_naming_it(
     tmp_path: Path, options: dict[str, Any], errors: io.StringIO, flag: str, named: str
 ) -> None:
-    assert run_batch(tmp_path, "--model-limit", flag) == cli.EXIT_USAGE
+    assert run_batch(tmp_path, "--model-limit", flag) == EXIT_USAGE
     assert "--model-limit" in errors.getvalue()
     assert named in errors.getvalue()
     assert not options
@@ -90,5 +91,5 @@ def test_the_same_model_twice_is_a_usage_error(
     tmp_path: Path, options: dict[str, Any], errors: io.StringIO
 ) -> None:
     flags = ("--model-limit", "a=rpm:1", "--model-limit", "a=tpm:5")
-    assert run_batch(tmp_path, *flags) == cli.EXIT_USAGE
+    assert run_batch(tmp_path, *flags) == EXIT_USAGE
     assert "'a'" in errors.getvalue()

@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 
 from _fakes import record
-from trio_litellm import DebugRecorder, InternalServerError
-from trio_litellm import _cli as cli
+from trio_litellm import DebugRecorder, InternalServerError, cli
 from trio_litellm._recorder import Trace
 from trio_litellm.batch._output import ProxyFigures, error_record, response_record
+from trio_litellm.cli import _common
 
 encoder = msgspec.json.Encoder()
 
@@ -29,8 +29,8 @@ class Captured:
 @pytest.fixture
 def consoles(monkeypatch: pytest.MonkeyPatch) -> Captured:
     captured = Captured()
-    monkeypatch.setattr(cli, "out", Console(file=captured.out, width=200))
-    monkeypatch.setattr(cli, "err", Console(file=captured.err, width=200))
+    monkeypatch.setattr(_common.consoles, "out", Console(file=captured.out, width=200))
+    monkeypatch.setattr(_common.consoles, "err", Console(file=captured.err, width=200))
     return captured
 
 

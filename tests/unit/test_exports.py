@@ -5,13 +5,20 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
+import tomllib
 import typing
+from pathlib import Path
 
 import msgspec
+import pytest
 
 import trio_litellm
 import trio_litellm.batch
 from trio_litellm import _errors
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_name_in_all_is_importable_and_listed_once() -> None:
@@ -112,3 +119,35 @@ def test_every_class_the_public_api_hands_out_is_exported() -> None:
         if getattr(trio_litellm, cls.__name__, None) is not cls
     }
     assert not hidden, "handed out but not exported: " + repr(sorted(hidden))
+
+
+def test_the_library_imports_no_terminal_code() -> None:
+    """rich and cyclopts are for the ``trio-litellm`` command (``trio_litellm.cli``) and the fake
+    provider's command line: an application importing the client or running a batch loads
+    neither."""
+    code = (
+        "import sys, trio_litellm, trio_litellm.batch, trio_litellm.testing.fake_provider\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'cyclopts'}))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "name", ["trio_litellm.batch", "trio_litellm.cli", "trio_litellm.testing.fake_provider"]
+)
+def test_every_name_a_public_subpackage_lists_is_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__all__ == sorted(module.__all__)
+    for item in module.__all__:
+        assert hasattr(module, item), (name, item)
+
+
+def test_the_command_line_entry_points_name_the_cli_package() -> None:
+    import trio_litellm.cli
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"trio-litellm": "trio_litellm.cli:main"}
+    assert callable(trio_litellm.cli.main)

@@ -21,8 +21,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
-from trio_litellm.fake_provider._directives import (
+from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
+from trio_litellm.testing.fake_provider._directives import (
     DirectiveError,
     Directives,
     model_pairs,
@@ -30,8 +30,8 @@ from trio_litellm.fake_provider._directives import (
     resolve,
     split_tags,
 )
-from trio_litellm.fake_provider._responses import split_pieces
-from trio_litellm.fake_provider._state import RequestWindow, go_duration
+from trio_litellm.testing.fake_provider._responses import split_pieces
+from trio_litellm.testing.fake_provider._state import RequestWindow, go_duration
 
 # --- helpers -------------------------------------------------------------------------------
 

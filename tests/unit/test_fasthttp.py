@@ -26,7 +26,7 @@ import trio.testing
 
 from _fakes import Peer, raw_server
 from trio_litellm._fasthttp import FastTransport, _pool
-from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
+from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
 
 # --- helpers -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from trio_litellm import (
     open_client,
 )
 from trio_litellm._calls import DEFAULT_COMPLETION_ESTIMATE, prepare
-from trio_litellm.fake_provider import FakeProviderConfig, serve_fake_provider
+from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
 
 
 @pytest.fixture

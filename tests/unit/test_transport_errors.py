@@ -184,7 +184,7 @@ BACKENDS = pytest.mark.parametrize("backend", HTTP_BACKENDS)
 
 @BACKENDS
 async def test_a_refused_connection_says_why(backend: str) -> None:
-    from trio_litellm._devstack import free_port
+    from trio_litellm.testing._devstack import free_port
 
     server = RawServer()
     server.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there

@@ -10,8 +10,7 @@ import httpx2
 import pytest
 
 import trio_litellm
-from trio_litellm import ClientConfig, _version, open_client
-from trio_litellm import _cli as cli
+from trio_litellm import ClientConfig, _version, cli, open_client
 
 INSTALLED = importlib.metadata.version("trio-litellm")
 

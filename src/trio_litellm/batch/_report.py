@@ -14,18 +14,14 @@ from __future__ import annotations
 import os
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .._errors import OutputCorruptError
-from ._summary import SUCCEEDED, _money, _outcome_order
+from ._summary import SUCCEEDED, _outcome_order
 
 __all__ = [
     "ModelTotals",
     "OutputUsage",
     "read_output_usage",
-    "render_output_usage",
     "usage_to_json",
 ]
 
@@ -238,63 +234,6 @@ def _requested_models(path: str | os.PathLike[str]) -> dict[str, str]:
             if line.body.model:
                 models[line.custom_id] = line.body.model
     return models
-
-
-def render_output_usage(usage: OutputUsage, console: Console) -> None:
-    """Print the totals, an outcome table and a per-model table (plain text, fits 80 columns)."""
-    u = usage
-    cost = Text(_money(u.cost))
-    if u.cost is None:
-        cost.append(" (no line in the file carries a cost)", style="dim")
-    elif not u.cost_complete:
-        cost.append(" (incomplete: not every success carries a cost)", style="yellow")
-    lines = Table.grid(padding=(0, 2))
-    lines.add_column(style="bold", no_wrap=True)
-    lines.add_column()
-    lines.add_row("File", Text(u.path))
-    lines.add_row("Requests", f"{u.requests:,} · {u.succeeded:,} succeeded · {u.failed:,} failed")
-    if u.duplicates:
-        lines.add_row(
-            "Duplicates",
-            Text(
-                f"of {u.requests:,} lines, {u.duplicates:,} repeat a custom_id an earlier line "
-                "has (two runs wrote the file at once, or it was edited); every line is counted",
-                style="yellow",
-            ),
-        )
-    lines.add_row("Tokens", f"{u.tokens_in:,} in · {u.tokens_out:,} out")
-    lines.add_row("Cost", cost)
-    lines.add_row("Latency", Text("not in the output file (see the run's summary)", style="dim"))
-
-    outcomes = Table(box=None, pad_edge=False, padding=(0, 2))
-    outcomes.add_column("outcome")
-    outcomes.add_column("count", justify="right")
-    outcomes.add_column("share", justify="right")
-    for outcome, count in u.outcomes.items():
-        style = "green" if outcome == SUCCEEDED else "red"
-        outcomes.add_row(
-            Text(outcome, style=style), f"{count:,}", f"{100.0 * count / u.requests:.1f}%"
-        )
-
-    models = Table(box=None, pad_edge=False, padding=(0, 1))
-    models.add_column("model", overflow="fold")
-    for column in ("requests", "failed", "tokens in", "tokens out", "cost"):
-        models.add_column(column, justify="right", no_wrap=True)
-    for model, m in u.per_model.items():
-        models.add_row(
-            Text(model),
-            f"{m.requests:,}",
-            f"{m.failed:,}",
-            f"{m.tokens_in:,}",
-            f"{m.tokens_out:,}",
-            "-" if m.cost is None else _money(m.cost),
-        )
-
-    console.print(lines)
-    if u.outcomes:
-        console.print(outcomes)
-    if u.per_model:
-        console.print(models)
 
 
 def usage_to_json(usage: OutputUsage) -> bytes:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
 
 import msgspec
 import trio
-from rich.console import Console
 
 from .._client import Client
 from .._errors import APIStatusError, LiteLLMError
 from .._jobs import Job, JobResult
 from .._meta import ResponseMeta, meta_from_headers
 from ._input import InputProblem, InputScan, iter_input, scan_input
+from ._lock import OutputLock
 from ._output import (
-    OutputLock,
     OutputState,
     OutputWriter,
     ProxyFigures,
@@ -33,17 +34,64 @@ from ._output import (
     recover_output,
     response_record,
 )
-from ._progress import LINE_INTERVAL, BatchProgress
 from ._report import read_output_usage
 from ._summary import BatchSummary, JobTotals, SummaryBuilder
 
-__all__ = ["run_batch"]
+__all__ = ["BatchDisplay", "run_batch"]
 
 SYNC_INTERVAL = 1.0
 """Seconds between fsyncs of the output: a machine crash loses at most this much finished work
 (a killed process loses nothing that was written)."""
 
 _error_body_encoder = msgspec.json.Encoder()
+
+
+class BatchDisplay(Protocol):
+    """What shows a run's progress while it goes: the command's bar or plain lines
+    (:class:`trio_litellm.cli.BatchProgress`), or anything of this shape.
+
+    The run makes one once it knows how many results it will record (``progress(total)``),
+    enters it before the first request, runs :meth:`run` beside the requests, calls
+    :meth:`update` after every result, and leaves it when the run ends, however it ends.
+    """
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def run(self, client: Client) -> None:
+        """Until cancelled: show what happens while no result comes (an outage, time passing)."""
+        ...
+
+    def update(self, builder: SummaryBuilder) -> None:
+        """After every result, with the run's live counters; called up to millions of times."""
+        ...
+
+
+class _NoDisplay:
+    """The display of a run that shows nothing."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    async def run(self, client: Client) -> None:
+        pass
+
+    def update(self, builder: SummaryBuilder) -> None:
+        pass
 
 
 async def run_batch(
@@ -55,9 +103,7 @@ async def run_batch(
     shard: tuple[int, int] | None = None,
     retry_failed: bool = False,
     skip_invalid: bool = False,
-    console: Console | None = None,
-    progress: bool | None = None,
-    progress_interval: float = LINE_INTERVAL,
+    progress: Callable[[int], BatchDisplay] | None = None,
     max_buffer: int = 256,
     on_result: Callable[[JobResult], None] | None = None,
     stop: trio.Event | None = None,
@@ -67,9 +113,11 @@ async def run_batch(
     Raises :class:`BatchInputError` (every bad line, with its number) before sending anything,
     unless ``skip_invalid``: then bad lines are written to the output as errors. ``shard=(i, n)``
     runs only the custom_ids that hash to shard ``i`` of ``n``. ``retry_failed`` first removes
-    the failed answers from the output and runs those requests again. ``progress`` shows the
-    progress (None or True: a bar on a terminal, else a plain line every ``progress_interval``
-    seconds; False: nothing). The run holds the output's lock throughout: while
+    the failed answers from the output and runs those requests again. ``progress`` makes the
+    run's display from the number of results it will record (for the command's bar,
+    ``lambda total: BatchProgress(total, console=Console(stderr=True))`` with
+    :class:`trio_litellm.cli.BatchProgress`); None shows nothing. The run holds the output's
+    lock throughout: while
     another run holds it, raises :class:`OutputLockedError` at once, naming that run's PID.
     Setting ``stop`` ends the run early but cleanly: the requests in flight are cancelled (they
     are not written, so the next run sends them) and the summary, marked ``interrupted``, covers
@@ -85,9 +133,7 @@ async def run_batch(
             shard=shard,
             retry_failed=retry_failed,
             skip_invalid=skip_invalid,
-            console=console,
             progress=progress,
-            progress_interval=progress_interval,
             max_buffer=max_buffer,
             on_result=on_result,
             stop=stop,
@@ -103,9 +149,7 @@ async def _run_locked(
     shard: tuple[int, int] | None,
     retry_failed: bool,
     skip_invalid: bool,
-    console: Console | None,
-    progress: bool | None,
-    progress_interval: float,
+    progress: Callable[[int], BatchDisplay] | None,
     max_buffer: int,
     on_result: Callable[[JobResult], None] | None,
     stop: trio.Event | None,
@@ -126,17 +170,14 @@ async def _run_locked(
     invalid = scan.in_shard_problems
     total = max(scan.in_shard - already, 0) + (invalid if skip_invalid else 0)
     builder = SummaryBuilder()
-    console = console or Console(stderr=True)
+    display: BatchDisplay = _NoDisplay() if progress is None else progress(total)
     start = trio.current_time()
-    with (
-        OutputWriter(output_path) as writer,
-        BatchProgress(total, console=console, enabled=progress, interval=progress_interval) as bar,
-    ):
+    with OutputWriter(output_path) as writer, display:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sync_periodically, writer)
             if stop is not None:
                 nursery.start_soon(_cancel_when_set, stop, nursery.cancel_scope)
-            nursery.start_soon(bar.run, client)
+            nursery.start_soon(display.run, client)
             async with client.open_jobs(max_buffer=max_buffer) as (send_jobs, receive_results):
                 nursery.start_soon(
                     _produce, input_path, model, shard, skip, send_jobs, writer, builder
@@ -144,11 +185,11 @@ async def _run_locked(
                 async for result in receive_results:
                     writer.write(_record(result))
                     _account(builder, result)
-                    bar.update(builder)
+                    display.update(builder)
                     if on_result is not None:
                         on_result(result)
             nursery.cancel_scope.cancel()
-        bar.update(builder)
+        display.update(builder)
     return builder.summary(
         elapsed=trio.current_time() - start,
         input_requests=scan.in_shard,

@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
 
 from .._errors import OutputCorruptError
 from ._output import record_outcome
 
-__all__ = ["BatchStatus", "read_status", "render_status", "status_to_json"]
+__all__ = ["BatchStatus", "read_status", "status_to_json"]
 
 SHOWN_IDS = 10
 """How many duplicate or unknown custom_ids are named (the counts are always whole)."""
@@ -154,37 +152,6 @@ def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
-
-
-def render_status(status: BatchStatus, console: Console, *, title: str) -> None:
-    """The status as a two-column table."""
-    table = Table(title=title, show_header=False)
-    table.add_row("input requests", f"{status.input_requests:,}")
-    table.add_row("done", f"{status.done:,}")
-    table.add_row("  succeeded", f"{status.succeeded:,}")
-    table.add_row("  failed", f"{status.failed:,}")
-    table.add_row("remaining", f"{status.remaining:,}")
-    table.add_row(
-        "cost so far",
-        f"${status.cost:.6f} ({status.costed:,} answers)" if status.cost is not None else "unknown",
-    )
-    if status.input_duplicates or status.invalid_input_lines:
-        table.add_row("input duplicates", f"{status.input_duplicates:,}")
-        table.add_row("input lines without an id", f"{status.invalid_input_lines:,}")
-    table.add_row("duplicates in output", _counted(status.output_duplicates, status.duplicate_ids))
-    table.add_row("not in the input", _counted(status.unknown, status.unknown_ids))
-    if status.torn_bytes:
-        table.add_row(
-            "last line", f"incomplete ({status.torn_bytes:,} bytes: being written, or torn)"
-        )
-    console.print(table)
-
-
-def _counted(count: int, ids: list[str]) -> str:
-    if not count:
-        return "0"
-    more = ", ..." if count > len(ids) else ""
-    return f"{count:,}: {', '.join(ids)}{more}"
 
 
 def status_to_json(status: BatchStatus) -> bytes:

@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .._files import write_atomically
 from .._histogram import Percentiles
@@ -33,7 +30,6 @@ __all__ = [
     "ModelSummary",
     "Percentiles",
     "SummaryBuilder",
-    "render_summary",
     "summary_to_dict",
     "write_summary_json",
 ]
@@ -330,133 +326,3 @@ def write_summary_json(summary: BatchSummary, path: str | os.PathLike[str]) -> N
     path = Path(path)
     data = msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n"
     write_atomically(path, data)
-
-
-# ---- rendering -------------------------------------------------------------------------------
-
-
-def _ms(seconds: float) -> str:
-    """Milliseconds with the precision a reader needs: 0.42, 8.31, 42.7, 1,234."""
-    ms = seconds * 1000.0
-    if ms < 10:
-        return f"{ms:.2f}"
-    if ms < 100:
-        return f"{ms:.1f}"
-    return f"{ms:,.0f}"
-
-
-def _money(cost: float | None) -> str:
-    if cost is None:
-        return "unknown"
-    return f"${cost:.6f}" if cost < 0.01 else f"${cost:,.4f}"
-
-
-def _rate(value: float) -> str:
-    return f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def _percentiles_text(values: Percentiles | None, missing: str) -> Text:
-    if values is None:
-        return Text(missing, style="dim")
-    return Text(
-        f"p50 {_ms(values.p50)} · p95 {_ms(values.p95)} · "
-        f"p99 {_ms(values.p99)} · max {_ms(values.max)} ms"
-    )
-
-
-def render_summary(summary: BatchSummary, console: Console) -> None:
-    """Print the summary: labelled lines of requests, time, tokens and cost, an outcome table,
-    latency and TTFT percentiles in milliseconds, and a per-model table.
-
-    Model names and outcomes are printed as plain text, never as rich markup. On a non-terminal
-    rich prints no colour, and the layout fits 80 columns, so it reads fine in a log.
-    """
-    s = summary
-    cost = Text(_money(s.cost))
-    if s.cost is None:
-        cost.stylize("dim")
-    elif not s.cost_complete:
-        cost.append(" (incomplete: not every success reported a cost)", style="yellow")
-    lines = Table.grid(padding=(0, 2))
-    lines.add_column(style="bold", no_wrap=True)
-    lines.add_column()
-    lines.add_row(
-        "Requests",
-        f"{s.input_requests:,} in input · {s.already_done:,} already done · "
-        f"{s.invalid:,} invalid · {s.ran:,} ran · {s.failed:,} failed",
-    )
-    lines.add_row(
-        "Time",
-        f"{s.elapsed:,.1f} s · {_rate(s.requests_per_second)} req/s · {s.retries:,} retries",
-    )
-    lines.add_row(
-        "Tokens",
-        f"{s.tokens_in:,} in · {s.tokens_out:,} out · {_rate(s.tokens_per_second)} tok/s",
-    )
-    lines.add_row("Cost", cost)
-    if s.job is not None:
-        job = s.job
-        lines.add_row(
-            "Whole job",
-            f"{job.requests:,} in the output (every run) · {job.succeeded:,} succeeded · "
-            f"{job.failed:,} failed",
-        )
-        job_cost = Text(
-            f"{job.tokens_in:,} tokens in · {job.tokens_out:,} out · cost {_money(job.cost)}"
-        )
-        if job.cost is not None and not job.cost_complete:
-            job_cost.append(" (incomplete)", style="yellow")
-        lines.add_row("", job_cost)
-    lines.add_row("Latency", _percentiles_text(s.latency, "no request reached the proxy"))
-    lines.add_row("TTFT", _percentiles_text(s.ttft, "no streams"))
-    if s.interrupted:
-        lines.add_row(
-            "Stopped",
-            Text(
-                "interrupted: the requests in flight were cancelled and are not in the output; "
-                "the same command runs them",
-                style="yellow",
-            ),
-        )
-    if s.failed_in_output:
-        plural = "line remains" if s.failed_in_output == 1 else "lines remain"
-        lines.add_row(
-            "Output",
-            Text(
-                f"{s.failed_in_output:,} failed {plural} in the output; "
-                "--retry-failed runs them again",
-                style="yellow",
-            ),
-        )
-
-    outcomes = Table(box=None, pad_edge=False, padding=(0, 2))
-    outcomes.add_column("outcome")
-    outcomes.add_column("count", justify="right")
-    outcomes.add_column("share", justify="right")
-    for outcome, count in s.outcomes.items():
-        style = "green" if outcome == SUCCEEDED else "red"
-        share = f"{100.0 * count / s.ran:.1f}%" if s.ran else "-"
-        outcomes.add_row(Text(outcome, style=style), f"{count:,}", share)
-
-    models = Table(box=None, pad_edge=False, padding=(0, 1))
-    models.add_column("model", overflow="fold")
-    for name in ("requests", "failed", "tokens in", "tokens out", "cost", "p50 ms", "p99 ms"):
-        models.add_column(name, justify="right", no_wrap=True)
-    for model, m in s.per_model.items():
-        lat = m.latency
-        models.add_row(
-            Text(model),
-            f"{m.requests:,}",
-            f"{m.failed:,}",
-            f"{m.tokens_in:,}",
-            f"{m.tokens_out:,}",
-            "-" if m.cost is None else _money(m.cost),
-            "-" if lat is None else _ms(lat.p50),
-            "-" if lat is None else _ms(lat.p99),
-        )
-
-    console.print(lines)
-    if s.outcomes:
-        console.print(outcomes)
-    if s.per_model:
-        console.print(models)

@@ -2,8 +2,8 @@
 
 Deterministic answers (chat echoes the last user message, embeddings hash their input) and
 faults on demand through directives in the model name or a ``[fake ...]`` message tag; see
-``_directives`` for the keys. Run it with ``python -m trio_litellm.fake_provider`` or in-process
-with ``url = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))``.
+``_directives`` for the keys. Run it with ``python -m trio_litellm.testing.fake_provider`` or
+in-process with ``url = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))``.
 """
 
 from ._config import FakeProviderConfig

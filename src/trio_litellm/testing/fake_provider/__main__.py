@@ -1,4 +1,5 @@
-"""``python -m trio_litellm.fake_provider``: serve the fake provider until SIGINT or SIGTERM."""
+"""``python -m trio_litellm.testing.fake_provider``: serve the fake provider until SIGINT or
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ._config import FakeProviderConfig
 from ._server import serve_fake_provider
 
 app = cyclopts.App(
-    name="python -m trio_litellm.fake_provider",
+    name="python -m trio_litellm.testing.fake_provider",
     help="A fake OpenAI-compatible provider for tests, demos and benchmarks.",
     version_flags=[],
 )

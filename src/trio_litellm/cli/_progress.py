@@ -43,7 +43,7 @@ from rich.table import Column
 from rich.text import Text
 
 from .._events import HealthTransition
-from ._summary import SummaryBuilder
+from ..batch._summary import SummaryBuilder
 
 __all__ = ["BatchProgress"]
 

@@ -15,8 +15,8 @@ import trio
 from rich.console import Console
 
 from trio_litellm._events import HealthTransition
-from trio_litellm.batch._progress import BatchProgress
 from trio_litellm.batch._summary import SummaryBuilder
+from trio_litellm.cli import BatchProgress
 
 
 def ok(builder: SummaryBuilder, **fields: Any) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._recorder import RecordedExchange
+from .._recorder import RecordedExchange
 
 __all__ = ["render_dump"]
 

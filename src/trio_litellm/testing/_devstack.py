@@ -8,7 +8,7 @@ must not depend on the client it exists to test.
 Each process starts in its own session, so it is stopped as a group (SIGTERM, then SIGKILL after a
 grace period) and a Ctrl-C in the terminal reaches only us, not the children: we stop them in order.
 
-``python -m trio_litellm._devstack`` runs the stack in the foreground until Ctrl-C.
+``python -m trio_litellm.testing._devstack`` runs the stack in the foreground until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ class DevStack:
             self._fake.stop()
 
     def start_fake_provider(self) -> None:
-        """Start ``python -m trio_litellm.fake_provider`` and wait until it answers HTTP."""
+        """Start ``python -m trio_litellm.testing.fake_provider`` and wait until it answers HTTP."""
         if self._fake.is_running():
             return
         env = dict(os.environ)
@@ -302,7 +302,7 @@ class DevStack:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_parent, env.get("PYTHONPATH", "")) if p
         )
-        argv = [sys.executable, "-m", "trio_litellm.fake_provider"]
+        argv = [sys.executable, "-m", "trio_litellm.testing.fake_provider"]
         argv += ["--host", "127.0.0.1", "--port", str(self._fake_port)]
         self._fake.start(argv, env, self.project_root)
         # Any HTTP answer, even a 404, shows it is serving.
@@ -365,7 +365,7 @@ Stack = DevStack | ExternalStack
 def main(argv: list[str] | None = None) -> int:
     """Run the stack in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m trio_litellm._devstack",
+        prog="python -m trio_litellm.testing._devstack",
         description="Run the fake provider and a LiteLLM proxy on loopback until Ctrl-C.",
     )
     parser.add_argument("--proxy-port", type=int, default=0, help="default: a free port")

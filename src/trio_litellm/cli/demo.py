@@ -1,10 +1,10 @@
 """The demo: the main job, a batch of a few thousand requests through a real LiteLLM proxy.
 
-``python -m trio_litellm.demo`` (what ``bash scripts/demo.sh`` runs) starts the fake provider and
-the proxy from ``litellm_config.yaml`` on free loopback ports, shows one call of each kind, writes
-a demo batch in the OpenAI Batch API format to ``run/demo/requests.jsonl``, runs it with a progress
-bar into ``run/demo/results.jsonl``, prints the summary, and stops both processes. A few requests
-meet an injected upstream failure once, so retries show in the summary.
+``python -m trio_litellm.cli.demo`` (what ``bash scripts/demo.sh`` runs) starts the fake provider
+and the proxy from ``litellm_config.yaml`` on free loopback ports, shows one call of each kind,
+writes a demo batch in the OpenAI Batch API format to ``run/demo/requests.jsonl``, runs it with a
+progress bar into ``run/demo/results.jsonl``, prints the summary, and stops both processes. A few
+requests meet an injected upstream failure once, so retries show in the summary.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import msgspec
 import trio
 from rich.console import Console
 
-from . import LiteLLMError, open_client
-from ._devstack import DevStack, DevStackError
-from .batch import render_summary, run_batch
+from .. import LiteLLMError, open_client
+from ..batch import run_batch
+from ..testing._devstack import DevStack, DevStackError
+from ._progress import BatchProgress
+from ._tables import render_summary
 
 console = Console()
 
@@ -92,7 +94,12 @@ async def tour(proxy_url: str, api_key: str, workdir: Path) -> int:
         write_demo_batch(requests)
         results.unlink(missing_ok=True)
         console.print(f"\n[bold]batch[/] {DEMO_REQUESTS} requests from {requests} -> {results}")
-        summary = await run_batch(client, requests, results, console=console, progress=True)
+        summary = await run_batch(
+            client,
+            requests,
+            results,
+            progress=lambda total: BatchProgress(total, console=console, enabled=True),
+        )
     render_summary(summary, console)
     return summary.failed
 

@@ -20,7 +20,7 @@ import trio
 
 from ._responses import error_body
 
-logger = logging.getLogger("trio_litellm.fake_provider")
+logger = logging.getLogger("trio_litellm.testing.fake_provider")
 
 RECEIVE_SIZE = 65536
 MAX_BODY = 64 * 1024 * 1024

@@ -10,7 +10,7 @@ from ._app import FakeProvider
 from ._config import FakeProviderConfig
 from ._http import serve_connection
 
-logger = logging.getLogger("trio_litellm.fake_provider")
+logger = logging.getLogger("trio_litellm.testing.fake_provider")
 
 
 async def serve_fake_provider(
