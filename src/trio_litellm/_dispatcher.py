@@ -445,6 +445,10 @@ class JobBlock:
         except ClientClosedError as exc:
             await self._deliver(JobResult(id=job.id, error=exc))
             return
+        except BaseException:
+            if dispatcher._closing:  # cancelled with the client: say so, if there is room
+                self._deliver_now(JobResult(id=job.id, error=_closed(request)))
+            raise
         nursery.start_soon(self._run_job, job.id, call, request, True)
 
     async def _run_job(self, job_id: Any, call: Call, request: Request, held: bool) -> None:
@@ -464,14 +468,12 @@ class JobBlock:
                 latency=trio.current_time() - submitted,
             )
         except BaseException:
-            if waiting and dispatcher._closing:  # it never got a slot: say so, if there is room
+            # Cancelled with the client, waiting for a slot or holding one (the dispatcher's
+            # nursery is cancelled with the request's scope, so the Cancelled goes past the slot):
+            # say so, if there is room.
+            if dispatcher._closing:
                 self._deliver_now(
-                    JobResult(
-                        id=job_id,
-                        error=ClientClosedError(
-                            "the client closed before the request finished", model=request.model
-                        ),
-                    )
+                    JobResult(id=job_id, error=_closed(request), attempts=request.attempts)
                 )
             raise
         else:
@@ -507,3 +509,7 @@ class JobBlock:
             trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
         ):
             self._results.send_nowait(result)
+
+
+def _closed(request: Request) -> ClientClosedError:
+    return ClientClosedError("the client closed before the request finished", model=request.model)
