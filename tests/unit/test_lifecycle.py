@@ -13,19 +13,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
-import msgspec
 import pytest
 import trio
 import trio.testing
 
-from _fakes import (
-    COMPLETION,
-    DONE,
-    MESSAGES,
-    chunk,
-    open_test_client,
-    pieces,
-)
+from _fakes import MESSAGES, Stalling, open_test_client, said
 from trio_litellm import (
     Client,
     ClientClosedError,
@@ -34,10 +26,6 @@ from trio_litellm import (
     JobResult,
     ModelLimits,
     StreamInterruptedError,
-)
-
-EMBEDDING = msgspec.json.encode(
-    {"object": "list", "model": "e", "data": [{"index": 0, "embedding": [0.5, 0.25]}]}
 )
 
 SNAPSHOTS = frozenset(
@@ -69,52 +57,6 @@ TALKERS = [name for name in _public_members() if name not in SNAPSHOTS]
 """Every other public member: each talks to the proxy or starts something."""
 
 
-class Proxy:
-    """The proxy's side: a message "stall" is taken and never answered (a stream gets its first
-    chunk, then nothing), any other is answered at once. Counts what it was sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx2.Request] = []
-        self.stalled = 0
-        self.stalling = trio.Event()  # set once a request stalls
-
-    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        if request.url.path.endswith("/embeddings"):
-            body = msgspec.json.decode(request.content)
-            if body["input"] == ["stall"]:
-                await self._stall()
-            return httpx2.Response(200, content=EMBEDDING)
-        if not request.url.path.endswith("/chat/completions"):
-            return httpx2.Response(200, content=b'{"data": []}')
-        body = msgspec.json.decode(request.content)
-        stall = body["messages"][0]["content"] == "stall"
-        if body.get("stream"):
-            if stall:
-                self._stalled()
-                content = pieces(chunk("a", role="assistant"), then_stall=True)()
-            else:
-                content = pieces(chunk("a", role="assistant"), chunk("b", finish="stop"), DONE)()
-            return httpx2.Response(
-                200, content=content, headers={"content-type": "text/event-stream"}
-            )
-        if stall:
-            await self._stall()
-        return httpx2.Response(200, content=COMPLETION)
-
-    def _stalled(self) -> None:
-        self.stalled += 1
-        self.stalling.set()
-
-    async def _stall(self) -> None:
-        self._stalled()
-        await trio.sleep_forever()
-
-
-def said(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
-
-
 async def _use(result: Any) -> None:
     """Await what a method returned, or enter it if it is an async context manager."""
     if inspect.isawaitable(result):
@@ -124,7 +66,7 @@ async def _use(result: Any) -> None:
             pass
 
 
-async def closed_client(proxy: Proxy) -> Client:
+async def closed_client(proxy: Stalling) -> Client:
     async with open_test_client(proxy) as client:
         await client.complete(model="m", messages=MESSAGES)  # something to keep in the snapshots
     return client
@@ -172,7 +114,7 @@ def test_every_snapshot_allowed_after_closing_is_a_member_of_client() -> None:
 
 @pytest.mark.parametrize("name", TALKERS)
 async def test_a_closed_client_raises_client_closed_error_from(name: str) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     client = await closed_client(proxy)
     sent = len(proxy.requests)
     with pytest.raises(ClientClosedError, match=rf"^{name}\(\): the client is closed"):
@@ -181,7 +123,7 @@ async def test_a_closed_client_raises_client_closed_error_from(name: str) -> Non
 
 
 async def test_a_closed_client_still_answers_every_snapshot() -> None:
-    client = await closed_client(Proxy())
+    client = await closed_client(Stalling())
     assert client.statistics().dispatcher.succeeded == 1
     assert client.usage().requests == 1
     assert list(client.usage_totals()) == ["m"]
@@ -199,7 +141,7 @@ def test_client_has_no_public_constructor_and_names_open_client() -> None:
 
 
 async def test_the_repr_says_when_the_client_is_closed() -> None:
-    async with open_test_client(Proxy()) as client:
+    async with open_test_client(Stalling()) as client:
         assert "closed" not in repr(client)
         assert "http://proxy.test" in repr(client)
     assert repr(client) == "<trio_litellm.Client http://proxy.test closed>"
@@ -211,7 +153,7 @@ async def test_the_repr_says_when_the_client_is_closed() -> None:
 async def test_calls_and_a_stream_in_flight_when_the_client_closes_end_with_client_closed_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     outcomes: dict[str, BaseException] = {}
 
     async def catching(name: str, coro: Any) -> None:
@@ -278,7 +220,7 @@ async def test_a_stream_waiting_for_its_first_content_when_the_client_closes_rai
 async def test_requests_waiting_for_a_slot_when_the_client_closes_raise_client_closed_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     errors: dict[str, BaseException] = {}
 
     async def catching(name: str, coro: Any) -> None:
@@ -315,7 +257,7 @@ async def test_requests_waiting_for_a_slot_when_the_client_closes_raise_client_c
 async def test_jobs_running_or_waiting_for_a_slot_when_the_client_closes_get_client_closed_error(
     autojump_clock: trio.testing.MockClock, model_limited: bool
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     results: list[JobResult] = []
     options: dict[str, Any] = {"max_in_flight": 1}
     if model_limited:
@@ -371,7 +313,7 @@ HOWS = ["break", "exception", "cancel"]
 async def test_leaving_a_stream_early_leaves_the_client_usable(
     autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     async with open_test_client(proxy) as client:
         async with leaving(how):
             async with client.stream(model="m", messages=said("stall")) as stream:
@@ -391,7 +333,7 @@ async def test_leaving_a_stream_early_leaves_the_client_usable(
 async def test_leaving_open_jobs_early_leaves_the_client_usable(
     autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
     async with open_test_client(proxy, max_in_flight=2) as client:
         async with leaving(how):
             async with client.open_jobs() as (send_jobs, receive_results):
@@ -413,7 +355,7 @@ async def test_leaving_open_jobs_early_leaves_the_client_usable(
 async def test_leaving_a_call_early_leaves_the_client_usable(
     autojump_clock: trio.testing.MockClock, how: str
 ) -> None:
-    proxy = Proxy()
+    proxy = Stalling()
 
     async def fail_soon() -> None:
         await proxy.stalling.wait()
