@@ -287,6 +287,43 @@ async def test_jobs_running_or_waiting_for_a_slot_when_the_client_closes_get_cli
     assert len(proxy.requests) == 1  # the waiting job was never sent
 
 
+async def test_a_consumer_of_jobs_not_reading_never_holds_up_the_client_closing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    proxy = Stalling()
+    got: list[JobResult] = []
+    with trio.fail_after(60):  # nothing hangs
+        async with trio.open_nursery() as nursery:
+            async with open_test_client(proxy, max_in_flight=1) as client:
+                blocks = await nursery.start(_open_jobs_and_wait, client, got)
+                async with blocks.send_jobs:
+                    for number in range(2):
+                        request = {"model": "m", "messages": said("stall")}
+                        await blocks.send_jobs.send(Job(id=number, request=request))
+                await trio.testing.wait_all_tasks_blocked()
+                assert proxy.stalled == 1
+            blocks.read.set()  # the client closed with no room for any result
+    assert got == []  # none was due: the results channel had no room
+
+
+class _Jobs:
+    def __init__(self, send_jobs: trio.MemorySendChannel[Job]) -> None:
+        self.send_jobs = send_jobs
+        self.read = trio.Event()
+
+
+async def _open_jobs_and_wait(
+    client: Client, got: list[JobResult], *, task_status: trio.TaskStatus[_Jobs]
+) -> None:
+    """Open jobs with no buffer for results, hand the job channel over, and read the results
+    only once told to."""
+    async with client.open_jobs(max_buffer=0) as (send_jobs, receive_results):
+        blocks = _Jobs(send_jobs)
+        task_status.started(blocks)
+        await blocks.read.wait()
+        got.extend([result async for result in receive_results])
+
+
 # --- leaving a block early leaves the client usable ---------------------------------------------
 
 
