@@ -115,6 +115,50 @@ def refuse(request: httpx2.Request) -> httpx2.Response:
     raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
 
+class Stalling:
+    """A proxy that answers at once, except to a message "stall", which it takes and never
+    answers (a stream gets its first chunk, "a", then nothing), and "deny", which gets a 401.
+    Keeps the requests it was sent; ``stalled`` counts those it holds, ``stalling`` is set at
+    the first."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx2.Request] = []
+        self.stalled = 0
+        self.stalling = trio.Event()
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if not path.endswith(("/chat/completions", "/embeddings")):
+            return httpx2.Response(200, content=b'{"data": []}')
+        body = msgspec.json.decode(request.content)
+        said = body["input"][0] if "input" in body else body["messages"][0]["content"]
+        if said == "deny":
+            return httpx2.Response(401, content=error_body(401, "Invalid key", "auth_error"))
+        if body.get("stream"):
+            if said == "stall":
+                self._stalled()
+                content = pieces(chunk("a", role="assistant"), then_stall=True)()
+            else:
+                content = pieces(chunk("a", role="assistant"), chunk("b", finish="stop"), DONE)()
+            return httpx2.Response(
+                200, content=content, headers={"content-type": "text/event-stream"}
+            )
+        if said == "stall":
+            self._stalled()
+            await trio.sleep_forever()
+        return httpx2.Response(200, content=EMBEDDING if "input" in body else COMPLETION)
+
+    def _stalled(self) -> None:
+        self.stalled += 1
+        self.stalling.set()
+
+
+def said(text: str) -> list[dict[str, str]]:
+    """The messages of a user who said ``text``."""
+    return [{"role": "user", "content": text}]
+
+
 # --- wire bodies ----------------------------------------------------------------------------------
 
 
@@ -141,6 +185,12 @@ def completion(text: str = "ok", *, prompt_tokens: int = 1, completion_tokens: i
 
 
 COMPLETION = completion()
+
+
+EMBEDDING = msgspec.json.encode(
+    {"object": "list", "model": "e", "data": [{"index": 0, "embedding": [0.5, 0.25]}]}
+)
+"""An embeddings answer, one vector."""
 
 
 def chunk(

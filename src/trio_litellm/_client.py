@@ -102,7 +102,6 @@ async def open_client(
     http = Transport(config, http_transport=transport)
     events = EventBus()
     throttle = Throttle(rpm=config.rpm, tpm=config.tpm, model_limits=config.model_limits)
-    events = EventBus()
     monitor = None
     if config.health_check_interval is not None:
         monitor = HealthMonitor(
@@ -359,7 +358,9 @@ class Client(metaclass=_NoPublicConstructor):
 
         Takes every OpenAI chat parameter by keyword (or a :class:`ChatRequest`), plus
         ``routing_hints``; ``extra_body`` / ``extra_headers`` reach the proxy as given.
-        ``timeout`` bounds the whole call, retries and waits for admission included.
+        ``timeout`` (default ``total_timeout``) bounds the call from the moment it holds one of
+        the ``max_in_flight`` slots: retries, their backoff and the waits at the health gate and
+        the throttle included.
         """
         self._check_open("complete")
         chat = chat_request(request, params, stream=False, timeout=timeout, max_retries=max_retries)

@@ -159,6 +159,11 @@ class Dispatcher:
         return Slot(self, request, held)
 
     @property
+    def closing(self) -> bool:
+        """Whether the client is closing (or closed): new requests are refused."""
+        return self._closing
+
+    @property
     def max_in_flight(self) -> int:
         """Requests that may hold a slot at once."""
         return self._max_in_flight

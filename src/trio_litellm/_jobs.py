@@ -119,12 +119,27 @@ class JobBlock:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             with self._scope, self._results, self._jobs:
-                async with trio.open_nursery() as nursery:
-                    for _ in range(self._dispatcher.max_in_flight):
-                        nursery.start_soon(self._work, nursery)
-                    task_status.started()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(self._dispatcher.max_in_flight):
+                            nursery.start_soon(self._work, nursery)
+                        task_status.started()
+                finally:
+                    if self._dispatcher.closing:
+                        self._refuse_buffered()
         finally:
             self._ended.set()  # whatever ended it, a KeyboardInterrupt included
+
+    def _refuse_buffered(self) -> None:
+        """The client closed: the jobs sent and not yet taken get their ClientClosedError too
+        (as far as the results channel has room)."""
+        while True:
+            try:
+                job = self._jobs.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            error = ClientClosedError("the client closed before the request was sent")
+            self._deliver_now(JobResult(id=getattr(job, "id", None), error=error))
 
     async def _work(self, nursery: trio.Nursery) -> None:
         """One worker: take the next job, run it to its result, again, until the channel ends.
@@ -171,6 +186,10 @@ class JobBlock:
         except ClientClosedError as exc:
             await self._deliver(JobResult(id=job.id, error=exc))
             return False
+        except BaseException:
+            if dispatcher.closing:  # cancelled with the client: say so, if there is room
+                self._deliver_now(JobResult(id=job.id, error=_closed(request)))
+            raise
         await self._run_job(job.id, call, request, True)
         return True
 
@@ -191,14 +210,12 @@ class JobBlock:
                 latency=trio.current_time() - submitted,
             )
         except BaseException:
-            if waiting and dispatcher._closing:  # it never got a slot: say so, if there is room
+            # Cancelled with the client, waiting for a slot or holding one (the dispatcher's
+            # nursery is cancelled with the request's scope, so the Cancelled goes past the slot):
+            # say so, if there is room.
+            if dispatcher.closing:
                 self._deliver_now(
-                    JobResult(
-                        id=job_id,
-                        error=ClientClosedError(
-                            "the client closed before the request finished", model=request.model
-                        ),
-                    )
+                    JobResult(id=job_id, error=_closed(request), attempts=request.attempts)
                 )
             raise
         else:
@@ -234,3 +251,7 @@ class JobBlock:
             trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
         ):
             self._results.send_nowait(result)
+
+
+def _closed(request: Request) -> ClientClosedError:
+    return ClientClosedError("the client closed before the request finished", model=request.model)
