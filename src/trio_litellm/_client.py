@@ -3,25 +3,32 @@
 Module map (a request goes down this list, and its answer comes back up as a return value):
 
 - ``_client``      open_client(): owns the nursery, starts the actors, yields the Client facade
-- ``_jobs``        requests and jobs checked and encoded once into a ``Call`` (no IO)
+- ``_calls``       a request checked and encoded once into a ``Call``; the ``Request`` state it
+                   carries in flight (no IO)
 - ``_dispatcher``  dispatcher actor: the slot each request holds (in-flight limit, deadline,
-                   record), and the tasks that run jobs
+                   record); ``_jobs`` the ``open_jobs`` workers it runs in its nursery
 - ``_requests``    the request path: attempts under the retry policy, each through the health
                    gate, the throttle and the transport, decoded into the typed answer
 - ``_reader``      a stream's reader task (the same steps) and the ``ChatStream`` it feeds
-- ``_retry``       the retry policy (stamina underneath) and the total deadline
-- ``_throttle``    throttle actor: rpm/tpm windows and buckets, 429 pauses
-- ``_monitor``     health-monitor actor and the gate; ``_health`` the probes and their answers
-- ``_transport``   the only module that speaks HTTP (httpx2, our pool ``_fasthttp``), error map
+- ``_retry``       the retry policy (stamina underneath) and the total deadline's error
+- ``_throttle``    throttle actor; beside it, pure: ``_admission``, ``_rate_limit``,
+                   ``_rate_window``, ``_bucket``, ``_restrictions``, ``_limit_scope``
+- ``_health``      health-monitor actor and its gate; ``_probes`` the probes and their answers
+- ``_transport``   the only module that speaks HTTP: requests, answers, the error map;
+                   ``_routes`` the pools, TLS and outbound proxy; ``_fasthttp`` our pool;
+                   ``_classify`` error answers into typed errors
 - ``_sse``, ``_wire``, ``_meta``, ``_aggregate``   parsing and wire structs, no IO
-- ``_observer``    records of finished requests: usage ledger, events, debug recorder
+- ``_observer``    records of finished requests: ``_ledger``/``_usage``/``_histogram``, events,
+                   the debug recorder (``_recorder``); ``_prometheus`` renders them
 - ``_events``      the event bus (hooks and subscriptions); ``_errors`` the error tree
 - ``_proxy_api``   the proxy's own routes: models, model info, spend, health
+- ``batch/``       the batch job (no terminal code); ``cli/`` the command line;
+                   ``testing/`` the fake provider and the local dev stack
 
 A method call (:meth:`Client.complete`, :meth:`Client.embed`) runs its request in the caller's
 task: ``async with dispatcher.slot(request): return await path.send(call, request)``. A stream
-runs the same steps in its reader task, started with ``nursery.start``; jobs run them in tasks
-of the dispatcher's nursery.
+runs the same steps in its reader task, started with ``nursery.start``; jobs run them in workers
+in the dispatcher's nursery.
 
 ``open_client`` owns one nursery. It starts the actors in order (event bus, throttle, health
 monitor, dispatcher), each with ``nursery.start``, and stops them in the reverse order on exit,

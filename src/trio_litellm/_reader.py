@@ -74,6 +74,7 @@ class StreamReader:
         self._idle_timeout = idle_timeout
         self._max_event_bytes = max_event_bytes
         self._started = False
+        self._task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         self.accumulator = StreamAccumulator()
         self.meta: ResponseMeta | None = None
         self.error: LiteLLMError | None = None
@@ -94,11 +95,12 @@ class StreamReader:
         it were complete.
         """
         request = self._request
+        self._task_status = task_status  # told once the first content is in (_start)
         with send:
             try:
                 async with self._dispatcher.slot(request):
                     try:
-                        await self._attempts(send, task_status)
+                        await self._attempts(send)
                     except LiteLLMError as exc:
                         if not self._started:
                             raise
@@ -115,11 +117,7 @@ class StreamReader:
                         )
                     )
 
-    async def _attempts(
-        self,
-        send: trio.MemorySendChannel[list[ChatCompletionChunk]],
-        task_status: trio.TaskStatus[None],
-    ) -> None:
+    async def _attempts(self, send: trio.MemorySendChannel[list[ChatCompletionChunk]]) -> None:
         """Open the stream through its attempts until one has content, and read it to its end."""
         path, request = self._path, self._request
         retrying = path.retrying(request)
@@ -128,7 +126,7 @@ class StreamReader:
             request.attempts = number
             try:
                 permit = await path.admit(request, retrying)
-                await self._attempt(number, send, task_status)
+                await self._attempt(number, send)
             except LiteLLMError as exc:
                 if self._started:
                     raise  # never retried once the caller has seen a chunk
@@ -162,7 +160,6 @@ class StreamReader:
         self,
         number: int,
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
-        task_status: trio.TaskStatus[None],
     ) -> None:
         accumulator = StreamAccumulator()
         self.accumulator = accumulator
@@ -183,7 +180,7 @@ class StreamReader:
                 first = await body.receive_some()
                 if first[:64].lstrip()[:1] == b"{":
                     raise await self._json_instead(body, first)
-                await self._read(body, first, accumulator, send, task_status, scope)
+                await self._read(body, first, accumulator, send, scope)
         if scope.cancelled_caught:
             if self._started:
                 raise self._interrupted(
@@ -202,7 +199,6 @@ class StreamReader:
         first: bytes,
         accumulator: StreamAccumulator,
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
-        task_status: trio.TaskStatus[None],
         scope: trio.CancelScope,
     ) -> None:
         limit = self._max_event_bytes
@@ -252,7 +248,7 @@ class StreamReader:
             else:
                 held += batch
                 if accumulator.has_content or (done and held):
-                    await self._start(held, send, task_status)
+                    await self._start(held, send)
                 elif done:
                     raise ResponseDecodeError(
                         "the stream finished without any chunk", model=self._model
@@ -303,11 +299,10 @@ class StreamReader:
         self,
         held: list[ChatCompletionChunk],
         send: trio.MemorySendChannel[list[ChatCompletionChunk]],
-        task_status: trio.TaskStatus[None],
     ) -> None:
         self._started = True
         self._path.first_content(self._request)
-        task_status.started()
+        self._task_status.started()
         await send.send(held)
 
     def _decode(self, data: str | bytes) -> ChatCompletionChunk:
