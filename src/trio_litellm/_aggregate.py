@@ -95,6 +95,11 @@ class StreamAccumulator:
         return self._chunks
 
     @property
+    def usage(self) -> Usage | None:
+        """The usage a chunk reported, if any yet (without building the whole completion)."""
+        return self._usage
+
+    @property
     def has_content(self) -> bool:
         """True once a chunk carried text, a tool call, a refusal, reasoning or a finish reason:
         the point after which a broken stream has shown the caller something and is not retried.

@@ -133,13 +133,13 @@ class StreamReader:
                 await path.failed(request, retrying, exc)
                 continue
             request.meta, request.usage = self.meta, self.usage
-            await path.answered(request, self.meta, self.usage, permit)
+            await path.answered(request, request.meta, request.usage, permit)
             return
 
     @property
     def usage(self) -> Usage | None:
         """The usage the stream reported, once it has ended (for the throttle's tpm window)."""
-        return self.accumulator.result().usage if self.finished else None
+        return self.accumulator.usage if self.finished else None
 
     def _interrupted(self, exc: LiteLLMError) -> StreamInterruptedError:
         if isinstance(exc, StreamInterruptedError):
