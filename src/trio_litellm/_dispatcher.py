@@ -103,7 +103,7 @@ class Dispatcher:
         self._closing = False
         self._active: set[Request] = set()  # requests holding a slot
         self._drained = trio.Event()
-        self._waiting_jobs = 0
+        self.waiting_jobs = 0  # jobs of models with a limit of their own, waiting in their tasks
         self._submitted = self._succeeded = self._failed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -135,7 +135,7 @@ class Dispatcher:
         return DispatcherStatistics(
             in_flight=limiter.borrowed_tokens,
             max_in_flight=int(limiter.total_tokens),
-            waiting=limiter.tasks_waiting + self._waiting_jobs,
+            waiting=limiter.tasks_waiting + self.waiting_jobs,
             submitted=self._submitted,
             succeeded=self._succeeded,
             failed=self._failed,

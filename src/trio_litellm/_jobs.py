@@ -150,10 +150,9 @@ class JobBlock:
         """
         jobs = self._jobs
         while True:
+            # What is buffered is taken without a trip through the scheduler.
             try:
-                job = (
-                    jobs.receive_nowait()
-                )  # what is buffered, without a trip through the scheduler
+                job = jobs.receive_nowait()
             except trio.WouldBlock:
                 try:
                     job = await jobs.receive()
@@ -178,7 +177,7 @@ class JobBlock:
             # It waits for its model's slot in its own task, so other models' jobs pass it;
             # at most max_in_flight such jobs wait.
             await self._waiting_room.acquire_on_behalf_of(request)
-            dispatcher._waiting_jobs += 1
+            dispatcher.waiting_jobs += 1
             nursery.start_soon(self._run_job, job.id, call, request, False)
             return True
         try:
@@ -233,7 +232,7 @@ class JobBlock:
     def _leave_waiting_room(self, request: Request) -> bool:
         """The job holds a slot, or stopped waiting for one (False: no longer waiting)."""
         self._waiting_room.release_on_behalf_of(request)
-        self._dispatcher._waiting_jobs -= 1
+        self._dispatcher.waiting_jobs -= 1
         return False
 
     async def _deliver(self, result: JobResult) -> None:

@@ -133,7 +133,7 @@ class StreamReader:
                 await path.failed(request, retrying, exc)
                 continue
             request.meta, request.usage = self.meta, self.usage
-            await path.answered(request, request.meta, request.usage, permit)
+            await path.answered(request, permit)
             return
 
     @property

@@ -48,14 +48,13 @@ from ._errors import (
 from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
 from ._health import HealthMonitor
 from ._limit_scope import rate_limit_model
-from ._meta import ResponseMeta, meta_from_headers
+from ._meta import meta_from_headers
 from ._retry import Retrying, RetryPolicy
 from ._throttle import Permit, Throttle
 from ._transport import Answer, Transport
 from ._wire import (
     ChatCompletion,
     EmbeddingResponse,
-    Usage,
     completion_decoder,
     embedding_decoder,
 )
@@ -104,7 +103,7 @@ class RequestPath:
                 await self.failed(request, retrying, exc)
                 continue
             request.meta, request.usage = reply.meta, reply.usage
-            await self.answered(request, reply.meta, reply.usage, permit)
+            await self.answered(request, permit)
             return reply
 
     async def _attempt(self, call: Call, request: Request, number: int) -> Answer:
@@ -190,16 +189,11 @@ class RequestPath:
         )
         await retrying.failed(exc, gated=gated)
 
-    async def answered(
-        self,
-        request: Request,
-        meta: ResponseMeta | None,
-        usage: Usage | None,
-        permit: Permit,
-    ) -> None:
-        """An attempt got its answer: its rate-limit headers and real token usage go to the
-        throttle."""
+    async def answered(self, request: Request, permit: Permit) -> None:
+        """An attempt got its answer (``request.meta``, ``request.usage``): its rate-limit headers
+        and real token usage go to the throttle."""
         self._reached = True
+        meta, usage = request.meta, request.usage
         if meta is not None:
             await self._throttle.observe(
                 meta.ratelimit, model=request.model, scopes=meta.scope_ratelimits
