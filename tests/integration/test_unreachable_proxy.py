@@ -158,3 +158,17 @@ async def test_a_total_timeout_shorter_than_the_outage_still_ends_the_call(
             assert isinstance(caught.value.__cause__, ProxyConnectionError)
         finally:
             await trio.to_thread.run_sync(own_stack.start_proxy)
+
+
+def test_a_missing_input_file_is_named_before_the_proxy_is_asked(
+    closed_url: str, tmp_path: Path
+) -> None:
+    # The file is the user's to fix and the cheaper to check: a typo in its name must not hide
+    # behind "the proxy is not ready", nor wait for the proxy's retries.
+    missing = tmp_path / "requets.jsonl"
+    run = run_cli(
+        "batch", str(missing), "-o", str(tmp_path / "out.jsonl"), proxy_url=closed_url, api_key=None
+    )
+    assert run.returncode == 2, run.stderr
+    assert str(missing) in run.stderr and "not found" in run.stderr
+    assert "proxy" not in run.stderr

@@ -303,6 +303,12 @@ def _select(
             yield item
 
 
+def check_input_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`BatchInputError` now if the input cannot be opened (missing, a directory,
+    unreadable): a check before anything else, such as asking the proxy."""
+    _open(path).close()
+
+
 def _open(path: str | os.PathLike[str]) -> BinaryIO:
     """Open the input now, so a missing file is an error of the call, not of its first item."""
     try:

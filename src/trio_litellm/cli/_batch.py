@@ -23,6 +23,7 @@ from .._errors import (
 )
 from .._recorder import DebugRecorder
 from ..batch import estimate_cost, plan_batch, prices_from_infos, run_batch, write_summary_json
+from ..batch._input import check_input_file
 from ..batch._plan import ModelPrice, plan_to_json
 from ._common import (
     EXIT_FAILED,
@@ -218,6 +219,7 @@ async def batch(
             render_plan(plan, cost, consoles.out, rpm=rpm, tpm=tpm)
             consoles.out.print("dry run: nothing was sent")
         return EXIT_OK
+    check_input_file(input)  # a typo in its name is named before the proxy is asked
     if concurrency < 1:
         raise Exit(EXIT_USAGE, f"--concurrency must be at least 1, got {concurrency}")
     if not progress_interval > 0:
