@@ -8,6 +8,9 @@ figure. ``chat_request`` / ``embedding_request`` build and check the request of 
 ``_jobs.prepare_job`` checks and prepares a job's: one rule for both, a request that cannot be
 sent is an :class:`InvalidRequestError` naming the field. :class:`Request` is what one request
 in flight carries from its call to its record. This module does no IO.
+
+Most of its length is the checks, one small function per field, each naming the field and what
+was wrong with it; they belong beside the encoding they guard.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ monitor, dispatcher), each with ``nursery.start``, and stops them in the reverse
 so the dispatcher can still tell each pending request that the client closed. Then it closes
 every connection: nothing outlives the ``async with``. A lone exception from inside the block
 (the caller's or ours) comes out as itself, not wrapped in an ExceptionGroup.
+
+The facade is long for its docstrings: the public surface is documented here, where a user's
+editor finds it, and each method is a few lines that hand over to the module doing the work.
 """
 
 from __future__ import annotations

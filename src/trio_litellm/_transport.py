@@ -1,10 +1,18 @@
-"""The only module that speaks HTTP: one pooled httpx2 client, the error map, the retry policy.
+"""The only module that speaks HTTP: one attempt's request and answer, and the error map.
 
 Foreign errors enter here and nowhere else: every httpx2 exception becomes one of ours through
 ``_ERROR_MAP``, raised ``from`` the original. Error statuses become typed errors through the
-pure classifier in ``_classify``. Retries are a stamina policy: the hook retries what is
-``retryable``, waits what the proxy asked (``Retry-After``, ``llm_provider-retry-after``) up to
-``max_retry_after``, and otherwise backs off exponentially with jitter.
+pure classifier in ``_classify``. Whether and when to try again is ``_retry``'s; which pools the
+requests go through (our own, httpx2's, an outbound proxy, TLS) is ``_routes``'.
+
+A request to our own pool (``_fasthttp``) skips httpx2's models: its head is encoded once per
+route and the answer comes back as the pool's ``Exchange`` (status, raw headers, body). Any
+other transport (httpx2's own, a test's ``MockTransport``) gets an ``httpx2.Request`` and its
+``Response`` is seen through the same :class:`Incoming` shape.
+
+It is longer than most modules (about 570 lines) because the error map is most of it: the
+messages that name what went wrong, where, and what to do, for a dozen kinds of failure. Split
+off, the map would be a second place that knows httpx2's exceptions.
 """
 
 from __future__ import annotations
