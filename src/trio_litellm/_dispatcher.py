@@ -177,7 +177,7 @@ class Dispatcher:
         :class:`ClientClosedError` once the client is closing."""
         if self._closing:
             raise ClientClosedError("the client is closed", model=request.model)
-        request.submitted_at = trio.current_time()
+        now = request.submitted_at = trio.current_time()
         model_limiter = self._model_limiters.get(request.model) if self._model_limiters else None
         if model_limiter is not None:
             await model_limiter.acquire_on_behalf_of(request)
@@ -189,6 +189,7 @@ class Dispatcher:
                 self._limiter.acquire_on_behalf_of_nowait(request)
             except trio.WouldBlock:
                 await self._limiter.acquire_on_behalf_of(request)
+                now = trio.current_time()
         except BaseException:
             if model_limiter is not None:
                 model_limiter.release_on_behalf_of(request)
@@ -198,7 +199,9 @@ class Dispatcher:
             raise ClientClosedError("the client is closed", model=request.model)
         self._submitted += 1
         self._active.add(request)
-        request.started_at = trio.current_time()
+        if model_limiter is not None:
+            now = trio.current_time()  # it may have waited for its model
+        request.started_at = now
         request.started_wall = time.time()  # records are windowed by wall-clock time
         total = self._total_timeout if request.timeout is None else request.timeout
         # Made with its deadline: setting one later costs a trip through trio's deadline table.

@@ -117,8 +117,9 @@ class Observer:
 
     def _price_of(self, model: str) -> tuple[float | None, float | None] | None:
         prices = self._prices.get(model)
-        due = trio.current_time() - self._price_attempt >= self.PRICE_RETRY
-        if prices is None and due and self._price_lookup and not self._fetching and self.nursery:
+        if prices is not None or not self._price_lookup or self._fetching or not self.nursery:
+            return prices
+        if trio.current_time() - self._price_attempt >= self.PRICE_RETRY:
             self._fetching = True
             self.nursery.start_soon(self._fetch_prices)
         return prices

@@ -298,11 +298,11 @@ class Throttle:
         unknown resets are :data:`LIMITER_WINDOW`.
         """
         model = model or None
-        at = trio.current_time()
         if ratelimit.remaining_requests is not None or ratelimit.remaining_tokens is not None:
-            await self._post(_Observe(ratelimit=ratelimit, at=at, model=model))
+            await self._post(_Observe(ratelimit=ratelimit, at=trio.current_time(), model=model))
         if not scopes:
             return
+        at = trio.current_time()
         for scope, info in scopes.items():
             if info.remaining_requests is None and info.remaining_tokens is None:
                 continue
