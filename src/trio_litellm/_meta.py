@@ -168,6 +168,13 @@ _LIMITER_REMAINING = {
     for kind in ("requests", "tokens")
 }
 _LIMITER_NAMES = frozenset(_LIMITER_REMAINING)
+_RATELIMIT_NAMES = frozenset(
+    f"x-ratelimit-{what}-{kind}"
+    for what in ("limit", "remaining", "reset")
+    for kind in ("requests", "tokens")
+)
+_NO_RATELIMIT = RateLimitInfo()
+"""An answer without the deployment's ``x-ratelimit-*`` headers: one frozen value for all."""
 
 
 def _scope_ratelimits(headers: Mapping[str, str]) -> dict[str, RateLimitInfo]:
@@ -199,13 +206,17 @@ def meta_from_headers(
     # Most answers carry none of the limiter's headers: one pass over the names (their hashes are
     # cached by the mapping) tells, for about a fifth of a microsecond.
     scopes = {} if _LIMITER_NAMES.isdisjoint(headers) else _scope_ratelimits(headers)
-    ratelimit = RateLimitInfo(
-        limit_requests=_int(get("x-ratelimit-limit-requests")),
-        remaining_requests=_int(get("x-ratelimit-remaining-requests")),
-        reset_requests=parse_duration(get("x-ratelimit-reset-requests")),
-        limit_tokens=_int(get("x-ratelimit-limit-tokens")),
-        remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
-        reset_tokens=parse_duration(get("x-ratelimit-reset-tokens")),
+    ratelimit = (
+        _NO_RATELIMIT
+        if _RATELIMIT_NAMES.isdisjoint(headers)
+        else RateLimitInfo(
+            limit_requests=_int(get("x-ratelimit-limit-requests")),
+            remaining_requests=_int(get("x-ratelimit-remaining-requests")),
+            reset_requests=parse_duration(get("x-ratelimit-reset-requests")),
+            limit_tokens=_int(get("x-ratelimit-limit-tokens")),
+            remaining_tokens=_int(get("x-ratelimit-remaining-tokens")),
+            reset_tokens=parse_duration(get("x-ratelimit-reset-tokens")),
+        )
     )
     cache_key = get("x-litellm-cache-key") or None
     return ResponseMeta(
