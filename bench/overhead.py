@@ -4,7 +4,7 @@ In one process, against nginx serving a fixed completion (see ``upstream.py``), 
 completions at C in flight go three ways:
 
     bare      our Transport called directly from C worker tasks: ``transport.request("POST",
-              "/v1/chat/completions", ...)`` and the msgspec decode ``Client._operation`` does;
+              "/v1/chat/completions", ...)`` and the msgspec decode the request path does;
               no dispatcher, throttle, health gate, observer or ledger
     client    ``client.complete(...)`` from C worker tasks, default config (health monitor on,
               no rpm/tpm, so the throttle admits on its fast path)
@@ -13,7 +13,7 @@ completions at C in flight go three ways:
 The bare way builds its Transport as ``open_client`` does (``resolve_config`` of the same options,
 ``Transport(config)``) and each request the way ``complete`` does (``chat_request`` + ``prepare``,
 one msgspec encode), so what ``client`` and ``jobs`` add over ``bare`` is the actors' path: the
-dispatcher's channel, task and limiter, the health gate, the throttle's fast path, the retry
+dispatcher's slot (limiter and deadline), the health gate, the throttle's fast path, the retry
 wrapper, the response's meta, the observer's record and the usage ledger.
 
 Each part is a fresh client (or transport) on its own ``trio.run``: C warm-up requests (one per
@@ -68,12 +68,6 @@ WAY_TITLES = {
     "client": "client.complete",
     "jobs": "client.open_jobs",
 }
-
-HEALTH_FAILURE_THRESHOLD = 1_000_000
-"""nginx answers ``/health/liveliness`` with 404, so every probe fails; with the default threshold
-(2) the gate would close at the second probe (5 s) and the requests would wait forever. The
-threshold is only counted by the monitor: the request path (waiting on an open gate) is the one
-the default config takes."""
 
 
 def describe(host: dict[str, Any]) -> str:
@@ -138,7 +132,6 @@ def client_options(upstream: Upstream, args: argparse.Namespace) -> dict[str, An
         "proxy_url": upstream.base_url,
         "api_key": API_KEY,
         "max_connections": args.concurrency,
-        "health_failure_threshold": HEALTH_FAILURE_THRESHOLD,
     }
     if args.max_retries is not None:
         options["max_retries"] = args.max_retries
