@@ -53,7 +53,7 @@ import trio
 from ._calls import Call, Request, chat_request, embedding_request, prepare
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics
-from ._errors import ClientClosedError, InvalidRequestError
+from ._errors import ClientClosedError, ConfigError, InvalidRequestError
 from ._events import Event, EventBus, EventBusStatistics, HealthChanged, HealthTransition, Hook
 from ._health import HealthMonitor, MonitorStatistics
 from ._jobs import Job, JobResult
@@ -288,11 +288,14 @@ class Client(metaclass=_NoPublicConstructor):
 
         The same :class:`HealthChanged` events as :meth:`events` gives, and those alone. A reader
         that falls ``buffer`` events behind misses the newest ones; it never slows the monitor.
-        Raises RuntimeError when the monitor is turned off.
+        Raises :class:`ConfigError` when the monitor is turned off (``health_check_interval=None``).
         """
         self._check_open("health_transitions")
         if self._monitor is None:
-            raise RuntimeError("the health monitor is off (health_check_interval=None)")
+            raise ConfigError(
+                "health_check_interval",
+                "None turns the health monitor off: no transitions to follow",
+            )
         return self._events.subscribe(buffer, only=HealthChanged)
 
     def statistics(self) -> ClientStatistics:

@@ -405,3 +405,13 @@ async def test_leaving_a_call_early_leaves_the_client_usable(
                 await client.complete(model="m", messages=said("stall"))
         await assert_usable(client)
     assert client.usage().errors == {"ClientClosedError": 1}
+
+
+async def test_health_transitions_with_the_monitor_off_is_a_config_error() -> None:
+    from trio_litellm import ConfigError, UsageError
+
+    async with open_test_client(Stalling(), health_check_interval=None) as client:
+        with pytest.raises(ConfigError) as caught:
+            client.health_transitions()
+    assert isinstance(caught.value, UsageError)
+    assert "health_check_interval" in str(caught.value)

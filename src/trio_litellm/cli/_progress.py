@@ -42,6 +42,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from .._errors import ConfigError
 from .._events import HealthTransition
 from ..batch._summary import SummaryBuilder
 
@@ -266,7 +267,7 @@ class BatchProgress:
             self._down_since = trio.current_time()
         try:
             transitions = client.health_transitions()
-        except RuntimeError:  # the health monitor is off: nothing to follow
+        except ConfigError:  # the health monitor is off: nothing to follow
             transitions = None
         async with trio.open_nursery() as nursery:
             if transitions is not None:
