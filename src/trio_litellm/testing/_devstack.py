@@ -273,7 +273,7 @@ class DevStack:
         """Whether the fleet's Redis server is alive (False for a stack without one)."""
         return self._redis is not None and self._redis.is_running()
 
-    def proxy_log_tail(self, index: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+    def proxy_log_tail(self, index: int = 0, *, lines: int = LOG_TAIL_LINES) -> str:
         """The end of a proxy's log since its latest start, for error messages."""
         return self._proxies[index].log_tail(lines)
 
