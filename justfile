@@ -33,6 +33,10 @@ fmt:
 proxy *args:
     python -m trio_litellm.testing._devstack --proxy-port 4000 --fake-provider-port 8090 {{args}}
 
+# Run a Redis server, the fake provider and N LiteLLM proxies sharing it (key sk-test) until Ctrl-C (e.g. `just fleet 2`).
+fleet n *args:
+    python -m trio_litellm.testing._devstack --proxies {{n}} {{args}}
+
 # Benchmark run_batch, open_jobs and complete() against the fake provider (e.g. `just bench-batch --rounds 5`).
 bench-batch *args:
     python bench/batch_throughput.py {{args}}

@@ -3,7 +3,8 @@
 The stack is a session-scoped *sync* fixture: pytest-trio cannot run session-scoped async fixtures,
 and starting two subprocesses needs no trio. Set TRIO_LITELLM_TEST_PROXY_URL (and, for tests that
 talk to the provider directly, TRIO_LITELLM_TEST_FAKE_URL) to use a stack that is already running,
-e.g. one started by `just proxy`; TRIO_LITELLM_TEST_API_KEY overrides the key (default sk-test).
+e.g. one started by `just proxy` (a fleet's URLs comma-separated; `stack.proxy_url` is the
+first); TRIO_LITELLM_TEST_API_KEY overrides the key (default sk-test).
 Tests that stop or kill the proxy need a DevStack and should skip on an ExternalStack.
 """
 
@@ -33,8 +34,10 @@ def stack() -> Iterator[Stack]:
     """The running stack: a DevStack started for this session, or the one the environment names."""
     external_url = os.environ.get("TRIO_LITELLM_TEST_PROXY_URL")
     if external_url:
+        urls = tuple(url.strip().rstrip("/") for url in external_url.split(",") if url.strip())
         yield ExternalStack(
-            proxy_url=external_url.rstrip("/"),
+            proxy_url=urls[0],
+            proxy_urls=urls,
             fake_provider_url=os.environ.get("TRIO_LITELLM_TEST_FAKE_URL", "").rstrip("/") or None,
             api_key=os.environ.get("TRIO_LITELLM_TEST_API_KEY", MASTER_KEY),
         )

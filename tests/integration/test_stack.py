@@ -14,6 +14,7 @@ CONFIGURED_MODELS = {
     "local-gpt",
     "local-embed",
     "limited-gpt",
+    "fleet-limited-gpt",
     "failing-gpt",
     "throttled-gpt",
 }

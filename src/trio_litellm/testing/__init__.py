@@ -5,7 +5,8 @@
   faults and rate limits on demand.
 - ``trio_litellm.testing._devstack``: this project's own stack for its integration tests, demo
   and benchmarks (the fake provider and a LiteLLM proxy from ``litellm_config.yaml`` on loopback;
-  ``python -m trio_litellm.testing._devstack`` runs it in the foreground).
+  ``python -m trio_litellm.testing._devstack`` runs it in the foreground; ``--proxies N`` makes
+  it a fleet of N proxies sharing a Redis server).
 
 Nothing here is imported by ``trio_litellm`` itself.
 """

@@ -1,32 +1,33 @@
-"""Start the local offline stack: the fake provider and a real LiteLLM proxy in front of it.
+"""Start the local offline stack: the fake provider and real LiteLLM proxies in front of it.
 
-The integration tests, the demo and the benchmarks all need the same two processes on loopback, so
+The integration tests, the demo and the benchmarks all need the same processes on loopback, so
 they share this one module. It is deliberately synchronous and stdlib-only: it runs from a sync
 pytest fixture (pytest-trio has no session-scoped async fixtures) and from plain scripts, and it
 must not depend on the client it exists to test.
 
-Each process starts in its own session, so it is stopped as a group (SIGTERM, then SIGKILL after a
-grace period) and a Ctrl-C in the terminal reaches only us, not the children: we stop them in order.
+By default the stack is one proxy. With ``proxies=N`` (N > 1) it is a fleet: a Redis server, the
+fake provider and N proxies started from one config whose ``router_settings`` point at that Redis,
+so that they enforce rate limits jointly, as LiteLLM's proxies do in production (see ``_redis``).
+The processes themselves are ``_services.Service``: each in its own session, stopped as a group.
 
-``python -m trio_litellm.testing._devstack`` runs the stack in the foreground until Ctrl-C.
+``python -m trio_litellm.testing._devstack [--proxies N]`` runs the stack in the foreground until
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from ._redis import RedisServer, write_fleet_config
+from ._services import LOG_TAIL_LINES, DevStackError, Service, free_port
 
 __all__ = [
     "DevStack",
@@ -35,22 +36,13 @@ __all__ = [
     "Stack",
     "find_litellm_binary",
     "find_project_root",
+    "free_port",
 ]
 
 CONFIG_NAME = "litellm_config.yaml"
 MASTER_KEY = "sk-test"  # general_settings.master_key in litellm_config.yaml
 STARTUP_TIMEOUT = 120.0  # seconds; the proxy alone takes 7-10 s to import on a quiet 2-core box
-STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL; the proxy usually needs 2-4 s
-POLL_INTERVAL = 0.2
-LOG_TAIL_LINES = 40
 INSTALL_HINT = "run `bash scripts/bootstrap.sh` in the project root to create .proxy-venv"
-
-# urllib honours http_proxy/HTTPS_PROXY; probes of loopback servers must never go through one.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class DevStackError(RuntimeError):
-    """The local stack could not be found, started or stopped; the message says why."""
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -93,126 +85,14 @@ def find_litellm_binary(project_root: Path) -> Path:
     )
 
 
-def free_port() -> int:
-    """Ask the kernel for a free loopback TCP port (free now; another process could take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _http_status(url: str) -> int | None:
-    """GET ``url``; return its status, or None when nothing answers yet."""
-    try:
-        with _OPENER.open(url, timeout=2.0) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError):  # URLError, refused, reset, timeout; ValueError: bad status line
-        return None
-
-
-class _Service:
-    """One child process in its own session, logging to a file, stopped as a process group."""
-
-    def __init__(self, name: str, log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
-
-    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        """Spawn ``argv``; stdout and stderr are appended to the log file."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log.write(f"=== {stamp} starting: {' '.join(argv)}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
-
-    def wait_until(self, ready: str, accept: frozenset[int] | None, deadline: float) -> None:
-        """Poll ``ready`` until it answers (with a status in ``accept``, if given).
-
-        Raises DevStackError, with the tail of the log, if the process exits or the deadline passes.
-        """
-        process = self._require_process()
-        while True:
-            status = _http_status(ready)
-            if status is not None and (accept is None or status in accept):
-                return
-            returncode = process.poll()
-            if returncode is not None:
-                self.stop()  # reaps whatever is left of its process group
-                raise DevStackError(
-                    f"{self.name} exited with status {returncode} before {ready} answered; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            if time.monotonic() >= deadline:
-                self.stop()
-                raise DevStackError(
-                    f"{self.name} did not answer {ready} in time (last status: {status}); "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(POLL_INTERVAL)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Send ``sig`` to the process group and reap it; SIGKILL if it outlives the grace period."""
-        process = self.process
-        if process is None:
-            return
-        self._signal_group(process, sig)
-        try:
-            process.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            self._signal_group(process, signal.SIGKILL)
-            process.wait()
-        # A worker may outlive the leader; make sure nothing of the group survives.
-        self._signal_group(process, signal.SIGKILL)
-        self.process = None
-
-    def is_running(self) -> bool:
-        """Whether the process was started and has not exited."""
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last ``lines`` lines written to the log since the latest start."""
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_offset)
-                text = log.read().decode("utf-8", errors="replace")
-        except OSError as exc:
-            return f"(log unreadable: {exc})"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _require_process(self) -> subprocess.Popen[bytes]:
-        if self.process is None:
-            raise DevStackError(f"{self.name} is not running")
-        return self.process
-
-    @staticmethod
-    def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        # start_new_session=True made the child a group leader: its pgid is its pid. A group that
-        # is already gone raises ProcessLookupError (PermissionError on macOS, for a zombie leader).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-
-
 class DevStack:
-    """The fake provider plus a LiteLLM proxy on loopback, as a context manager.
+    """The fake provider plus one LiteLLM proxy, or a fleet of them, on loopback.
 
-    ``with DevStack(log_dir=...) as stack:`` starts both, waits until the proxy's
-    ``/health/readiness`` is 200 and stops both on exit. Use ``stack.proxy_url`` with
-    ``stack.api_key``; ``stack.fake_provider_url`` reaches the provider directly.
+    ``with DevStack(log_dir=...) as stack:`` starts everything, waits until each proxy's
+    ``/health/readiness`` is 200 and stops everything on exit. Use ``stack.proxy_url`` (the first
+    proxy) or ``stack.proxy_urls`` (all) with ``stack.api_key``; ``stack.fake_provider_url``
+    reaches the provider directly, ``stack.redis_url`` the fleet's Redis (None for one proxy).
+    Methods that act on one proxy take its ``index`` in ``proxy_urls`` (default: the first).
     """
 
     api_key: str = MASTER_KEY
@@ -226,14 +106,21 @@ class DevStack:
         fake_provider_port: int = 0,
         startup_timeout: float = STARTUP_TIMEOUT,
         config_path: Path | str | None = None,
+        proxies: int = 1,
+        redis_port: int = 0,
     ) -> None:
         """Prepare, without starting anything.
 
         ``log_dir`` defaults to ``run/devstack-logs`` under the project root (the directory
-        holding ``litellm_config.yaml``). A port of 0 picks a free one. ``config_path`` starts
-        the proxy from another config than the project's ``litellm_config.yaml`` (tests that
-        need caching or other limits); it may use ``os.environ/FAKE_PROVIDER_API_BASE`` too.
+        holding ``litellm_config.yaml``). A port of 0 picks a free one; ``proxy_port`` is the
+        first proxy's, the others always get free ones. ``config_path`` starts the proxies from
+        another config than the project's ``litellm_config.yaml`` (tests that need caching or
+        other limits); it may use ``os.environ/FAKE_PROVIDER_API_BASE`` too. ``proxies`` > 1
+        starts a fleet sharing a Redis server (on ``redis_port``), from a copy of the config
+        with Redis in its ``router_settings``, written beside it while the stack runs.
         """
+        if proxies < 1:
+            raise DevStackError(f"a stack needs at least one proxy, not {proxies}")
         self.project_root = (
             Path(project_root).resolve() if project_root is not None else find_project_root()
         )
@@ -250,12 +137,24 @@ class DevStack:
             else self.project_root / "run" / "devstack-logs"
         )
         self.startup_timeout = startup_timeout
-        self._proxy_port = proxy_port or free_port()
         self._fake_port = fake_provider_port or free_port()
-        self.proxy_url = f"http://127.0.0.1:{self._proxy_port}"
+        self._proxy_ports = _distinct_free_ports(proxy_port, proxies, taken={self._fake_port})
+        self.proxy_urls = tuple(f"http://127.0.0.1:{port}" for port in self._proxy_ports)
+        self.proxy_url = self.proxy_urls[0]
         self.fake_provider_url = f"http://127.0.0.1:{self._fake_port}"
-        self._fake = _Service("fake provider", self.log_dir / "fake-provider.log")
-        self._proxy = _Service("LiteLLM proxy", self.log_dir / "litellm-proxy.log")
+        self._fake = Service("fake provider", self.log_dir / "fake-provider.log")
+        self._redis: RedisServer | None = None
+        self.redis_url: str | None = None
+        if proxies == 1:
+            self._proxies = [Service("LiteLLM proxy", self.log_dir / "litellm-proxy.log")]
+        else:
+            self._redis = RedisServer(log_path=self.log_dir / "redis.log", port=redis_port)
+            self.redis_url = self._redis.url
+            self._proxies = [
+                Service(f"LiteLLM proxy {i} of {proxies}", self.log_dir / f"litellm-proxy-{i}.log")
+                for i in range(1, proxies + 1)
+            ]
+        self._fleet_config: Path | None = None
 
     def __enter__(self) -> DevStack:
         self.start()
@@ -270,27 +169,42 @@ class DevStack:
         self.stop()
 
     def start(self) -> None:
-        """Start the fake provider, then the proxy; return once both answer.
+        """Start Redis (for a fleet), the fake provider, then the proxies; return once all answer.
 
-        Each start begins fresh logs; a restart with start_proxy() appends to the proxy's log.
-        On any failure (including Ctrl-C) whatever was started is stopped again.
+        The proxies start side by side (each takes seconds to import). Each start begins fresh
+        logs; a restart with start_proxy() appends to that proxy's log. On any failure
+        (including Ctrl-C) whatever was started is stopped again.
         """
-        for service in (self._fake, self._proxy):
+        services = [self._fake, *self._proxies]
+        for service in services:
             if not service.is_running():
                 service.log_path.unlink(missing_ok=True)
+        if self._redis is not None and not self._redis.is_running():
+            self._redis.log_path.unlink(missing_ok=True)
         try:
+            deadline = time.monotonic() + self.startup_timeout
+            if self._redis is not None:
+                self._redis.start(self.project_root, deadline)
             self.start_fake_provider()
-            self.start_proxy()
+            self._start_proxies(range(len(self._proxies)))
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop the proxy, then the fake provider. Safe to call twice."""
+        """Stop the proxies, then the fake provider and Redis. Safe to call twice."""
         try:
-            self.stop_proxy()
+            for index in range(len(self._proxies)):
+                self.stop_proxy(index)
         finally:
-            self._fake.stop()
+            try:
+                self._fake.stop()
+            finally:
+                if self._redis is not None:
+                    self._redis.stop()
+                if self._fleet_config is not None:
+                    self._fleet_config.unlink(missing_ok=True)
+                    self._fleet_config = None
 
     def start_fake_provider(self) -> None:
         """Start ``python -m trio_litellm.testing.fake_provider`` and wait until it answers HTTP."""
@@ -310,66 +224,131 @@ class DevStack:
             f"{self.fake_provider_url}/_stats", None, time.monotonic() + self.startup_timeout
         )
 
-    def start_proxy(self) -> None:
-        """Start the proxy on its port (the same one after a restart) and wait until ready."""
-        if self._proxy.is_running():
+    def start_proxy(self, index: int = 0) -> None:
+        """Start a proxy on its port (the same one after a restart) and wait until it is ready."""
+        self._start_proxies([index])
+
+    def _start_proxies(self, indexes: range | list[int]) -> None:
+        """Spawn the proxies at ``indexes`` that are not running, then wait for each."""
+        started = [i for i in indexes if not self._proxies[i].is_running()]
+        if not started:
             return
         binary = find_litellm_binary(self.project_root)
         env = dict(os.environ)
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of the cost map from GitHub
         env["LITELLM_OFFLINE_MODE"] = "true"  # no other start-up network calls either
         env["FAKE_PROVIDER_API_BASE"] = f"{self.fake_provider_url}/v1"  # read by the config
-        argv = [str(binary), "--config", str(self.config_path)]
-        argv += ["--host", "127.0.0.1", "--port", str(self._proxy_port)]
-        self._proxy.start(argv, env, self.project_root)
-        self._proxy.wait_until(
-            f"{self.proxy_url}/health/readiness",
-            frozenset({200}),
-            time.monotonic() + self.startup_timeout,
-        )
+        config = self._proxy_config()
+        for index in started:
+            argv = [str(binary), "--config", str(config)]
+            argv += ["--host", "127.0.0.1", "--port", str(self._proxy_ports[index])]
+            self._proxies[index].start(argv, env, self.project_root)
+        deadline = time.monotonic() + self.startup_timeout
+        for index in started:
+            self._proxies[index].wait_until(
+                f"{self.proxy_urls[index]}/health/readiness", frozenset({200}), deadline
+            )
 
-    def stop_proxy(self) -> None:
-        """Stop the proxy gracefully (SIGTERM, SIGKILL after 10 s); the fake provider stays up."""
-        self._proxy.stop(signal.SIGTERM)
+    def _proxy_config(self) -> Path:
+        """The config the proxies start from: the given one, or for a fleet its copy with Redis."""
+        if self._redis is None:
+            return self.config_path
+        if self._fleet_config is None or not self._fleet_config.is_file():
+            self._fleet_config = write_fleet_config(self.config_path, redis_port=self._redis.port)
+        return self._fleet_config
 
-    def kill_proxy(self) -> None:
-        """Kill the proxy at once with SIGKILL, as a crash would."""
-        self._proxy.stop(signal.SIGKILL)
+    def stop_proxy(self, index: int = 0) -> None:
+        """Stop a proxy gracefully (SIGTERM, SIGKILL after 10 s); the rest of the stack stays up."""
+        self._proxies[index].stop(signal.SIGTERM)
 
-    def proxy_running(self) -> bool:
-        """Whether the proxy process is alive (not whether it is ready)."""
-        return self._proxy.is_running()
+    def kill_proxy(self, index: int = 0) -> None:
+        """Kill a proxy at once with SIGKILL, as a crash would."""
+        self._proxies[index].stop(signal.SIGKILL)
 
-    def proxy_log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The end of the proxy's log since its latest start, for error messages."""
-        return self._proxy.log_tail(lines)
+    def proxy_running(self, index: int = 0) -> bool:
+        """Whether a proxy's process is alive (not whether it is ready)."""
+        return self._proxies[index].is_running()
+
+    def redis_running(self) -> bool:
+        """Whether the fleet's Redis server is alive (False for a stack without one)."""
+        return self._redis is not None and self._redis.is_running()
+
+    def proxy_log_tail(self, index: int = 0, *, lines: int = LOG_TAIL_LINES) -> str:
+        """The end of a proxy's log since its latest start, for error messages."""
+        return self._proxies[index].log_tail(lines)
+
+    def exited(self) -> str | None:
+        """If a proxy or the Redis server has exited, which one and the end of its log; else None."""
+        for service in self._proxies:
+            if not service.is_running():
+                return f"{service.name} exited; log {service.log_path}:\n{service.log_tail()}"
+        if self._redis is not None and not self._redis.is_running():
+            return f"the Redis server exited; log {self._redis.log_path}:\n{self._redis.log_tail()}"
+        return None
+
+
+def _distinct_free_ports(first: int, count: int, *, taken: set[int]) -> list[int]:
+    """``count`` ports: ``first`` (or a free one when 0), then free ones, none in ``taken``."""
+    ports = [first] if first else []
+    seen = taken | set(ports)
+    while len(ports) < count:
+        port = free_port()
+        if port not in seen:
+            ports.append(port)
+            seen.add(port)
+    return ports
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExternalStack:
     """A stack that runs elsewhere (e.g. started by `just proxy`): DevStack's endpoints, no control.
 
-    It cannot be stopped or restarted from here; ``fake_provider_url`` is None when unknown.
+    It cannot be stopped or restarted from here; ``fake_provider_url`` and ``redis_url`` are None
+    when unknown. ``proxy_urls`` defaults to ``(proxy_url,)``; when given it starts with it.
     """
 
     proxy_url: str
+    proxy_urls: tuple[str, ...] = field(default=())
     fake_provider_url: str | None = None
+    redis_url: str | None = None
     api_key: str = MASTER_KEY
     log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.proxy_urls:
+            object.__setattr__(self, "proxy_urls", (self.proxy_url,))
+        elif self.proxy_urls[0] != self.proxy_url:
+            raise ValueError("proxy_urls must start with proxy_url")
 
 
 Stack = DevStack | ExternalStack
 """Either kind of running stack: what tests, the demo and benchmarks accept."""
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the stack in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
         prog="python -m trio_litellm.testing._devstack",
-        description="Run the fake provider and a LiteLLM proxy on loopback until Ctrl-C.",
+        description=(
+            "Run the fake provider and a LiteLLM proxy on loopback until Ctrl-C; with --proxies N "
+            "(N > 1), N proxies sharing their rate limits through a Redis server started too."
+        ),
     )
-    parser.add_argument("--proxy-port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--proxies", type=_positive, default=1, help="default: 1 (no Redis)")
+    parser.add_argument(
+        "--proxy-port", type=int, default=0, help="the first proxy's; default: a free port"
+    )
     parser.add_argument("--fake-provider-port", type=int, default=0, help="default: a free port")
+    parser.add_argument(
+        "--redis-port", type=int, default=0, help="with --proxies N > 1; default: a free port"
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="default: run/devstack-logs")
     args = parser.parse_args(argv)
 
@@ -383,20 +362,31 @@ def main(argv: list[str] | None = None) -> int:
             log_dir=args.log_dir,
             proxy_port=args.proxy_port,
             fake_provider_port=args.fake_provider_port,
+            proxies=args.proxies,
+            redis_port=args.redis_port,
         )
-        print(
-            f"starting the fake provider and the LiteLLM proxy (logs in {stack.log_dir}) ...",
-            flush=True,
+        what = (
+            "the fake provider and the LiteLLM proxy"
+            if args.proxies == 1
+            else f"a Redis server, the fake provider and {args.proxies} LiteLLM proxies sharing it"
         )
+        print(f"starting {what} (logs in {stack.log_dir}) ...", flush=True)
         with stack:
-            print(f"LiteLLM proxy:  {stack.proxy_url}  (api key {stack.api_key})")
-            print(f"fake provider:  {stack.fake_provider_url}")
+            for number, url in enumerate(stack.proxy_urls, start=1):
+                label = (
+                    "LiteLLM proxy:" if len(stack.proxy_urls) == 1 else f"LiteLLM proxy {number}:"
+                )
+                key = f"  (api key {stack.api_key})" if number == 1 else ""
+                print(f"{label:<18}{url}{key}")
+            if stack.redis_url is not None:
+                print(f"{'Redis:':<18}{stack.redis_url}")
+            print(f"{'fake provider:':<18}{stack.fake_provider_url}")
             print(
                 f"ready after {time.monotonic() - started:.1f} s; press Ctrl-C to stop", flush=True
             )
-            while stack.proxy_running():
+            while (exited := stack.exited()) is None:
                 time.sleep(0.5)
-            print(f"the proxy exited unexpectedly:\n{stack.proxy_log_tail()}", file=sys.stderr)
+            print(f"stopping: {exited}", file=sys.stderr)
             return 1
     except DevStackError as exc:
         print(f"error: {exc}", file=sys.stderr)
