@@ -803,6 +803,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="nginx",
         help="nginx with fixed bodies (default), or the fake provider",
     )
+    parser.add_argument(
+        "--ratelimit-headers",
+        action="store_true",
+        help="nginx answers with the x-ratelimit-* headers a real provider sends through the "
+        "proxy (each one makes our throttle adjust)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     for name in ("requests", "streams", "rounds"):
@@ -823,7 +829,9 @@ def main(argv: list[str] | None = None) -> int:
         out.print(describe_machine(host), soft_wrap=True)
         out.print(f"command: {command}", soft_wrap=True)
     try:
-        with open_upstream(args.upstream, log.print) as upstream:
+        with open_upstream(
+            args.upstream, log.print, ratelimit_headers=args.ratelimit_headers
+        ) as upstream:
             if not args.json:
                 out.print(f"upstream: {upstream.version} at {upstream.base_url}")
             samples = run_rounds(upstream, args, log)

@@ -22,7 +22,7 @@ divided by N. Ways alternate within a round, their order rotating each round; fi
 over rounds. Every answer is checked.
 
     python bench/overhead.py [--requests 2000] [--rounds 5] [--concurrency 64]
-        [--ways bare,client,jobs] [--max-retries N] [--json]
+        [--ways bare,client,jobs] [--max-retries N] [--ratelimit-headers] [--json]
 """
 
 from __future__ import annotations
@@ -412,6 +412,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="the client's max_retries (default: the config's, 2); 0 skips the retry wrapper",
     )
+    parser.add_argument(
+        "--ratelimit-headers",
+        action="store_true",
+        help="answer with the x-ratelimit-* headers a real provider sends through the proxy "
+        "(each one makes the throttle adjust)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)
 
@@ -421,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(sys.orig_argv)
     host = machine()
     try:
-        with open_upstream("nginx", lambda text: print(text, file=sys.stderr)) as upstream:
+        with open_upstream(
+            "nginx",
+            lambda text: print(text, file=sys.stderr),
+            ratelimit_headers=args.ratelimit_headers,
+        ) as upstream:
             samples = run_rounds(upstream, args)
     except (BenchError, UpstreamError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -442,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": args.concurrency,
                 "ways": args.ways,
                 "max_retries": args.max_retries,
+                "ratelimit_headers": args.ratelimit_headers,
                 "warmup_requests": args.concurrency,
             },
             "median": summary,
@@ -464,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.requests:,} chat completions per way and round at {args.concurrency} in flight, "
         f"after {args.concurrency} warm-up requests; median of {args.rounds} rounds; "
-        f"max_retries: {retries}.\n"
+        f"max_retries: {retries}"
+        f"{'; x-ratelimit-* headers on every answer' if args.ratelimit_headers else ''}.\n"
     )
     print(render(summary))
     print(

@@ -134,12 +134,27 @@ class Upstream:
         return sum(_process_cpu(pid) for pid in _process_tree(self.pid))
 
 
+RATELIMIT_HEADERS = """\
+            add_header x-ratelimit-limit-requests 10000;
+            add_header x-ratelimit-remaining-requests 9999;
+            add_header x-ratelimit-limit-tokens 2000000;
+            add_header x-ratelimit-remaining-tokens 1999000;
+"""
+"""What a LiteLLM proxy copies from an upstream provider onto most answers (OpenAI sends them on
+every one); each such answer makes the client's throttle adjust."""
+
+
 @contextmanager
-def open_upstream(kind: UpstreamKind, log: Log) -> Iterator[Upstream]:
-    """Start the upstream on a free loopback port; stop it however the block ends."""
+def open_upstream(
+    kind: UpstreamKind, log: Log, *, ratelimit_headers: bool = False
+) -> Iterator[Upstream]:
+    """Start the upstream on a free loopback port; stop it however the block ends.
+
+    ``ratelimit_headers`` (nginx only): answer completions and embeddings with the
+    ``x-ratelimit-*`` headers a real provider sends through the proxy."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
         if kind == "nginx":
-            with _nginx(Path(tmp), log) as upstream:
+            with _nginx(Path(tmp), log, ratelimit_headers) as upstream:
                 yield upstream
         else:
             with _fake_provider(Path(tmp), log) as upstream:
@@ -179,7 +194,7 @@ http {{
 
         location = /v1/chat/completions {{
             default_type application/json;
-            alias {www}/{chat};
+{ratelimit}            alias {www}/{chat};
         }}
         location = /stream/v1/chat/completions {{
             default_type text/event-stream;
@@ -188,7 +203,7 @@ http {{
         }}
         location = /v1/embeddings {{
             default_type application/json;
-            alias {www}/{embedding};
+{ratelimit}            alias {www}/{embedding};
         }}
         location / {{
             default_type application/json;
@@ -200,7 +215,7 @@ http {{
 
 
 @contextmanager
-def _nginx(workdir: Path, log: Log) -> Iterator[Upstream]:
+def _nginx(workdir: Path, log: Log, ratelimit_headers: bool = False) -> Iterator[Upstream]:
     binary = _find_nginx() or _install_nginx(log)
     version = _nginx_version(binary)
     # nginx's workers may run as another user: give them a readable copy of the bodies.
@@ -221,6 +236,7 @@ def _nginx(workdir: Path, log: Log) -> Iterator[Upstream]:
             stream=STREAM_BODY,
             embedding=EMBEDDING_BODY,
             user=_worker_user(),
+            ratelimit=RATELIMIT_HEADERS if ratelimit_headers else "",
         )
     )
     error_log = workdir / "error.log"
