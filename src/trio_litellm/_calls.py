@@ -24,6 +24,7 @@ import msgspec
 
 from ._errors import InvalidRequestError
 from ._meta import ResponseMeta
+from ._recorder import Trace
 from ._wire import (
     ChatRequest,
     EmbeddingRequest,
@@ -37,8 +38,6 @@ from ._wire import (
 
 if TYPE_CHECKING:
     import trio
-
-    from ._recorder import Trace
 
 __all__ = [
     "CHAT_PATH",
@@ -56,6 +55,7 @@ __all__ = [
     "invalid",
     "kind_of",
     "prepare",
+    "request_for",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -140,6 +140,26 @@ class Request:
         self.submitted_at = 0.0
         self.started_at = 0.0
         self.started_wall = 0.0
+
+
+def request_for(
+    call: Call,
+    *,
+    recording: bool,
+    stream: bool = False,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> Request:
+    """The state ``call`` carries in flight; with its debug-recorder trace when ``recording``."""
+    return Request(
+        kind=call.kind,
+        model=call.model,
+        tokens=call.tokens,
+        stream=stream,
+        max_retries=max_retries,
+        timeout=timeout,
+        trace=Trace("POST", call.path, call.body) if recording else None,
+    )
 
 
 def prepare(

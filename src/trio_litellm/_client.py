@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import msgspec
 import trio
 
-from ._calls import Call, Request, chat_request, embedding_request, prepare
+from ._calls import chat_request, embedding_request, prepare, request_for
 from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics
 from ._errors import ClientClosedError, ConfigError, InvalidRequestError
@@ -62,7 +62,7 @@ from ._observer import PROBE_TIMEOUT, Observer
 from ._probes import DeploymentHealth, ProxyHealth, liveness_probe
 from ._proxy_api import ProxyAPI
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
-from ._recorder import DebugRecorder, Trace
+from ._recorder import DebugRecorder
 from ._requests import RequestPath
 from ._retry import RetryPolicy
 from ._throttle import Throttle, ThrottleStatistics
@@ -249,6 +249,7 @@ class Client(metaclass=_NoPublicConstructor):
         self._events = events
         self._proxy_api = proxy_api
         self._closed = False
+        self._recording = observer.recorder is not None
         self._estimate = config.tpm is not None or any(
             limits.tpm is not None for limits in config.model_limits.values()
         )
@@ -380,7 +381,9 @@ class Client(metaclass=_NoPublicConstructor):
         call = prepare(
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
-        state = self._request(call, max_retries, timeout)
+        state = request_for(
+            call, recording=self._recording, max_retries=max_retries, timeout=timeout
+        )
         async with self._dispatcher.slot(state):
             reply = await self._path.send(call, state)
         assert isinstance(reply, ChatCompletion)
@@ -403,26 +406,13 @@ class Client(metaclass=_NoPublicConstructor):
         call = prepare(
             embedding, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
-        state = self._request(call, max_retries, timeout)
+        state = request_for(
+            call, recording=self._recording, max_retries=max_retries, timeout=timeout
+        )
         async with self._dispatcher.slot(state):
             reply = await self._path.send(call, state)
         assert isinstance(reply, EmbeddingResponse)
         return reply
-
-    def _request(
-        self, call: Call, max_retries: int | None, timeout: float | None, *, stream: bool = False
-    ) -> Request:
-        """The state ``call`` carries through the dispatcher and the request path."""
-        recording = self._observer.recorder is not None
-        return Request(
-            kind=call.kind,
-            model=call.model,
-            tokens=call.tokens,
-            stream=stream,
-            max_retries=max_retries,
-            timeout=timeout,
-            trace=Trace("POST", call.path, call.body) if recording else None,
-        )
 
     @asynccontextmanager
     async def stream(
@@ -453,7 +443,13 @@ class Client(metaclass=_NoPublicConstructor):
             chat, extra_body=extra_body, extra_headers=extra_headers, estimate=self._estimate
         )
         config = self._config
-        state = self._request(call, max_retries, timeout, stream=True)
+        state = request_for(
+            call,
+            recording=self._recording,
+            stream=True,
+            max_retries=max_retries,
+            timeout=timeout,
+        )
         reader = StreamReader(
             self._path,
             self._dispatcher,
@@ -504,7 +500,7 @@ class Client(metaclass=_NoPublicConstructor):
                 result_send,
                 self._path,
                 estimate=self._estimate,
-                trace=self._observer.recorder is not None,
+                trace=self._recording,
             )
             try:
                 with collapsing_groups():  # the caller's lone exception comes out as itself

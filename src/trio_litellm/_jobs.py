@@ -25,9 +25,9 @@ from ._calls import (
     invalid,
     kind_of,
     prepare,
+    request_for,
 )
 from ._errors import ClientClosedError, InvalidRequestError
-from ._recorder import Trace
 from ._wire import ChatCompletion, ChatRequest, EmbeddingRequest, EmbeddingResponse
 
 if TYPE_CHECKING:
@@ -170,8 +170,7 @@ class JobBlock:
         except InvalidRequestError as exc:
             await self._deliver(JobResult(id=getattr(job, "id", None), error=exc))
             return True
-        trace = Trace("POST", call.path, call.body) if self._trace else None
-        request = Request(kind=call.kind, model=call.model, tokens=call.tokens, trace=trace)
+        request = request_for(call, recording=self._trace)
         dispatcher = self._dispatcher
         if dispatcher.limits_model(call.model):
             # It waits for its model's slot in its own task, so other models' jobs pass it;
