@@ -166,13 +166,17 @@ class Fleet:
     def __len__(self) -> int:
         return len(self.proxies)
 
-    def choose(self) -> Proxy | None:
+    def choose(self, avoid: Proxy | None = None) -> Proxy | None:
         """The proxy for the next attempt among the available ones (the less busy of two at
-        random), or None when none is available."""
+        random), or None when none is available. ``avoid`` (the proxy of the attempt that
+        failed) is chosen only when no other is available: its monitor may already have seen it
+        up again, after a 503 of its upstream say, yet a retry goes elsewhere first."""
         single = self.single
         if single is not None:
             return single if single.available else None
         candidates = [proxy for proxy in self.proxies if proxy.available]
+        if avoid is not None and len(candidates) > 1 and avoid in candidates:
+            candidates.remove(avoid)
         return self._least_busy_of_two(candidates)
 
     def fallback(self) -> Proxy | None:

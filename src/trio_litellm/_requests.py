@@ -138,9 +138,9 @@ class RequestPath:
     async def admit(self, request: Request, retrying: Retrying) -> Permit:
         """Choose the attempt's proxy (``request.proxy``), waiting while every proxy is down;
         then wait for the throttle; announce the attempt."""
-        request.proxy = None
+        previous, request.proxy = request.proxy, None  # a retry goes elsewhere if it can
         fleet = self.fleet
-        proxy = fleet.choose()
+        proxy = fleet.choose(previous)
         if proxy is None:
             proxy = await self._wait_for_proxy(request, retrying)
         else:
@@ -149,7 +149,7 @@ class RequestPath:
         if fleet.single is None:
             # Chosen again as things are now, after any wait, and with no checkpoint before the
             # attempt counts itself in flight there: concurrent choices see each other.
-            proxy = fleet.choose() or proxy
+            proxy = fleet.choose(previous) or proxy
         request.proxy = proxy
         events = self._events
         if events.active:

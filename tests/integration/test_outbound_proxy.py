@@ -71,7 +71,7 @@ async def exercise(stack: Stack, **settings: Any) -> str:
         assert stream.result().text == "Echo: via the proxy"
         health = await client.health()
         assert health.healthy, health.error
-        shown = f"{client!r} {client._config!r} {client._transport!r}"
+        shown = f"{client!r} {client._config!r} {client.statistics().proxies!r}"
     assert await liveness(**settings) is None
     return shown
 
