@@ -565,7 +565,10 @@ class Client(metaclass=_NoPublicConstructor):
         return await self._proxy_api.spend(start_date, end_date)
 
     async def health(self, *, timeout: float = PROBE_TIMEOUT) -> ProxyHealth:
-        """Is the proxy up and ready? Cheap (no key, no model call); never raises for a down proxy."""
+        """Is the proxy up and ready? Cheap (no key, no model call); never raises for a down proxy.
+
+        On several proxies, each is asked at once: healthy while any is (the first healthy
+        one's report); else the first's, its ``error`` naming each proxy's."""
         self._check_open("health")
         return await self._proxy_api.health(timeout)
 

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
+import trio
 
 from ._errors import (
     APIStatusError,
@@ -99,7 +100,27 @@ class ProxyAPI:
         return decode(_spend_decoder, answer.content, None)
 
     async def health(self, timeout: float) -> ProxyHealth:
-        return await probe_proxy(self._fleet.anyone().transport, timeout=timeout)
+        """The proxy's health; on a fleet, every proxy is asked at once and the answer is the
+        first healthy one's (in the order given), else the first's, naming each one's error."""
+        proxies = self._fleet.proxies
+        if len(proxies) == 1:
+            return await probe_proxy(proxies[0].transport, timeout=timeout)
+        reports: list[ProxyHealth | None] = [None] * len(proxies)
+
+        async def probe(index: int) -> None:
+            reports[index] = await probe_proxy(proxies[index].transport, timeout=timeout)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(proxies)):
+                nursery.start_soon(probe, index)
+        done = [report for report in reports if report is not None]
+        for report in done:
+            if report.healthy:
+                return report
+        errors = "; ".join(
+            f"{proxy.url}: {report.error}" for proxy, report in zip(proxies, done, strict=True)
+        )
+        return msgspec.structs.replace(done[0], error=f"no proxy is healthy ({errors})")
 
     async def deployment_health(self, model: str | None, timeout: float) -> DeploymentHealth:
         transport = self._fleet.anyone().transport

@@ -47,6 +47,8 @@ class Member:
             raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
         if request.url.path == "/health/liveliness":
             return httpx2.Response(200, json="I'm alive!")
+        if request.url.path == "/health/readiness":
+            return httpx2.Response(200, json={"status": "healthy", "litellm_version": "1.0"})
         if request.url.path == "/v1/models":
             return httpx2.Response(200, json={"object": "list", "data": []})
         self.received += 1
@@ -380,3 +382,16 @@ async def test_statistics_prometheus_and_transitions_name_each_proxy(
     assert f'trio_litellm_proxy_up{{proxy_url="{fleet.urls[1]}"}} 0' in text
     assert "another proxy" in caplog.text
     assert "sk-fleet-secret-1" not in caplog.text + text + repr(stats)
+
+
+async def test_health_is_healthy_while_any_proxy_is(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fleet = Fleet("refuse", "up")
+    async with open_fleet_client(fleet) as client:
+        assert (await client.health()).healthy
+        fleet.members[1].mode = "refuse"
+        report = await client.health()
+    assert not report.healthy
+    assert report.error is not None
+    assert all(url in report.error for url in fleet.urls)
