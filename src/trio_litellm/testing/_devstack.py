@@ -273,6 +273,15 @@ class DevStack:
         """Whether the fleet's Redis server is alive (False for a stack without one)."""
         return self._redis is not None and self._redis.is_running()
 
+    def proxy_log_path(self, index: int = 0) -> Path:
+        """A proxy's log file: begun afresh by start(), appended to by start_proxy().
+
+        It holds the proxy's access log, one line per answer (``"POST /v1/chat/completions
+        HTTP/1.1" 200 OK``), written before the answer is sent: what a proxy served, seen from
+        outside the client.
+        """
+        return self._proxies[index].log_path
+
     def proxy_log_tail(self, index: int = 0, *, lines: int = LOG_TAIL_LINES) -> str:
         """The end of a proxy's log since its latest start, for error messages."""
         return self._proxies[index].log_tail(lines)
