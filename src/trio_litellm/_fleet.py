@@ -8,8 +8,9 @@ several (``proxy_url=[...]``), each :class:`Proxy` has its own connection pool (
 - among the *available* proxies (gate open, not left alone after a failure), two at random, the
   one with fewer requests in flight (power of two choices, as Finagle and Envoy balance: close
   to the least loaded without every client herding onto the same one);
-- a proxy whose attempt failed on the connection, or that answered 502/503/504, is left alone
-  until its health monitor next sees it up (the failure asked the monitor for a probe at once,
+- a proxy whose attempt failed on the connection, or that a gateway in front of it answered
+  502/503/504 for (no ``x-litellm-call-id``: not LiteLLM's own answer), is left alone until its
+  health monitor next sees it up (the failure asked the monitor for a probe at once,
   so that is one probe away when it is up, and its down-interval probes when it is not). With
   the monitor off, it is left alone for ``health_down_interval`` seconds instead;
 - when none is available, a proxy whose gate is open though it is left alone is tried (the
@@ -128,11 +129,13 @@ class Proxy:
             self.reached = self.monitor.successful_probes > 0
         return self.reached
 
-    def failed(self, message: str) -> None:
-        """An attempt here failed on the connection or got a 502/503/504: count it, and leave
-        the proxy alone until its monitor next sees it up."""
+    def failed(self, message: str, *, leave_alone: bool = True) -> None:
+        """An attempt here failed on the connection or got a 502/503/504: count it, and (unless
+        told not to) leave the proxy alone until its monitor next sees it up."""
         self.failures += 1
         self.last_error = message
+        if not leave_alone:
+            return
         if self.monitor is not None:
             self._ejected_at_probe = self.monitor.successful_probes
         else:

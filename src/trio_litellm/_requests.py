@@ -172,7 +172,7 @@ class RequestPath:
         if proxy is None:  # failed before it had a proxy: waiting for one, or the throttle
             await retrying.failed(exc)
             return
-        proxy_failed = False
+        proxy_failed = leave_alone = False
         if isinstance(exc, RateLimitError):
             proxy.reached = True
             proxy.answered += 1
@@ -190,19 +190,21 @@ class RequestPath:
                     )
         elif isinstance(exc, ProxyConnectionError):
             self._last_connection_error = exc
-            proxy_failed = True
+            proxy_failed = leave_alone = True
         elif isinstance(exc, ServiceUnavailableError):
             # A gateway in front of the proxy answers 502/503/504 when the proxy behind it is
-            # gone: ask the monitor for a probe now (it decides; the upstream's own 503s leave
-            # the proxy up).
+            # gone: ask the monitor for a probe now (it decides). A 503 the proxy answered
+            # itself (LiteLLM's x-litellm-call-id on it) is its upstream's: the proxy is not
+            # left alone for it, but the retry still goes to another proxy first.
             proxy.reached = True
             proxy.answered += 1
             proxy_failed = True
+            leave_alone = exc.call_id is None
         elif isinstance(exc, APIStatusError):
             proxy.reached = True
             proxy.answered += 1
         if proxy_failed:
-            proxy.failed(exc.message)
+            proxy.failed(exc.message, leave_alone=leave_alone)
             if proxy.monitor is not None:
                 await proxy.monitor.report_connection_failure(exc.message)
             if self.fleet.any_available_besides(proxy):

@@ -257,6 +257,39 @@ async def test_a_503_leaves_the_proxy_alone_only_until_its_next_good_probe(
         assert by_url(client)[fleet.urls[0]].health == "up"
 
 
+async def test_a_503_the_proxy_answered_itself_fails_over_but_leaves_it_in_the_balance(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fleet = Fleet("up", "up")
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == "a.test" and request.url.path == "/v1/chat/completions":
+            fleet.members[0].received += 1
+            return httpx2.Response(
+                503,
+                json={"error": {"message": "litellm.ServiceUnavailableError: upstream down"}},
+                headers={"x-litellm-call-id": "call-1"},  # LiteLLM's own answer
+            )
+        return await fleet(request)
+
+    async with open_test_client(
+        handler,
+        proxy_url=fleet.urls,
+        health_check_interval=None,  # no probe would bring a proxy back: only the rule does
+        max_retries=1,
+        backoff_initial=10.0,
+        backoff_max=10.0,
+    ) as client:
+        start = trio.current_time()
+        for _ in range(10):
+            assert await call(client) == "ok"  # the retry went to the other proxy, at once
+        assert trio.current_time() - start < 1.0
+        first = by_url(client)[fleet.urls[0]]
+    assert fleet.members[0].received >= 2  # still chosen after its upstream's 503s
+    assert first.available
+    assert first.failures == fleet.members[0].received
+
+
 # --- every proxy down -----------------------------------------------------------------------------
 
 
