@@ -55,6 +55,7 @@ from ._events import (
     RetryScheduled,
     ThrottlePaused,
 )
+from ._fleet import ProxyStatistics
 from ._health import MonitorStatistics
 from ._histogram import LatencyHistogram, Percentiles
 from ._jobs import Job, JobResult
@@ -150,6 +151,7 @@ __all__ = [
     "ProxyCertificateError",
     "ProxyConnectionError",
     "ProxyHealth",
+    "ProxyStatistics",
     "RateLimitError",
     "RateLimitInfo",
     "RecordedExchange",

@@ -39,6 +39,8 @@ from ._wire import (
 if TYPE_CHECKING:
     import trio
 
+    from ._fleet import Proxy
+
 __all__ = [
     "CHAT_PATH",
     "DEFAULT_COMPLETION_ESTIMATE",
@@ -97,6 +99,7 @@ class Request:
         "max_retries",
         "meta",
         "model",
+        "proxy",
         "scope",
         "started_at",
         "started_wall",
@@ -134,6 +137,7 @@ class Request:
         self.held = 0.0  # seconds spent waiting for a proxy that is down
         self.last_error: Exception | None = None  # the latest failed attempt's error
         self.meta: ResponseMeta | None = None
+        self.proxy: Proxy | None = None  # the proxy of the attempt under way
         self.usage: Usage | None = None
         self.first_content_at: float | None = None
         self.error: Exception | None = None

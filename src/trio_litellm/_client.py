@@ -13,6 +13,8 @@ Module map (a request goes down this list, and its answer comes back up as a ret
 - ``_retry``       the retry policy (stamina underneath) and the total deadline's error
 - ``_throttle``    throttle actor; beside it, pure: ``_admission``, ``_rate_limit``,
                    ``_rate_window``, ``_bucket``, ``_restrictions``, ``_limit_scope``
+- ``_fleet``       the proxies (one or several), each with its transport and health monitor;
+                   which one takes each attempt (power of two choices among the available)
 - ``_health``      health-monitor actor and its gate; ``_probes`` the probes and their answers
 - ``_transport``   the only module that speaks HTTP: requests, answers, the error map;
                    ``_routes`` the pools, TLS and outbound proxy; ``_fasthttp`` our pool;
@@ -30,8 +32,8 @@ task: ``async with dispatcher.slot(request): return await path.send(call, reques
 runs the same steps in its reader task, started with ``nursery.start``; jobs run them in workers
 in the dispatcher's nursery.
 
-``open_client`` owns one nursery. It starts the actors in order (event bus, throttle, health
-monitor, dispatcher), each with ``nursery.start``, and stops them in the reverse order on exit,
+``open_client`` owns one nursery. It starts the actors in order (event bus, throttle, each
+proxy's health monitor, dispatcher), each with ``nursery.start``, and stops them in the reverse order on exit,
 so the dispatcher can still tell each pending request that the client closed. Then it closes
 every connection: nothing outlives the ``async with``. A lone exception from inside the block
 (the caller's or ours) comes out as itself, not wrapped in an ExceptionGroup.
@@ -55,6 +57,7 @@ from ._config import ClientConfig, resolve_config
 from ._dispatcher import Dispatcher, DispatcherStatistics
 from ._errors import ClientClosedError, ConfigError, InvalidRequestError
 from ._events import Event, EventBus, EventBusStatistics, HealthChanged, HealthTransition, Hook
+from ._fleet import Fleet, Proxy, ProxyStatistics
 from ._health import HealthMonitor, MonitorStatistics
 from ._jobs import Job, JobResult
 from ._nursery import collapsing_groups, open_collapsing_nursery
@@ -84,13 +87,18 @@ _LIVENESS_TIMEOUT = 5.0
 
 
 class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of every actor of a client, and of its connection pool."""
+    """A snapshot of every actor of a client, and of its connection pools.
+
+    ``health`` is the (first) proxy's monitor; ``proxies`` has each proxy's own, with its
+    requests in flight, answers and failures.
+    """
 
     dispatcher: DispatcherStatistics
     throttle: ThrottleStatistics
     health: MonitorStatistics | None
     events: EventBusStatistics
     open_connections: int
+    proxies: tuple[ProxyStatistics, ...] = ()
 
 
 @asynccontextmanager
@@ -109,24 +117,20 @@ async def open_client(
     with any ``httpx2.AsyncBaseTransport``: an ``httpx2.MockTransport`` for tests, as with httpx.
     """
     config = resolve_config(config, options)
-    http = Transport(config, http_transport=transport)
     events = EventBus()
     throttle = Throttle(rpm=config.rpm, tpm=config.tpm, model_limits=config.model_limits)
-    monitor = None
-    if config.health_check_interval is not None:
-        monitor = HealthMonitor(
-            lambda: liveness_probe(http, timeout=_LIVENESS_TIMEOUT),
-            events=events,
-            interval=config.health_check_interval,
-            down_interval=config.health_down_interval,
-            failure_threshold=config.health_failure_threshold,
-        )
+    fleet = Fleet(
+        [
+            _proxy(config.for_proxy(url), transport, events)
+            for url in config.proxy_urls  # each its own pool and health monitor
+        ]
+    )
     recorder = None
     if config.record_last:
         recorder = DebugRecorder(
             config.record_last, body_limit=config.record_body_limit, secret=config.api_key
         )
-    observer = Observer(http, events, price_lookup=config.price_lookup, recorder=recorder)
+    observer = Observer(fleet, events, price_lookup=config.price_lookup, recorder=recorder)
     policy = RetryPolicy(
         max_retries=config.max_retries,
         max_retry_after=config.max_retry_after,
@@ -137,7 +141,7 @@ async def open_client(
         events=events,
     )
     path = RequestPath(
-        http, throttle, monitor, policy, events, unavailable_timeout=config.unavailable_timeout
+        fleet, throttle, policy, events, unavailable_timeout=config.unavailable_timeout
     )
     dispatcher = Dispatcher(
         max_in_flight=config.in_flight_limit,
@@ -148,23 +152,22 @@ async def open_client(
     )
     client = Client._create(
         config,
-        http,
+        fleet,
         path,
         dispatcher,
         throttle,
-        monitor,
         observer,
         events,
-        ProxyAPI(http, policy, config.total_timeout),
+        ProxyAPI(fleet, policy, config.total_timeout),
     )
+    monitors = [proxy.monitor.run for proxy in fleet.proxies if proxy.monitor is not None]
     actors: list[_Actor] = []
     try:
         async with open_collapsing_nursery() as nursery:
-            for run in (events.run, throttle.run, monitor.run if monitor else None, dispatcher.run):
-                if run is not None:
-                    actor = _Actor(run)
-                    await nursery.start(actor.run)
-                    actors.append(actor)
+            for run in (events.run, throttle.run, *monitors, dispatcher.run):
+                actor = _Actor(run)
+                await nursery.start(actor.run)
+                actors.append(actor)
             observer.nursery = nursery
             try:
                 yield client
@@ -177,7 +180,25 @@ async def open_client(
     finally:
         client._closed = True
         with trio.CancelScope(shield=True):
-            await http.aclose()
+            for proxy in fleet.proxies:
+                await proxy.transport.aclose()
+
+
+def _proxy(config: ClientConfig, transport: HTTPTransport | None, events: EventBus) -> Proxy:
+    """One proxy of the client's fleet (``config`` names it alone): its transport, and its health
+    monitor unless the config turns monitors off."""
+    http = Transport(config, http_transport=transport)
+    monitor = None
+    if config.health_check_interval is not None:
+        monitor = HealthMonitor(
+            lambda: liveness_probe(http, timeout=_LIVENESS_TIMEOUT),
+            events=events,
+            interval=config.health_check_interval,
+            down_interval=config.health_down_interval,
+            failure_threshold=config.health_failure_threshold,
+            url=config.display_url,
+        )
+    return Proxy(http, monitor, eject_seconds=config.health_down_interval)
 
 
 class _Actor:
@@ -230,21 +251,20 @@ class Client(metaclass=_NoPublicConstructor):
     def __init__(
         self,
         config: ClientConfig,
-        transport: Transport,
+        fleet: Fleet,
         path: RequestPath,
         dispatcher: Dispatcher,
         throttle: Throttle,
-        monitor: HealthMonitor | None,
         observer: Observer,
         events: EventBus,
         proxy_api: ProxyAPI,
     ) -> None:
         self._config = config
-        self._transport = transport
+        self._fleet = fleet
         self._path = path
         self._dispatcher = dispatcher
         self._throttle = throttle
-        self._monitor = monitor
+        self._monitor = fleet.proxies[0].monitor  # all on or all off: one config
         self._observer = observer
         self._events = events
         self._proxy_api = proxy_api
@@ -271,21 +291,23 @@ class Client(metaclass=_NoPublicConstructor):
 
     @property
     def open_connections(self) -> int:
-        """Connections to the proxy held in the pool right now, idle or busy."""
-        return self._transport.open_connections
+        """Connections to the proxies held in the pools right now, idle or busy."""
+        return self._fleet.open_connections
 
     @property
     def busy_connections(self) -> int:
         """Connections carrying a request or a response right now."""
-        return self._transport.busy_connections
+        return self._fleet.busy_connections
 
     @property
     def health_status(self) -> Literal["up", "down", "unknown"]:
-        """What the health monitor believes; "unknown" when it is turned off."""
-        return self._monitor.state if self._monitor is not None else "unknown"
+        """What the health monitor believes; "unknown" when it is turned off. On several
+        proxies: "up" while any is up (each one's is in ``statistics().proxies``)."""
+        return self._fleet.health()
 
     def health_transitions(self, buffer: int = 16) -> trio.MemoryReceiveChannel[HealthTransition]:
-        """A channel of the proxy's up/down transitions from now on (close it when done).
+        """A channel of the proxy's up/down transitions from now on (close it when done); on
+        several proxies, each one's (its URL in ``proxy``).
 
         The same :class:`HealthChanged` events as :meth:`events` gives, and those alone. A reader
         that falls ``buffer`` events behind misses the newest ones; it never slows the monitor.
@@ -300,14 +322,15 @@ class Client(metaclass=_NoPublicConstructor):
         return self._events.subscribe(buffer, only=HealthChanged)
 
     def statistics(self) -> ClientStatistics:
-        """A snapshot of the dispatcher, the throttle, the health monitor, the event bus and the
-        pool."""
+        """A snapshot of the dispatcher, the throttle, the health monitor, the event bus, the
+        pool, and of each proxy (``proxies``, in the order of ``proxy_url``)."""
         return ClientStatistics(
             dispatcher=self._dispatcher.statistics(),
             throttle=self._throttle.statistics(),
             health=self._monitor.statistics() if self._monitor is not None else None,
             events=self._events.statistics(),
-            open_connections=self._transport.open_connections,
+            open_connections=self._fleet.open_connections,
+            proxies=self._fleet.statistics(),
         )
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
@@ -542,7 +565,10 @@ class Client(metaclass=_NoPublicConstructor):
         return await self._proxy_api.spend(start_date, end_date)
 
     async def health(self, *, timeout: float = PROBE_TIMEOUT) -> ProxyHealth:
-        """Is the proxy up and ready? Cheap (no key, no model call); never raises for a down proxy."""
+        """Is the proxy up and ready? Cheap (no key, no model call); never raises for a down proxy.
+
+        On several proxies, each is asked at once: healthy while any is (the first healthy
+        one's report); else the first's, its ``error`` naming each proxy's."""
         self._check_open("health")
         return await self._proxy_api.health(timeout)
 

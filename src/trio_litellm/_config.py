@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -52,9 +52,13 @@ class ModelLimits:
 class ClientConfig:
     """How to reach the proxy and how patient to be with it."""
 
-    proxy_url: str | None = None
+    proxy_url: str | Sequence[str] | None = None
     """Base URL of the LiteLLM proxy; default ``$LITELLM_PROXY_URL``, else ``http://localhost:4000``.
-    A trailing ``/v1`` is dropped: the client adds it where the route has it."""
+    A trailing ``/v1`` is dropped: the client adds it where the route has it.
+
+    Several proxies sharing one Redis (a fleet): a list of URLs, or one string of them separated
+    by commas (``$LITELLM_PROXY_URL`` too). The client spreads its requests over them (see
+    ``proxy_urls``); once made, the config holds them as one comma-separated string."""
 
     api_key: str | None = dataclasses.field(default=None, repr=False)
     """Virtual key or master key sent as ``Authorization: Bearer``; default ``$LITELLM_API_KEY``."""
@@ -199,8 +203,10 @@ class ClientConfig:
     """Bytes kept of each recorded request and response body; the rest is cut off (and counted)."""
 
     def __post_init__(self) -> None:
-        url = self.proxy_url or os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
-        object.__setattr__(self, "proxy_url", _check_url(url))
+        url = self.proxy_url
+        if url is None or url == "":
+            url = os.environ.get("LITELLM_PROXY_URL") or DEFAULT_PROXY_URL
+        object.__setattr__(self, "proxy_url", ",".join(_check_urls(url)))
         key = (
             self.api_key if self.api_key is not None else os.environ.get("LITELLM_API_KEY") or None
         )
@@ -282,14 +288,24 @@ class ClientConfig:
 
     @property
     def display_url(self) -> str:
-        """The proxy URL without any ``user:password@``, for reprs and messages."""
-        return _without_credentials(self.base_url)
+        """The proxy URL without any ``user:password@``, for reprs and messages (the URLs,
+        separated by ", ", for a fleet)."""
+        return ", ".join(_without_credentials(url) for url in self.proxy_urls)
 
     @property
     def base_url(self) -> str:
-        """The proxy URL, validated: never None once the config is made."""
-        assert self.proxy_url is not None
-        return self.proxy_url
+        """The (first) proxy URL, validated: never None once the config is made."""
+        return self.proxy_urls[0]
+
+    @property
+    def proxy_urls(self) -> tuple[str, ...]:
+        """Every proxy's URL, validated, in the order given: one for a single proxy."""
+        assert isinstance(self.proxy_url, str)
+        return tuple(self.proxy_url.split(","))
+
+    def for_proxy(self, url: str) -> ClientConfig:
+        """This config for one proxy of the fleet: ``proxy_url`` that one alone."""
+        return dataclasses.replace(self, proxy_url=url)
 
 
 def resolve_config(
@@ -311,6 +327,26 @@ def resolve_config(
 def _without_credentials(url: str) -> str:
     parts = urlsplit(url)
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _check_urls(urls: Any) -> list[str]:
+    """The proxy URLs of ``proxy_url`` (a URL, several separated by commas, or a sequence of
+    them), each checked; at least one, none twice."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    elif not isinstance(urls, Sequence) or isinstance(urls, bytes):
+        raise ConfigError(
+            "proxy_url", f"must be a URL or a list of URLs, not {type(urls).__name__}"
+        )
+    checked = [_check_url(url.strip() if isinstance(url, str) else url) for url in urls]
+    if not checked:
+        raise ConfigError("proxy_url", "must hold at least one URL")
+    seen: set[str] = set()
+    for url in checked:
+        if url in seen:
+            raise ConfigError("proxy_url", f"lists {_without_credentials(url)!r} twice")
+        seen.add(url)
+    return checked
 
 
 def _check_url(

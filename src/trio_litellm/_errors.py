@@ -276,9 +276,14 @@ class APIConnectionError(APIError):
 
 
 class ProxyConnectionError(APIConnectionError):
-    """The proxy could not be reached, or the connection broke before a complete answer."""
+    """The proxy could not be reached, or the connection broke before a complete answer.
+
+    ``never_sent`` is True when the request never left (the connection could not be opened):
+    sending it again, to this proxy or another, cannot make it run twice.
+    """
 
     retryable = True
+    never_sent = False
 
 
 class ProxyCertificateError(APIConnectionError):

@@ -99,11 +99,15 @@ class RequestFinished(Event, frozen=True, kw_only=True):
 
 
 class HealthChanged(Event, frozen=True, kw_only=True):
-    """The health monitor saw the proxy go ``previous`` → ``state``, because of ``reason``."""
+    """The health monitor saw the proxy go ``previous`` → ``state``, because of ``reason``.
+
+    ``proxy`` is that proxy's URL (without credentials): a client on several proxies has a
+    monitor for each."""
 
     state: HealthState
     previous: HealthState
     reason: str
+    proxy: str = ""
 
 
 HealthTransition = HealthChanged

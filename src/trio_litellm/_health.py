@@ -184,6 +184,7 @@ class HealthMonitor:
         interval: float,
         down_interval: float,
         failure_threshold: int,
+        url: str = "",
     ) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be > 0, not {interval!r}")
@@ -193,6 +194,7 @@ class HealthMonitor:
             raise ValueError(f"failure_threshold must be >= 1, not {failure_threshold!r}")
         self._probe = probe
         self._events = events
+        self.url = url  # the proxy's, named in its HealthChanged events
         self._interval = interval
         self._down_interval = down_interval
         self._failure_threshold = failure_threshold
@@ -216,6 +218,11 @@ class HealthMonitor:
     @property
     def state(self) -> HealthState:
         return self._state
+
+    @property
+    def successful_probes(self) -> int:
+        """Probes that found the proxy up, since the monitor started."""
+        return self._probes - self._failed_probes
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Probe until cancelled. Ready at once; on exit the gate is open."""
@@ -339,7 +346,9 @@ class HealthMonitor:
             self._transition("down", reason, at=now)
 
     def _transition(self, state: HealthState, reason: str, *, at: float) -> None:
-        event = HealthChanged(state=state, previous=self._state, at=at, reason=reason)
+        event = HealthChanged(
+            state=state, previous=self._state, at=at, reason=reason, proxy=self.url
+        )
         self._state = state
         self._transitions += 1
         if state == "up":

@@ -17,9 +17,9 @@ import trio
 from ._calls import Request
 from ._errors import LiteLLMError
 from ._events import EventBus, RequestFinished
+from ._fleet import Fleet
 from ._ledger import UsageLedger
 from ._recorder import DebugRecorder
-from ._transport import Transport
 from ._usage import RequestRecord, cost_of
 from ._wire import model_infos
 
@@ -39,13 +39,13 @@ class Observer:
 
     def __init__(
         self,
-        transport: Transport,
+        fleet: Fleet,
         events: EventBus,
         *,
         price_lookup: bool,
         recorder: DebugRecorder | None = None,
     ) -> None:
-        self._transport = transport
+        self._fleet = fleet
         self._events = events
         self._price_lookup = price_lookup
         self.ledger = UsageLedger()
@@ -127,7 +127,8 @@ class Observer:
     async def _fetch_prices(self) -> None:
         self._price_attempt = trio.current_time()
         try:
-            answer = await self._transport.request("GET", "/v1/model/info", timeout=PROBE_TIMEOUT)
+            transport = self._fleet.anyone().transport
+            answer = await transport.request("GET", "/v1/model/info", timeout=PROBE_TIMEOUT)
             for info in model_infos(answer.content):
                 if self._prices.get(info.model_name, (None, None)) == (None, None):
                     self._prices[info.model_name] = (

@@ -28,7 +28,7 @@ DEFAULT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_RESERVED_LABELS = frozenset({"model", "outcome", "type", "le"})
+_RESERVED_LABELS = frozenset({"model", "outcome", "type", "le", "proxy_url"})
 
 
 def prometheus_text(
@@ -39,7 +39,8 @@ def prometheus_text(
     buckets: Sequence[float] = DEFAULT_BUCKETS,
 ) -> str:
     """The client's requests, errors, retries, tokens, cost, latency, time to first token,
-    in-flight requests, connections and proxy health, as Prometheus text exposition.
+    in-flight requests, connections, and each proxy's health, attempts and failures (labelled
+    ``proxy_url``), as Prometheus text exposition.
 
     ``model`` labels are the requested models; ``outcome`` is ``ok`` or the error class
     (``RateLimitError``). Every metric name starts with ``namespace``; ``labels`` (say
@@ -119,11 +120,32 @@ def prometheus_text(
     out.gauge("in_flight_requests", "Requests running now.", dispatcher.in_flight)
     out.gauge("max_in_flight_requests", "Requests that may run at once.", dispatcher.max_in_flight)
     out.gauge("open_connections", "Connections to the proxy in the pool.", client.open_connections)
-    state = client.health_status
-    if state != "unknown":
-        out.gauge(
-            "proxy_up", "1 while the health monitor sees the proxy up, else 0.", state == "up"
+    proxies = statistics.proxies
+    if proxies and proxies[0].health != "unknown":
+        out.family(
+            "proxy_up",
+            "gauge",
+            "1 while the proxy's health monitor sees it up, else 0, by proxy.",
+            (({"proxy_url": proxy.url}, proxy.health == "up") for proxy in proxies),
         )
+    out.family(
+        "proxy_in_flight_requests",
+        "gauge",
+        "Attempts on the wire to each proxy now.",
+        (({"proxy_url": proxy.url}, proxy.in_flight) for proxy in proxies),
+    )
+    out.family(
+        "proxy_requests_total",
+        "counter",
+        "Attempts each proxy answered (any status).",
+        (({"proxy_url": proxy.url}, proxy.answered) for proxy in proxies),
+    )
+    out.family(
+        "proxy_failures_total",
+        "counter",
+        "Attempts that failed on the connection to each proxy, or got a 502/503/504 there.",
+        (({"proxy_url": proxy.url}, proxy.failures) for proxy in proxies),
+    )
     return out.text()
 
 

@@ -1,7 +1,9 @@
 """The proxy's own routes: models, model info, spend, health.
 
 They do not go through the dispatcher (they are not LLM calls: no slot, no throttle, no usage
-record), but they retry under the same policy and within the same total timeout as calls.
+record), but they retry under the same policy and within the same total timeout as calls. On a
+fleet, each attempt asks the proxy the balance picks (the fleet shares one config, so any
+proxy's answer is the fleet's); a connection failure leaves that proxy alone as a call's does.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
+import trio
 
 from ._errors import (
     APIStatusError,
     LiteLLMError,
     ModelNotFoundError,
+    ProxyConnectionError,
     ResponseDecodeError,
     SpendUnavailableError,
 )
+from ._fleet import Fleet
 from ._observer import PROBE_TIMEOUT
 from ._probes import DeploymentHealth, ProxyHealth, check_deployments, probe_proxy
 from ._requests import decode
 from ._retry import RetryPolicy, deadline
-from ._transport import Transport
 from ._wire import Model, ModelInfo, ModelList, model_infos, model_list_decoder
 
 __all__ = ["ProxyAPI"]
@@ -40,8 +44,8 @@ _spend_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 class ProxyAPI:
     """``GET`` routes of the proxy, each read whole and decoded into its typed answer."""
 
-    def __init__(self, transport: Transport, policy: RetryPolicy, total_timeout: float | None):
-        self._transport = transport
+    def __init__(self, fleet: Fleet, policy: RetryPolicy, total_timeout: float | None):
+        self._fleet = fleet
         self._policy = policy
         self._total_timeout = total_timeout
 
@@ -51,11 +55,14 @@ class ProxyAPI:
         with deadline(self._total_timeout):
             while True:
                 retrying.next_attempt()
+                proxy = self._fleet.anyone()
                 try:
-                    answer = await self._transport.request("GET", path)
+                    answer = await proxy.transport.request("GET", path)
                     return read(answer.content)
                 except LiteLLMError as exc:
-                    await retrying.failed(exc)
+                    if isinstance(exc, ProxyConnectionError):
+                        proxy.failed(exc.message)
+                    await retrying.failed(exc, url=proxy.url)
         raise AssertionError("unreachable")  # pragma: no cover (mypy: the deadline may swallow)
 
     async def list_models(self) -> list[Model]:
@@ -78,7 +85,9 @@ class ProxyAPI:
         start = start_date or end - timedelta(days=30)
         path = f"/global/spend/report?start_date={start.isoformat()}&end_date={end.isoformat()}"
         try:
-            answer = await self._transport.request("GET", path, timeout=PROBE_TIMEOUT)
+            answer = await self._fleet.anyone().transport.request(
+                "GET", path, timeout=PROBE_TIMEOUT
+            )
         except APIStatusError as exc:
             if _NO_DATABASE.search(exc.message):
                 raise SpendUnavailableError(
@@ -91,10 +100,31 @@ class ProxyAPI:
         return decode(_spend_decoder, answer.content, None)
 
     async def health(self, timeout: float) -> ProxyHealth:
-        return await probe_proxy(self._transport, timeout=timeout)
+        """The proxy's health; on a fleet, every proxy is asked at once and the answer is the
+        first healthy one's (in the order given), else the first's, naming each one's error."""
+        proxies = self._fleet.proxies
+        if len(proxies) == 1:
+            return await probe_proxy(proxies[0].transport, timeout=timeout)
+        reports: list[ProxyHealth | None] = [None] * len(proxies)
+
+        async def probe(index: int) -> None:
+            reports[index] = await probe_proxy(proxies[index].transport, timeout=timeout)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(proxies)):
+                nursery.start_soon(probe, index)
+        done = [report for report in reports if report is not None]
+        for report in done:
+            if report.healthy:
+                return report
+        errors = "; ".join(
+            f"{proxy.url}: {report.error}" for proxy, report in zip(proxies, done, strict=True)
+        )
+        return msgspec.structs.replace(done[0], error=f"no proxy is healthy ({errors})")
 
     async def deployment_health(self, model: str | None, timeout: float) -> DeploymentHealth:
-        return await check_deployments(self._transport, model=model, timeout=timeout)
+        transport = self._fleet.anyone().transport
+        return await check_deployments(transport, model=model, timeout=timeout)
 
 
 def _model_infos(content: bytes) -> list[ModelInfo]:

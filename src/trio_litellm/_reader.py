@@ -39,7 +39,7 @@ from ._errors import (
 from ._meta import ResponseMeta, meta_from_headers
 from ._requests import RequestPath
 from ._sse import EventTooLarge, SSEParser
-from ._transport import BodyStream
+from ._transport import BodyStream, Transport
 from ._wire import ChatCompletion, ChatCompletionChunk, Usage, chunk_decoder
 
 __all__ = ["STREAM_BUFFER", "ChatStream", "StreamReader"]
@@ -65,7 +65,7 @@ class StreamReader:
         max_event_bytes: int | None = None,
     ) -> None:
         self._path = path
-        self._transport = path.transport
+        self._transport: Transport | None = None  # the attempt's proxy's
         self._dispatcher = dispatcher
         self._call = call
         self._request = request
@@ -137,6 +137,12 @@ class StreamReader:
             return
 
     @property
+    def _attempt_transport(self) -> Transport:
+        """The transport of the attempt under way (its proxy's), for its errors' messages."""
+        assert self._transport is not None
+        return self._transport
+
+    @property
     def usage(self) -> Usage | None:
         """The usage the stream reported, once it has ended (for the throttle's tpm window)."""
         return self.accumulator.usage if self.finished else None
@@ -164,23 +170,34 @@ class StreamReader:
         accumulator = StreamAccumulator()
         self.accumulator = accumulator
         call = self._call
+        proxy = self._request.proxy
+        assert proxy is not None  # admit() chose it
+        transport = self._transport = proxy.transport
         start = trio.current_time()
         # The first-token deadline covers the wait for headers too: the proxy sends none until
         # the upstream's first chunk. After the first content, _read moves it to the idle deadline.
-        with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
-            async with self._transport.stream(
-                "POST", call.path, body=call.body, headers=call.headers, model=self._model
-            ) as body:
-                self.meta = meta_from_headers(
-                    body.status, body.headers, attempts=number, latency=trio.current_time() - start
-                )
-                self.headers = body.headers
-                # A body that opens with "{" is JSON whatever its label says (no SSE stream can
-                # start so): the proxy's error, or an answer to a request it did not stream.
-                first = await body.receive_some()
-                if first[:64].lstrip()[:1] == b"{":
-                    raise await self._json_instead(body, first)
-                await self._read(body, first, accumulator, send, scope)
+        proxy.in_flight += 1
+        try:
+            with trio.CancelScope(deadline=start + self._first_token_timeout) as scope:
+                async with transport.stream(
+                    "POST", call.path, body=call.body, headers=call.headers, model=self._model
+                ) as body:
+                    self.meta = meta_from_headers(
+                        body.status,
+                        body.headers,
+                        attempts=number,
+                        latency=trio.current_time() - start,
+                    )
+                    self.headers = body.headers
+                    # A body that opens with "{" is JSON whatever its label says (no SSE stream
+                    # can start so): the proxy's error, or an answer to a request it did not
+                    # stream.
+                    first = await body.receive_some()
+                    if first[:64].lstrip()[:1] == b"{":
+                        raise await self._json_instead(body, first)
+                    await self._read(body, first, accumulator, send, scope)
+        finally:
+            proxy.in_flight -= 1
         if scope.cancelled_caught:
             if self._started:
                 raise self._interrupted(
@@ -235,7 +252,7 @@ class StreamReader:
             except EventTooLarge as exc:
                 if self._started and batch:
                     await send.send(batch)
-                error = self._transport.too_large(
+                error = self._attempt_transport.too_large(
                     "stream event", exc.size, exc.limit, "max_event_bytes", self._model
                 )
                 error.__cause__ = exc
@@ -277,14 +294,14 @@ class StreamReader:
         while data:
             size += len(data)
             if size > limit:
-                return self._transport.too_large(
+                return self._attempt_transport.too_large(
                     "JSON answer", size, limit, "max_event_bytes", self._model
                 )
             parts.append(data)
             data = await body.receive_some()
         content = b"".join(parts)
         if b'"error"' in content:
-            error = self._transport.scrub(error_from_body(None, content, model=self._model))
+            error = self._attempt_transport.scrub(error_from_body(None, content, model=self._model))
             if error.call_id is None and self.meta is not None:
                 error.call_id = self.meta.call_id
             return error
@@ -316,7 +333,7 @@ class StreamReader:
             raise error from exc
         if chunk.error is not None:
             raw = data.encode() if isinstance(data, str) else data
-            in_band = self._transport.scrub(error_from_body(None, raw, model=self._model))
+            in_band = self._attempt_transport.scrub(error_from_body(None, raw, model=self._model))
             if self.meta is not None and in_band.call_id is None:
                 in_band.call_id = self.meta.call_id
             if self._started:

@@ -5,7 +5,7 @@ A method call reads, top to bottom::
     async with dispatcher.slot(request):        # in-flight limit, total deadline, record
         await path.send(call, request)
             for each attempt (the retry policy, _retry):
-                await path.admit(request)       # the health gate, then the throttle
+                await path.admit(request)       # a proxy (_fleet), the throttle
                 answer = await transport.request(...)
                 reply = decode(answer)          # a typed ChatCompletion / EmbeddingResponse
             (a failure: path.failed(...) tells the throttle or the monitor, then the policy
@@ -14,6 +14,12 @@ A method call reads, top to bottom::
 A job runs the same :meth:`RequestPath.send` in a task of the dispatcher; a stream runs the same
 steps (:meth:`admit`, :meth:`failed`, :meth:`answered`) in its reader task (``_reader``), since
 what it reads between them differs.
+
+Each attempt goes to the proxy the fleet picks (``_fleet``: one proxy, or the less busy of two
+available ones); it waits only while every proxy's gate is closed. A proxy that failed on the
+connection or answered 502/503/504 is left alone until its monitor sees it up, and the request
+tries another at once: free of charge when it was never sent (the connection did not open), as
+a retry when its fate is unknown.
 
 What comes back from the proxy feeds the actors on the way: a 429 pauses the throttle for its
 model group, or for everyone when the limit is the key's or the proxy's own; a connection failure
@@ -46,12 +52,12 @@ from ._errors import (
     ServiceUnavailableError,
 )
 from ._events import EventBus, FirstToken, RequestSent, ThrottlePaused
-from ._health import HealthMonitor
+from ._fleet import Fleet, Proxy
 from ._limit_scope import rate_limit_model
 from ._meta import meta_from_headers
 from ._retry import Retrying, RetryPolicy
 from ._throttle import Permit, Throttle
-from ._transport import Answer, Transport
+from ._transport import Answer
 from ._wire import (
     ChatCompletion,
     EmbeddingResponse,
@@ -65,28 +71,22 @@ T = TypeVar("T")
 
 
 class RequestPath:
-    """Sends requests through their attempts: gate, throttle, transport, decode, retry."""
+    """Sends requests through their attempts: proxy and throttle, transport, decode, retry."""
 
     def __init__(
         self,
-        transport: Transport,
+        fleet: Fleet,
         throttle: Throttle,
-        monitor: HealthMonitor | None,
         policy: RetryPolicy,
         events: EventBus,
         *,
         unavailable_timeout: float = math.inf,
     ) -> None:
-        self.transport = transport
+        self.fleet = fleet
         self.policy = policy
         self._throttle = throttle
-        self._monitor = monitor
         self._events = events
         self._unavailable_timeout = unavailable_timeout
-        # Whether the proxy ever answered this client (a request or a probe): a proxy never
-        # reached is a wrong URL or a dead one far more often than a restarting one, so its
-        # requests use up their retries instead of waiting at the gate.
-        self._reached = False
         self._last_connection_error: ProxyConnectionError | None = None
 
     async def send(self, call: Call, request: Request) -> ChatCompletion | EmbeddingResponse:
@@ -107,10 +107,14 @@ class RequestPath:
             return reply
 
     async def _attempt(self, call: Call, request: Request, number: int) -> Answer:
-        """One attempt on the wire; the debug recorder's trace sees whatever came back."""
+        """One attempt on the wire, to the proxy :meth:`admit` chose; the debug recorder's trace
+        sees whatever came back."""
+        proxy = request.proxy
+        assert proxy is not None  # admit() chose it
         trace = request.trace
+        proxy.in_flight += 1
         try:
-            answer = await self.transport.request(
+            answer = await proxy.transport.request(
                 "POST", call.path, body=call.body, headers=call.headers, model=call.model
             )
         except LiteLLMError as exc:
@@ -119,6 +123,8 @@ class RequestPath:
                     number, exc.status, exc.response_headers or {}, exc.response_body.encode()
                 )
             raise
+        finally:
+            proxy.in_flight -= 1
         if trace is not None:
             trace.answered(number, answer.status, answer.headers, answer.content)
         return answer
@@ -130,18 +136,21 @@ class RequestPath:
         return self.policy.start(max_retries=request.max_retries, model=request.model)
 
     async def admit(self, request: Request, retrying: Retrying) -> Permit:
-        """Wait for the health gate, then for the throttle; announce the attempt."""
-        monitor = self._monitor
-        if (
-            monitor is not None
-            and await self._wait_for_proxy(request, monitor)
-            and isinstance(request.last_error, ProxyConnectionError)
-        ):
-            # The monitor confirmed an outage: the connection failure before it was the proxy's
-            # absence, and does not use up a retry (unavailable_timeout bounds the waiting). A
-            # failure while the monitor sees the proxy up does.
-            retrying.forgive()
+        """Choose the attempt's proxy (``request.proxy``), waiting while every proxy is down;
+        then wait for the throttle; announce the attempt."""
+        request.proxy = None
+        fleet = self.fleet
+        proxy = fleet.choose()
+        if proxy is None:
+            proxy = await self._wait_for_proxy(request, retrying)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         permit = await self._throttle.acquire(request.tokens, request.model)
+        if fleet.single is None:
+            # Chosen again as things are now, after any wait, and with no checkpoint before the
+            # attempt counts itself in flight there: concurrent choices see each other.
+            proxy = fleet.choose() or proxy
+        request.proxy = proxy
         events = self._events
         if events.active:
             events.emit(
@@ -155,13 +164,21 @@ class RequestPath:
         return permit
 
     async def failed(self, request: Request, retrying: Retrying, exc: LiteLLMError) -> None:
-        """An attempt failed: tell the throttle or the monitor what it shows, then raise ``exc``
-        unless the policy retries it (after waiting)."""
+        """An attempt failed: tell the throttle, the proxy's record and its monitor what it
+        shows, then raise ``exc`` unless the policy retries it: at once on another proxy when
+        the failure was the proxy's and another is available, else after waiting."""
         request.last_error = exc
-        monitor = self._monitor
+        proxy = request.proxy
+        if proxy is None:  # failed before it had a proxy: waiting for one, or the throttle
+            await retrying.failed(exc)
+            return
+        proxy_failed = False
         if isinstance(exc, RateLimitError):
-            self._reached = True
+            proxy.reached = True
+            proxy.answered += 1
             if not isinstance(exc, BudgetExceededError):
+                # A model group's limit lives in the fleet's Redis: it pauses that model for
+                # the whole client, whichever proxy said it.
                 await self._throttle.rate_limited(
                     exc.retry_after, model=rate_limit_model(exc.message, request.model)
                 )
@@ -173,26 +190,40 @@ class RequestPath:
                     )
         elif isinstance(exc, ProxyConnectionError):
             self._last_connection_error = exc
-            if monitor is not None:
-                await monitor.report_connection_failure(exc.message)
+            proxy_failed = True
         elif isinstance(exc, ServiceUnavailableError):
             # A gateway in front of the proxy answers 502/503/504 when the proxy behind it is
             # gone: ask the monitor for a probe now (it decides; the upstream's own 503s leave
             # the proxy up).
-            self._reached = True
-            if monitor is not None:
-                await monitor.report_connection_failure(exc.message)
+            proxy.reached = True
+            proxy.answered += 1
+            proxy_failed = True
         elif isinstance(exc, APIStatusError):
-            self._reached = True
+            proxy.reached = True
+            proxy.answered += 1
+        if proxy_failed:
+            proxy.failed(exc.message)
+            if proxy.monitor is not None:
+                await proxy.monitor.report_connection_failure(exc.message)
+            if self.fleet.any_available_besides(proxy):
+                never_sent = isinstance(exc, ProxyConnectionError) and exc.never_sent
+                free = never_sent and retrying.free_failovers < len(self.fleet)
+                await retrying.fail_over(exc, url=proxy.url, free=free)
+                return
         gated = (
-            isinstance(exc, ProxyConnectionError) and monitor is not None and self._proxy_reached()
+            isinstance(exc, ProxyConnectionError)
+            and proxy.monitor is not None
+            and proxy.was_reached()
         )
-        await retrying.failed(exc, gated=gated)
+        await retrying.failed(exc, gated=gated, url=proxy.url)
 
     async def answered(self, request: Request, permit: Permit) -> None:
         """An attempt got its answer (``request.meta``, ``request.usage``): its rate-limit headers
         and real token usage go to the throttle."""
-        self._reached = True
+        proxy = request.proxy
+        if proxy is not None:
+            proxy.reached = True
+            proxy.answered += 1
         meta, usage = request.meta, request.usage
         if meta is not None:
             await self._throttle.observe(
@@ -209,40 +240,50 @@ class RequestPath:
                 FirstToken(at=now, model=request.model, ttft=now - request.started_at)
             )
 
-    # --- the health gate ------------------------------------------------------------------------
+    # --- while no proxy is available ------------------------------------------------------------
 
-    def _proxy_reached(self) -> bool:
-        """Whether the proxy ever answered a request or a probe of this client."""
-        if not self._reached and self._monitor is not None:
-            probes = self._monitor.statistics()
-            self._reached = probes.probes > probes.failed_probes
-        return self._reached
+    async def _wait_for_proxy(self, request: Request, retrying: Retrying) -> Proxy:
+        """The proxy for an attempt when none is available.
 
-    async def _wait_for_proxy(self, request: Request, monitor: HealthMonitor) -> bool:
-        """Wait at the health gate while the proxy is down, for ``unavailable_timeout`` at most
-        over the request's life; then raise a :class:`ProxyConnectionError` that is not retried.
-        True if it waited (the monitor saw the proxy down).
-
-        A proxy never reached is not waited for (the request tries, and uses up its retries).
+        One whose gate is open though it was left alone after a failure is tried (the attempt
+        uses up a retry). When every gate is closed, wait for the first to open, for
+        ``unavailable_timeout`` at most over the request's life; then raise a
+        :class:`ProxyConnectionError` that is not retried. Proxies never reached are not waited
+        for (a wrong URL far more often than a restart): the request tries, and uses up its
+        retries.
         """
-        gate = monitor.gate
-        if gate.is_open or not self._proxy_reached():
+        fleet = self.fleet
+        proxy = fleet.fallback()
+        if proxy is not None or not fleet.reached():
             await trio.lowlevel.checkpoint_if_cancelled()
-            return False
+            return proxy or fleet.anyone()
         if request.last_error is None:  # held for what another request ran into
             request.last_error = self._last_connection_error
         start = trio.current_time()
         with trio.move_on_after(self._unavailable_timeout - request.held):
-            await gate.wait_open()
+            await fleet.wait_any_open()
         request.held += trio.current_time() - start
-        if gate.is_open:
-            return True
+        proxy = fleet.choose() or fleet.fallback()
+        if proxy is not None:
+            if isinstance(request.last_error, ProxyConnectionError):
+                # The monitor confirmed an outage: the connection failure before it was the
+                # proxy's absence, and does not use up a retry (unavailable_timeout bounds the
+                # waiting). A failure while the monitor sees the proxy up does.
+                retrying.forgive()
+            return proxy
         cause = request.last_error
-        reason = (cause and str(cause)) or monitor.statistics().last_failure or "no answer"
+        last_failure = next(
+            (p.monitor.statistics().last_failure for p in fleet.proxies if p.monitor), None
+        )
+        reason = (cause and str(cause)) or last_failure or "no answer"
+        where = (
+            f"the proxy at {fleet.proxies[0].url} is"
+            if len(fleet) == 1
+            else f"every proxy ({', '.join(p.url for p in fleet.proxies)}) is"
+        )
         error = ProxyConnectionError(
-            f"the proxy at {self.transport.display_url} is unavailable: waited "
-            f"{request.held:.1f} s for it (unavailable_timeout={self._unavailable_timeout:g}); "
-            f"last error: {reason}",
+            f"{where} unavailable: waited {request.held:.1f} s for it "
+            f"(unavailable_timeout={self._unavailable_timeout:g}); last error: {reason}",
             model=request.model,
         )
         error.retryable = False  # the wait for it is over: no more retries

@@ -99,6 +99,7 @@ class Retrying:
         "_try",
         "attempt",
         "failures",
+        "free_failovers",
     )
 
     def __init__(self, policy: RetryPolicy, retries: int, model: str | None) -> None:
@@ -110,6 +111,7 @@ class Retrying:
         self._next_wait: bool | float = True  # what stamina's hook answers for this failure
         self.attempt = 0  # the attempt under way (1 for the first)
         self.failures = 0  # failed attempts that count against max_retries
+        self.free_failovers = 0  # attempts never sent, tried again on another proxy for free
 
     def next_attempt(self) -> int:
         """Count the attempt about to start; its number."""
@@ -122,11 +124,11 @@ class Retrying:
         if self.failures:
             self.failures -= 1
 
-    async def failed(self, exc: Exception, *, gated: bool = False) -> None:
+    async def failed(self, exc: Exception, *, gated: bool = False, url: str | None = None) -> None:
         """Raise ``exc`` if the policy gives up on it; else log the retry and wait.
 
         ``gated``: the health gate does the waiting for this failure (the proxy seems down), so
-        the backoff is only the first step's.
+        the backoff is only the first step's. ``url``: the proxy the attempt went to.
         """
         policy = self._policy
         decision = policy.decision(exc)
@@ -135,10 +137,30 @@ class Retrying:
         self.failures += 1
         policy.retries += 1
         wait = policy.backoff_initial if gated else decision
-        self._announce(exc, decision)
+        self._announce(exc, decision, url or policy.display_url)
         await self._wait(exc, wait)
 
-    def _announce(self, exc: Exception, decision: bool | float) -> None:
+    async def fail_over(self, exc: Exception, *, url: str, free: bool) -> None:
+        """Raise ``exc`` if the policy gives up on it; else the next attempt goes at once (to
+        another proxy than ``url``'s, where it failed). ``free``: the request never left, so
+        sending it again cannot run it twice, and it does not count against ``max_retries``."""
+        policy = self._policy
+        decision = policy.decision(exc)
+        if decision is False:
+            raise exc
+        if free:
+            self.free_failovers += 1
+        else:
+            if self.failures >= self._retries:
+                raise exc
+            self.failures += 1
+            policy.retries += 1
+        self._announce(exc, 0.0, url, elsewhere=True)
+        await trio.lowlevel.checkpoint()
+
+    def _announce(
+        self, exc: Exception, decision: bool | float, url: str, *, elsewhere: bool = False
+    ) -> None:
         """One WARNING per retry naming the proxy and the reason (the key is never in either),
         and a :class:`RetryScheduled` event."""
         policy = self._policy
@@ -146,11 +168,11 @@ class Retrying:
         waits = None if isinstance(decision, bool) else decision
         if logger.isEnabledFor(logging.WARNING):
             logger.warning(
-                "retrying a request%s to %s after attempt %d%s: %s: %s",
+                "retrying a request%s %s after attempt %d%s: %s: %s",
                 f" for {model}" if model else "",
-                policy.display_url,
+                f"on another proxy than {url}" if elsewhere else f"to {url}",
                 self.attempt,
-                f" in {waits:.1f} s" if waits is not None else "",
+                f" in {waits:.1f} s" if waits is not None and not elsewhere else "",
                 type(exc).__name__,
                 exc,
             )

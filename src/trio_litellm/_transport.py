@@ -395,7 +395,12 @@ class Transport:
                 detail = str(exc) or type(exc).__name__
                 if isinstance(exc, httpx2.ConnectError):
                     detail += _attempt_reasons(exc, detail)
-                return self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
+                error = self.scrub(ours(f"{text} ({self.display_url}): {detail}", model=model))
+                if isinstance(error, ProxyConnectionError) and isinstance(
+                    exc, httpx2.ConnectError | httpx2.ConnectTimeout
+                ):
+                    error.never_sent = True  # the connection never opened
+                return error
         raise AssertionError("unreachable: httpx2.HTTPError is the last entry")  # pragma: no cover
 
     def _protocol_error(

@@ -149,7 +149,7 @@ def test_bad_proxy_url_is_rejected_saying_what_is_wrong(url: str, problem: str) 
 def test_non_string_proxy_url_is_rejected() -> None:
     error = config_error(proxy_url=4000)
     assert error.field == "proxy_url"
-    assert "must be a string, not int" in str(error)
+    assert "must be a URL or a list of URLs, not int" in str(error)
 
 
 TIMEOUTS = [

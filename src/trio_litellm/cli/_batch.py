@@ -35,6 +35,7 @@ from ._common import (
     ProxyUrl,
     client_config,
     consoles,
+    proxy_urls,
 )
 from ._progress import BatchProgress
 from ._tables import render_plan, render_summary
@@ -307,13 +308,13 @@ PRICE_TIMEOUT = 15.0
 
 
 async def _fetch_prices(
-    proxy_url: str | None, api_key: str | None
+    proxy_url: list[str] | None, api_key: str | None
 ) -> tuple[dict[str, ModelPrice] | None, str | None]:
     """The proxy's prices per model group, or None and why they could not be had: a dry run
     prints its plan whatever the proxy does."""
     try:
         config = ClientConfig(
-            proxy_url=proxy_url,
+            proxy_url=proxy_urls(proxy_url),
             api_key=api_key,
             max_retries=1,
             health_check_interval=None,

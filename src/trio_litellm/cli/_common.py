@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from cyclopts import Parameter
@@ -22,6 +23,7 @@ __all__ = [
     "ProxyUrl",
     "client_config",
     "consoles",
+    "proxy_urls",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROXY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -40,13 +42,24 @@ class Consoles:
 consoles = Consoles()
 
 ProxyUrl = Annotated[
-    str | None,
-    Parameter(help="LiteLLM proxy URL (default: $LITELLM_PROXY_URL or http://localhost:4000)."),
+    list[str] | None,
+    Parameter(
+        help="LiteLLM proxy URL (default: $LITELLM_PROXY_URL or http://localhost:4000). "
+        "Several proxies sharing one Redis: give it more than once, or comma-separated.",
+        negative=(),
+    ),
 ]
 ApiKey = Annotated[
     str | None,
     Parameter(help="Proxy key (default: $LITELLM_API_KEY). Never printed.", show_default=False),
 ]
+
+
+def proxy_urls(given: Sequence[str] | None) -> list[str] | None:
+    """The URLs of every ``--proxy-url`` given, each split at its commas; None if none was."""
+    if not given:
+        return None
+    return [url for value in given for url in value.split(",")]
 
 
 class Exit(Exception):
@@ -57,9 +70,13 @@ class Exit(Exception):
         self.code = code
 
 
-def client_config(proxy_url: str | None, api_key: str | None, **options: object) -> ClientConfig:
-    """The client configuration of a command; a bad one leaves with exit code 3."""
+def client_config(
+    proxy_url: Sequence[str] | None, api_key: str | None, **options: object
+) -> ClientConfig:
+    """The client configuration of a command; a bad one leaves with exit code 3.
+
+    ``proxy_url``: each ``--proxy-url`` given (each may hold several, comma-separated)."""
     try:
-        return ClientConfig(proxy_url=proxy_url, api_key=api_key, **options)  # type: ignore[arg-type]
+        return ClientConfig(proxy_url=proxy_urls(proxy_url), api_key=api_key, **options)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise Exit(EXIT_PROXY, f"bad configuration: {exc}") from None
