@@ -43,6 +43,8 @@ def test_the_fleet_report_gives_each_proxy_its_answers_and_failures(
             answered=1523,
             failures=0,
             last_error=None,
+            open_connections=4,
+            monitor=None,
         ),
         ProxyStatistics(
             url="http://127.0.0.1:4002",
@@ -52,6 +54,8 @@ def test_the_fleet_report_gives_each_proxy_its_answers_and_failures(
             answered=1489,
             failures=3,
             last_error="connection refused",
+            open_connections=0,
+            monitor=None,
         ),
     ]
 
