@@ -48,6 +48,7 @@ from trio_litellm import open_client
 from trio_litellm.batch import run_batch
 from trio_litellm.cli.demo import DEMO_REQUESTS, write_demo_batch
 from trio_litellm.testing._devstack import DevStack, DevStackError, find_litellm_binary
+from upstream import _CLOCK_TICKS as CLOCK_TICKS
 from upstream import _process_cpu, _process_tree, machine
 
 WARMUP_REQUESTS = 200
@@ -80,6 +81,8 @@ class Sample:
     proxies_cpu_s: float
     fake_provider_cpu_s: float
     redis_cpu_s: float
+    machine_cpu_s: float
+    """Every process's CPU on the machine over the batch (``/proc/stat``), ours included."""
     retries: int
     served: tuple[ProxyServed, ...]
 
@@ -107,6 +110,18 @@ class Sample:
     @property
     def redis_us_per_request(self) -> float:
         return self.redis_cpu_s / self.requests * 1e6
+
+    @property
+    def others_cores(self) -> float:
+        """Cores kept busy by other work on the machine (not this benchmark's processes)."""
+        ours = (
+            self.cpu_user_s
+            + self.cpu_sys_s
+            + self.proxies_cpu_s
+            + self.fake_provider_cpu_s
+            + self.redis_cpu_s
+        )
+        return max(0.0, self.machine_cpu_s - ours) / self.wall_s
 
 
 # --- the fleet ------------------------------------------------------------------------------------
@@ -138,6 +153,17 @@ class Fleet:
         for info in sorted(venv.glob("lib/python*/site-packages/litellm-*.dist-info")):
             return info.name.removeprefix("litellm-").removesuffix(".dist-info")
         return "(version unknown)"
+
+
+def machine_cpu() -> float:
+    """CPU seconds every core has spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return 0.0
+    ticks = [int(field) for field in fields[:8]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # user nice system idle iowait irq softirq steal
+    return busy / CLOCK_TICKS
 
 
 def _pid(service: Any) -> int:
@@ -194,11 +220,13 @@ async def measure(fleet: Fleet, way: str, urls: Sequence[str], spec: Spec, round
     ) as client:
         gc.collect()
         proxies_before, fake_before, redis_before = fleet.cpu()
+        machine_before = machine_cpu()
         before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         summary = await run_batch(client, spec.input_path, output_path)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF)
+        machine_after = machine_cpu()
         proxies_after, fake_after, redis_after = fleet.cpu()
         served = tuple(
             ProxyServed(url=proxy.url, answered=proxy.answered, failures=proxy.failures)
@@ -221,6 +249,7 @@ async def measure(fleet: Fleet, way: str, urls: Sequence[str], spec: Spec, round
         proxies_cpu_s=proxies_after - proxies_before,
         fake_provider_cpu_s=fake_after - fake_before,
         redis_cpu_s=redis_after - redis_before,
+        machine_cpu_s=machine_after - machine_before,
         retries=summary.retries,
         served=served,
     )
@@ -282,7 +311,8 @@ async def run_rounds(fleet: Fleet, spec: Spec, args: argparse.Namespace) -> list
                 f"round {round_no + 1}/{args.rounds} {name}: {sample.wall_s:.1f} s, "
                 f"{sample.requests_per_s:,.1f} req/s, {sample.cpu_us_per_request:,.0f} µs "
                 f"client CPU/req, {sample.proxies_ms_per_request:.1f} ms proxies CPU/req, "
-                f"answered {'/'.join(str(s.answered) for s in sample.served)}",
+                f"answered {'/'.join(str(s.answered) for s in sample.served)}, "
+                f"other work {sample.others_cores:.2f} cores",
                 file=sys.stderr,
             )
             samples.append(sample)
@@ -297,6 +327,7 @@ FIGURES = (
     "fake_provider_us_per_request",
     "fake_provider_busy",
     "redis_us_per_request",
+    "others_cores",
 )
 
 
@@ -343,6 +374,7 @@ def render(summary: dict[str, Any], samples: list[Sample], proxies: int) -> str:
             "proxies CPU ms/req",
             "fake provider µs/req (core)",
             "Redis µs/req",
+            "other work, cores",
         )
     ]
     for name in (one, many):
@@ -356,6 +388,7 @@ def render(summary: dict[str, Any], samples: list[Sample], proxies: int) -> str:
                 f"{f['proxies_ms_per_request']:.1f}",
                 f"{f['fake_provider_us_per_request']:,.0f} ({f['fake_provider_busy']:.0%})",
                 f"{f['redis_us_per_request']:,.0f}",
+                f"{f['others_cores']:.2f}",
             )
         )
     ratio = summary["ratio"]
@@ -365,6 +398,7 @@ def render(summary: dict[str, Any], samples: list[Sample], proxies: int) -> str:
             f"{ratio['requests_per_s']:.2f}",
             "",
             f"{ratio['cpu_us_per_request']:.2f}",
+            "",
             "",
             "",
             "",
