@@ -18,7 +18,8 @@ the fake provider's and Redis's CPU per request and share of one core (``/proc``
 whether anything but the proxies set the pace. Then the fleet's ratios to one proxy, and the
 issue's targets: at least 1.6x the throughput, client CPU per request no higher.
 
-    python bench/fleet.py [--requests 3000] [--rounds 3] [--proxies 2] [--concurrency 32] [--json]
+    python bench/fleet.py [--requests 3000] [--rounds 3] [--proxies 2] [--concurrency 32]
+        [--warmup 200] [--no-faults] [--json]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import gc
 import http.client
 import json
 import logging
+import re
 import resource
 import shlex
 import statistics
@@ -272,6 +274,17 @@ def check_output(path: Path, custom_ids: frozenset[str], where: str) -> None:
         )
 
 
+FAULT_DIRECTIVE = re.compile(rb" \[fake [^\]]*\]")
+"""The demo's injected upstream fault, at the end of one chat in fifty."""
+
+
+def write_batch(path: Path, requests: int, *, faults: bool) -> None:
+    """The demo's batch; without its injected faults when ``faults`` is False."""
+    write_demo_batch(path, requests)
+    if not faults:
+        path.write_bytes(FAULT_DIRECTIVE.sub(b"", path.read_bytes()))
+
+
 def read_custom_ids(path: Path) -> frozenset[str]:
     return frozenset(
         msgspec.json.decode(line)["custom_id"] for line in path.read_bytes().splitlines()
@@ -292,7 +305,7 @@ async def run_rounds(fleet: Fleet, spec: Spec, args: argparse.Namespace) -> list
     ways = [(one, urls[:1]), (many, urls)]
     if args.warmup:
         warmup_path = spec.workdir / "warmup.jsonl"
-        write_demo_batch(warmup_path, args.warmup)
+        write_batch(warmup_path, args.warmup, faults=args.faults)
         warmup = Spec(
             input_path=warmup_path,
             requests=args.warmup,
@@ -467,6 +480,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="W",
         help=f"requests over every proxy before the first round (default {WARMUP_REQUESTS})",
     )
+    parser.add_argument(
+        "--no-faults",
+        dest="faults",
+        action="store_false",
+        help="leave out the demo's injected upstream 503s (one chat in fifty)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if args.proxies < 2:
@@ -486,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
             workdir = Path(tmp)
             input_path = workdir / "requests.jsonl"
-            write_demo_batch(input_path, args.requests)
+            write_batch(input_path, args.requests, faults=args.faults)
             spec = Spec(
                 input_path=input_path,
                 requests=args.requests,
@@ -525,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                 "proxies": args.proxies,
                 "concurrency": args.concurrency,
                 "warmup": args.warmup,
+                "faults": args.faults,
             },
             **summary,
             "samples": [
@@ -541,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command}")
     print(
         f"LiteLLM {litellm}, {args.proxies} proxies (one worker each) sharing a Redis server; "
-        f"the demo's batch of {args.requests:,} requests per way and round through run_batch, "
+        f"the demo's batch of {args.requests:,} requests per way and round"
+        f"{'' if args.faults else ' (without its injected faults)'} through run_batch, "
         f"{args.concurrency} in flight; median of {args.rounds} rounds.\n"
     )
     print(render(summary, samples, args.proxies))
