@@ -41,6 +41,10 @@ fleet n *args:
 bench-batch *args:
     python bench/batch_throughput.py {{args}}
 
+# The demo's batch through one LiteLLM proxy and through two sharing Redis: req/s and client CPU (e.g. `just bench-fleet --rounds 5`).
+bench-fleet *args:
+    python bench/fleet.py {{args}}
+
 # Compare trio-litellm with the aiohttp + msgspec floor and the openai SDK on a local nginx (e.g. `just bench --concurrency 64`).
 bench *args:
     python bench/clients.py {{args}}
