@@ -1,5 +1,5 @@
-"""The ``trio-litellm`` command: batch jobs, their status and usage, a streamed chat, models,
-health, recorder dumps, the fake provider.
+"""The ``trio-litellm`` command: batch jobs, their status and usage, a streamed chat, a realtime
+session, models, health, recorder dumps, the fake provider.
 
 Exit codes (every command):
 
@@ -7,7 +7,8 @@ Exit codes (every command):
 - 1: a request failed: ``batch`` finished but its output holds failed lines, this run's or
   earlier ones' (``--retry-failed`` runs them again); the proxy answered the request of ``chat``,
   ``models`` or ``model-info`` with an error (an unknown model, an upstream 500), or it timed
-  out; ``health --deep`` found an unhealthy deployment
+  out; a ``realtime`` session failed (an error event, an abnormal close, an upstream that is
+  down) or ended before its answer did; ``health --deep`` found an unhealthy deployment
 - 2: bad usage or an invalid input file (every bad line is listed with its number)
 - 3: the proxy could not be used at all: it cannot be reached, it refused the key, or the
   configuration is invalid
@@ -21,6 +22,7 @@ import rich or cyclopts:
 - ``_batch``      ``batch``: options, Ctrl-C handling, the dry run's prices, the recorder dump
 - ``_reports``    ``usage``, ``status``, ``recorded``: commands that only read files
 - ``_proxy``      ``chat``, ``models``, ``model-info``, ``health``
+- ``_realtime``   ``realtime``: one prompt over a realtime session
 - ``_progress``   :class:`BatchProgress`, a run's live bar or plain progress lines
 - ``_tables``     the summary, usage, status and plan tables
 - ``_dump_view``  a recorder dump as a table

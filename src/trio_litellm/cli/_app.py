@@ -25,6 +25,7 @@ from ..testing.fake_provider.__main__ import app as fake_provider_app
 from ._batch import batch
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PROXY, EXIT_USAGE, Exit, consoles
 from ._proxy import chat, health, model_info, models
+from ._realtime import realtime
 from ._reports import recorded, status, usage
 
 __all__ = ["app", "main"]
@@ -46,6 +47,7 @@ app.command(usage)
 app.command(status)
 app.command(recorded)
 app.command(chat)
+app.command(realtime)
 app.command(models)
 app.command(model_info, name="model-info")
 app.command(health)
