@@ -49,6 +49,10 @@ bench-fleet *args:
 bench *args:
     python bench/clients.py {{args}}
 
+# One realtime session receiving a 10,000-delta answer: events/s and client CPU per event, ours against the openai SDK (e.g. `just bench-realtime --via proxy`).
+bench-realtime *args:
+    python bench/realtime.py {{args}}
+
 # Soak trio-litellm's memory over 200k requests (e.g. `just bench-soak --api jobs`).
 bench-soak *args:
     python bench/soak.py {{args}}
