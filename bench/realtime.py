@@ -61,8 +61,8 @@ TARGET = 1 / 3
 
 PROXY_MODEL = "rt-long"
 """The proxy's model group for the long answer (litellm_config.yaml)."""
-FAKE_MODEL = "fake-rt-long"
-"""The same, asked of the fake provider directly: the upstream model name the proxy sends."""
+FAKE_MODEL = "deltas=10000"
+"""The same asked of the fake provider directly: its directive for an answer in 10,000 deltas."""
 FAKE_KEY = "fake-upstream-key"
 """What the proxy sends the fake provider as its key (the deployment's api_key)."""
 PROMPT = "Tell me everything."
