@@ -190,6 +190,9 @@ async def ours(target: Target, measure: Measure) -> None:
         ) as client,
         client.realtime(model=target.model) as conn,
     ):
+        first = await conn.recv()  # as the SDK's, read before the meter starts
+        if first.type != "session.created":
+            raise BenchError(f"trio-litellm: the session began with {first.type}")
 
         async def read() -> Answer:
             answer = Answer()
@@ -222,6 +225,7 @@ async def ours_ask(target: Target, measure: Measure) -> None:
         ) as client,
         client.realtime(model=target.model) as conn,
     ):
+        await conn.recv()  # session.created, which ask() would otherwise skip inside the meter
 
         async def read() -> Answer:
             turn = await conn.ask(PROMPT)
