@@ -10,6 +10,8 @@ Module map (a request goes down this list, and its answer comes back up as a ret
 - ``_requests``    the request path: attempts under the retry policy, each through the health
                    gate, the throttle and the transport, decoded into the typed answer
 - ``_reader``      a stream's reader task (the same steps) and the ``ChatStream`` it feeds
+- ``_realtime``    a realtime session: its websocket, reader task and typed events
+                   (``_realtime_wire``; public in ``realtime``)
 - ``_retry``       the retry policy (stamina underneath) and the total deadline's error
 - ``_throttle``    throttle actor; beside it, pure: ``_admission``, ``_rate_limit``,
                    ``_rate_window``, ``_bucket``, ``_restrictions``, ``_limit_scope``
