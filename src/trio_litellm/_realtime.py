@@ -506,6 +506,8 @@ class RealtimeConnection:
         self._closing = True
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             await self._socket.aclose(1000)
+        if self._closed is None:  # the reader may be stopped before it saw the close
+            self._closed = self._ended(trio_websocket.CloseReason(1000, None))
 
     # --- what the events say ------------------------------------------------------------------
 

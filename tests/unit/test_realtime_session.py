@@ -394,3 +394,18 @@ async def test_on_a_fleet_a_session_opens_on_a_proxy_that_answers() -> None:
             assert stats[live].in_flight == stats[dead].in_flight == 0
         nursery.cancel_scope.cancel()
     assert len(proxy.paths) == 6
+
+
+async def test_a_connection_used_after_its_block_says_it_is_closed() -> None:
+    async with proxy_and_client() as (_, client):
+        with trio.fail_after(10):
+            async with client.realtime("m") as conn:
+                await conn.response.create()  # events pile up unread: the reader waits on us
+                await trio.sleep(0.2)
+        with pytest.raises(RealtimeClosedError, match="closed by the client") as caught:
+            while True:
+                await conn.recv()  # what was read before the close, then the close
+        assert caught.value.code == 1000
+        with pytest.raises(RealtimeClosedError):
+            await conn.send({"type": "response.create"})
+        assert [event async for event in conn] == []
