@@ -246,7 +246,7 @@ async def sdk(target: Target, measure: Measure) -> None:
         async def read() -> Answer:
             answer = Answer()
             parts: list[str] = []
-            await conn.conversation.item.create(item=user_message(PROMPT))  # type: ignore[arg-type]
+            await conn.conversation.item.create(item=user_message(PROMPT))
             await conn.response.create()
             async for event in conn:
                 answer.events += 1
