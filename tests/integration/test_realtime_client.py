@@ -47,13 +47,6 @@ def user_message(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
-def field(event: Any, name: str) -> Any:
-    """A field of a server event, typed (an attribute) or generic (in ``.data``)."""
-    if hasattr(event, name):
-        return getattr(event, name)
-    return event.data[name]
-
-
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[Client]:
     async with open_client(
@@ -129,7 +122,7 @@ async def test_the_raw_event_stream_comes_in_protocol_order(client: Client) -> N
     assert created < deltas[0] and deltas[-1] < text_done
     assert types[-1] == "response.done" and types.count("response.done") == 1
     text = "".join(events[i].delta for i in deltas)
-    assert text == field(events[text_done], "text") == echo(prompt)
+    assert text == events[text_done].text == echo(prompt)
     assert events[-1].response.status == "completed"
 
 
@@ -304,7 +297,7 @@ async def test_a_beta_session_speaks_beta_names_and_answers_right(client: Client
     assert "response.text.delta" in types and "response.text.done" in types
     assert "response.output_text.delta" not in types
     assert "conversation.item.created" in types and "conversation.item.added" not in types
-    deltas = [field(event, "delta") for event in events if event.type == "response.text.delta"]
+    deltas = [event.delta for event in events if event.type == "response.text.delta"]
     assert "".join(deltas) == echo(prompt)
     assert turn.text == echo("beta again")
     assert turn.usage is not None and turn.usage.output_tokens > 0
