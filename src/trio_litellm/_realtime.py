@@ -37,12 +37,15 @@ import trio_websocket
 from ._calls import Request
 from ._classify import error_from_body
 from ._errors import (
+    APIStatusError,
     AuthenticationError,
+    InternalServerError,
     LiteLLMError,
     ModelNotFoundError,
     ProxyConnectionError,
     RealtimeClosedError,
     RequestTimeoutError,
+    ServiceUnavailableError,
 )
 from ._fleet import Fleet, Proxy
 from ._nursery import open_collapsing_nursery
@@ -432,8 +435,9 @@ class RealtimeConnection:
                 turn.status = event.response.status
                 turn.usage = event.response.usage
                 return _turn(turn, text, audio, transcript)
-            elif isinstance(event, ErrorEvent):
+            elif isinstance(event, ErrorEvent) and not _closing_notice(event):
                 raise _error_of(event, self.model)
+            # LiteLLM's notice that the upstream closed: the close follows, and raises above.
 
     # --- the reader and the keep-alive (tasks of the session's nursery) -----------------------
 
@@ -512,8 +516,11 @@ class RealtimeConnection:
     # --- what the events say ------------------------------------------------------------------
 
     def _note(self, event: ServerEvent) -> None:
-        """Keep the time a response started and its first content; record it when done."""
-        if isinstance(event, ResponseCreated):
+        """Keep the last error event (a close's message names it), the time a response started
+        and its first content; record the response when done."""
+        if isinstance(event, ErrorEvent):
+            self._last_error = event
+        elif isinstance(event, ResponseCreated):
             request = Request(kind="realtime", model=self.model)
             request.started_at = (
                 self._asked_at if self._asked_at is not None else trio.current_time()
@@ -575,11 +582,13 @@ class RealtimeConnection:
         closed = self._closed
         assert closed is not None
         last = self._last_error
-        if last is not None:
-            error = _error_of(last, self.model)
-            error.__cause__ = closed
-            return error
-        return closed
+        if last is None:
+            return closed
+        error = _error_of(last, self.model)
+        if type(error) in _UNSPECIFIC:  # the close (and the message in it) says more
+            return closed
+        error.__cause__ = closed
+        return error
 
 
 def _event(kind: str, event_id: str | None, **fields: Any) -> dict[str, Any]:
@@ -597,6 +606,17 @@ def _turn(
     turn.audio = b"".join(audio)
     turn.transcript = "".join(transcript)
     return turn
+
+
+_UNSPECIFIC = (APIStatusError, InternalServerError, ServiceUnavailableError)
+"""Error event classes that say less than the close that follows them."""
+
+
+def _closing_notice(event: ErrorEvent) -> bool:
+    """Whether ``event`` is LiteLLM's own notice that the upstream closed (no ``event_id``),
+    which comes just before the proxy closes the session the same way."""
+    message = event.error.message or ""
+    return event.event_id is None and message.startswith("upstream websocket closed with code")
 
 
 def _error_of(event: ErrorEvent, model: str) -> LiteLLMError:

@@ -17,6 +17,16 @@ CONFIGURED_MODELS = {
     "fleet-limited-gpt",
     "failing-gpt",
     "throttled-gpt",
+    "rt-text",
+    "rt-audio",
+    "rt-drop",
+    "rt-close1011",
+    "rt-reject401",
+    "rt-errorfirst",
+    "rt-silent",
+    "rt-long",
+    "rt-big",
+    "rt-down",
 }
 
 

@@ -81,6 +81,17 @@ class Proxy:
             )
             await ws.aclose(1011, "400: {'error': '_arealtime: Invalid model name")
             return
+        if model == "upstream401":  # the upstream refused the proxy's key
+            await send(
+                ws,
+                type="error",
+                error={
+                    "type": "server_error",
+                    "message": "Upstream realtime handshake rejected with HTTP 401",
+                },
+            )
+            await ws.aclose(1008, "Upstream realtime handshake rejected with HTTP 401")
+            return
         if model == "down":
             await ws.aclose(1011, "Internal server error: [Errno 111] Connection refused")
             return
@@ -125,6 +136,17 @@ class Proxy:
                 await ws._stream.aclose()  # no close frame: the TCP connection just ends
                 return
             if index == 2 and model == "close1011":
+                await ws.aclose(1011, "upstream boom")
+                return
+            if index == 2 and model == "relayed1011":  # as LiteLLM relays an upstream's close
+                await send(
+                    ws,
+                    type="error",
+                    error={
+                        "type": "server_error",
+                        "message": "upstream websocket closed with code 1011: upstream boom",
+                    },
+                )
                 await ws.aclose(1011, "upstream boom")
                 return
             await send(ws, type="response.output_text.delta", response_id=rid, delta=piece)
@@ -272,6 +294,15 @@ async def test_an_upstream_that_is_down_fails_at_async_with() -> None:
     assert "Connection refused" in str(caught.value)
 
 
+async def test_an_upstream_that_refuses_the_proxy_fails_at_async_with() -> None:
+    async with proxy_and_client() as (_, client):
+        with trio.fail_after(10), pytest.raises(RealtimeClosedError) as caught:
+            async with client.realtime("upstream401"):
+                pytest.fail("the body must not run")
+    assert caught.value.code == 1008
+    assert "Upstream realtime handshake rejected with HTTP 401" in str(caught.value)
+
+
 async def test_a_session_that_never_starts_times_out_at_async_with() -> None:
     async with proxy_and_client() as (_, client):
         start = trio.current_time()
@@ -295,7 +326,9 @@ async def test_a_closed_port_fails_fast_and_typed() -> None:
     assert f"127.0.0.1:{port}" in str(caught.value)
 
 
-@pytest.mark.parametrize(("model", "code"), [("drop", 1006), ("close1011", 1011)])
+@pytest.mark.parametrize(
+    ("model", "code"), [("drop", 1006), ("close1011", 1011), ("relayed1011", 1011)]
+)
 async def test_a_session_closed_mid_response_raises_with_the_partial_turn(
     model: str, code: int
 ) -> None:

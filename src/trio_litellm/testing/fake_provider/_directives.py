@@ -5,6 +5,9 @@ the request's model name (``status=429,retry_after=1``, after the last ``/``, wh
 ``=``) and ``[fake key=value ...]`` tags in the last user message. Tests reach the fake provider
 through the real LiteLLM proxy, so the model name and the message text are the only channels
 that survive the trip; that is why the knobs live there and not in headers.
+
+Realtime sessions (``/v1/realtime``) have their own keys (``RealtimeDirectives``), read from the
+upstream model name only: the proxy forwards the model name on the upgrade, nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import msgspec
 
@@ -191,15 +195,22 @@ def split_tags(text: str) -> tuple[str, str]:
     return " ".join(cleaned.split()), " ".join(" ".join(part.split()) for part in inner).strip()
 
 
-def apply_pairs(base: Directives, pairs: Mapping[str, str]) -> Directives:
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def apply_pairs(
+    base: _S,
+    pairs: Mapping[str, str],
+    converters: Mapping[str, Callable[[str, str], object]] = _CONVERTERS,
+) -> _S:
     """Override ``base`` with validated ``pairs``; unknown keys and bad values raise."""
     if not pairs:
         return base
     changes: dict[str, object] = {}
     for key, text in pairs.items():
-        convert = _CONVERTERS.get(key)
+        convert = converters.get(key)
         if convert is None:
-            known = ", ".join(sorted(KNOWN_KEYS))
+            known = ", ".join(sorted(converters))
             raise DirectiveError(key, f"unknown fake directive {key!r}; known: {known}")
         changes[key] = convert(key, text)
     return msgspec.structs.replace(base, **changes)
@@ -208,3 +219,68 @@ def apply_pairs(base: Directives, pairs: Mapping[str, str]) -> Directives:
 def resolve(base: Directives, model: str, tag_text: str) -> Directives:
     """Merge the server defaults, the model name's directives and the message tags' directives."""
     return apply_pairs(apply_pairs(base, model_pairs(model)), parse_pairs(tag_text))
+
+
+# --- realtime ------------------------------------------------------------------------------
+
+
+class RealtimeDirectives(msgspec.Struct, frozen=True, kw_only=True):
+    """The knobs of one realtime session, from its upstream model name.
+
+    A delta count ``N`` in ``drop_after`` and ``close_after`` counts text (or transcript)
+    deltas of the response in progress: ``close_after=2`` closes after ``response.created`` and
+    two deltas, before ``response.done``.
+    """
+
+    audio: bool = False
+    """Answer in audio (``response.output_audio.delta`` plus a transcript) unless asked for text."""
+    deltas: int | None = None
+    """Send the answer in exactly this many text deltas (the echo repeated until long enough)."""
+    tps: float | None = None
+    """Pacing: deltas per second; None sends them as fast as possible."""
+    status: int | None = None
+    """Refuse the WebSocket upgrade with this HTTP status."""
+    error_first: bool = False
+    """Send an ``error`` event instead of ``session.created``, then close (1008 by default)."""
+    silent: bool = False
+    """Never send ``session.created``; answer client events as usual."""
+    drop_after: int | None = None
+    """Drop the TCP connection (no close frame) after N deltas of a response."""
+    close_after: int | None = None
+    """Close the WebSocket (1011 by default) after N deltas of a response."""
+    close_code: int | None = None
+    """The close code for ``close_after`` and ``error_first``."""
+    big_audio: int | None = None
+    """Send the audio of an answer as one delta of this many PCM bytes (implies ``audio``)."""
+    id: str | None = None
+    """Free text, ignored: makes otherwise identical model names distinct."""
+
+
+_REALTIME_CONVERTERS: dict[str, Callable[[str, str], object]] = {
+    "audio": _bool,
+    "deltas": lambda k, v: _int(k, v, minimum=1, maximum=10_000_000),
+    "tps": lambda k, v: _float(k, v, minimum=0, inclusive=False),
+    "status": lambda k, v: _int(k, v, minimum=400, maximum=599),
+    "error_first": _bool,
+    "silent": _bool,
+    "drop_after": lambda k, v: _int(k, v, minimum=0),
+    "close_after": lambda k, v: _int(k, v, minimum=0),
+    "close_code": lambda k, v: _int(k, v, minimum=1000, maximum=4999),
+    "big_audio": lambda k, v: _int(k, v, minimum=1, maximum=256 * 1024 * 1024),
+    "id": lambda _k, v: v,
+}
+
+REALTIME_KEYS = frozenset(_REALTIME_CONVERTERS)
+"""Every realtime directive key the fake provider understands."""
+
+
+def resolve_realtime(model: str) -> RealtimeDirectives:
+    """The realtime directives of an upstream model name.
+
+    ``close_after=2,close_code=4000`` carries directives; a plain name carries none, except that
+    a name containing ``audio`` (``fake-realtime-audio``) asks for audio answers.
+    """
+    pairs = model_pairs(model)
+    if not pairs:
+        return RealtimeDirectives(audio="audio" in model.rpartition("/")[2])
+    return apply_pairs(RealtimeDirectives(), pairs, _REALTIME_CONVERTERS)

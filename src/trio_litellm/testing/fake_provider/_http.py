@@ -178,12 +178,16 @@ async def _refuse(conn: h11.Connection, stream: trio.abc.Stream, status: int, me
         pass
 
 
-async def serve_connection(stream: trio.abc.Stream, handler: Handler) -> None:
+async def serve_connection(stream: trio.abc.Stream, handler: Handler, head: bytes = b"") -> None:
     """Serve requests on ``stream`` until either side closes it; the caller closes ``stream``.
 
-    Never raises for client misbehaviour or disconnects: those are logged and end the loop.
+    ``head`` is what the caller already read from ``stream`` (to tell HTTP from a WebSocket
+    upgrade); it is served first. Never raises for client misbehaviour or disconnects: those
+    are logged and end the loop.
     """
     conn = h11.Connection(h11.SERVER)
+    if head:
+        conn.receive_data(head)
     while True:
         try:
             request = await _read_request(conn, stream)

@@ -9,6 +9,7 @@ import trio
 from ._app import FakeProvider
 from ._config import FakeProviderConfig
 from ._http import serve_connection
+from ._realtime import RealtimeServer, ReplayStream, is_websocket_upgrade, read_head
 
 logger = logging.getLogger("trio_litellm.testing.fake_provider")
 
@@ -22,9 +23,11 @@ async def serve_fake_provider(
 
     Calls ``task_status.started(url)`` with the bound base URL (without ``/v1``) once the
     socket listens, so ``url = await nursery.start(serve_fake_provider, config)`` works with
-    ``port=0``. A client's misbehaviour or disconnect is logged and never stops the server.
+    ``port=0``. A connection whose first request asks for a WebSocket upgrade is a realtime
+    session (``ws://<url>/v1/realtime?model=...``); any other is HTTP. A client's misbehaviour or disconnect is logged and never stops the server.
     """
     provider = FakeProvider(config)
+    realtime = RealtimeServer(provider.stats)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     try:
         host, port = listeners[0].socket.getsockname()[:2]
@@ -35,7 +38,11 @@ async def serve_fake_provider(
             provider.stats.connections += 1
             provider.stats.open_connections += 1
             try:
-                await serve_connection(stream, provider.handle)
+                head = await read_head(stream)
+                if is_websocket_upgrade(head):
+                    await realtime.serve(ReplayStream(stream, head))
+                else:
+                    await serve_connection(stream, provider.handle, head)
             except Exception:
                 logger.exception("connection failed")
             finally:
