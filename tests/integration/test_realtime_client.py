@@ -125,6 +125,7 @@ async def test_the_raw_event_stream_comes_in_protocol_order(client: Client) -> N
     deltas = [i for i, kind in enumerate(types) if kind == "response.output_text.delta"]
     created = types.index("response.created")
     text_done = types.index("response.output_text.done")
+    assert types[0] == "session.created"  # entering waited for it, and still hands it over
     assert types.index("session.updated") < types.index("conversation.item.added") < created
     assert len(deltas) > 1, types
     assert created < deltas[0] and deltas[-1] < text_done
@@ -371,12 +372,19 @@ async def test_the_openai_sdk_and_ours_get_the_same_answer(stack: Stack, client:
 
     with trio.fail_after(TIMEOUT):
         async with client.realtime(model="rt-text") as conn:
+            await conn.conversation.item.create(item=user_message(prompt))
+            await conn.response.create()
+            events = await collect_one_response(conn)
             turn = await conn.ask(prompt)
 
-    assert sdk["text"] == turn.text == echo(prompt)
-    assert sdk["types"][-1] == "response.done"
-    assert turn.usage is not None
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert sdk["text"] == "".join(deltas) == echo(prompt)
+    assert sdk["types"] == [event.type for event in events]  # session.created first, in both
+    assert turn.text == echo(prompt)
+    assert events[-1].type == "response.done"
+    usage = events[-1].response.usage
+    assert usage is not None
     assert (sdk["usage"]["input_tokens"], sdk["usage"]["output_tokens"]) == (
-        turn.usage.input_tokens,
-        turn.usage.output_tokens,
+        usage.input_tokens,
+        usage.output_tokens,
     )
