@@ -35,6 +35,7 @@ from ._errors import (
     ProxyCertificateError,
     ProxyConnectionError,
     RateLimitError,
+    RealtimeClosedError,
     RequestTimeoutError,
     ResponseDecodeError,
     ResponseTooLargeError,
@@ -63,6 +64,8 @@ from ._meta import RateLimitInfo, ResponseMeta
 from ._probes import DeploymentHealth, DeploymentStatus, ProxyHealth
 from ._prometheus import prometheus_text
 from ._reader import ChatStream
+from ._realtime import RealtimeConnection, RealtimeTurn
+from ._realtime_wire import RealtimeEvent, RealtimeUsage
 from ._recorder import DebugRecorder, RecordedExchange, RecorderStatistics, read_dump
 from ._throttle import ModelThrottleStatistics, ThrottleStatistics
 from ._usage import CostSource, ModelUsage, RequestRecord, UsageStats, UsageTotals
@@ -154,6 +157,11 @@ __all__ = [
     "ProxyStatistics",
     "RateLimitError",
     "RateLimitInfo",
+    "RealtimeClosedError",
+    "RealtimeConnection",
+    "RealtimeEvent",
+    "RealtimeTurn",
+    "RealtimeUsage",
     "RecordedExchange",
     "RecorderStatistics",
     "RequestFinished",

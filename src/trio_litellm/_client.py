@@ -10,6 +10,8 @@ Module map (a request goes down this list, and its answer comes back up as a ret
 - ``_requests``    the request path: attempts under the retry policy, each through the health
                    gate, the throttle and the transport, decoded into the typed answer
 - ``_reader``      a stream's reader task (the same steps) and the ``ChatStream`` it feeds
+- ``_realtime``    a realtime session: its websocket, reader task and typed events
+                   (``_realtime_wire``; public in ``realtime``)
 - ``_retry``       the retry policy (stamina underneath) and the total deadline's error
 - ``_throttle``    throttle actor; beside it, pure: ``_admission``, ``_rate_limit``,
                    ``_rate_window``, ``_bucket``, ``_restrictions``, ``_limit_scope``
@@ -45,7 +47,7 @@ editor finds it, and each method is a few lines that hand over to the module doi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -65,6 +67,7 @@ from ._observer import PROBE_TIMEOUT, Observer
 from ._probes import DeploymentHealth, ProxyHealth, liveness_probe
 from ._proxy_api import ProxyAPI
 from ._reader import STREAM_BUFFER, ChatStream, StreamReader
+from ._realtime import REALTIME_CONNECT_TIMEOUT, RealtimeConnection, open_realtime
 from ._recorder import DebugRecorder
 from ._requests import RequestPath
 from ._retry import RetryPolicy
@@ -411,6 +414,42 @@ class Client(metaclass=_NoPublicConstructor):
             reply = await self._path.send(call, state)
         assert isinstance(reply, ChatCompletion)
         return reply
+
+    def realtime(
+        self,
+        model: str,
+        *,
+        beta: bool = False,
+        connect_timeout: float = REALTIME_CONNECT_TIMEOUT,
+    ) -> AbstractAsyncContextManager[RealtimeConnection]:
+        """A realtime session (the OpenAI Realtime API) with ``model``, for an ``async with``::
+
+            async with client.realtime(model="gpt-realtime") as conn:
+                turn = await conn.ask("hello")
+
+        Entering opens the proxy's ``/v1/realtime`` websocket and waits for ``session.created``,
+        ``connect_timeout`` seconds at most: a refused key, an unknown model or an upstream
+        that is down all fail here, typed. ``beta`` sends ``OpenAI-Beta: realtime=v1`` (events
+        then come with the beta names). On several proxies the session stays on one. Each
+        completed response is recorded (``usage()``), priced as the model's calls are.
+        """
+        self._check_open("realtime")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError("realtime(): model must be a non-empty string", field="model")
+        if not connect_timeout > 0:
+            raise InvalidRequestError(
+                "realtime(): connect_timeout must be a number of seconds above 0",
+                field="connect_timeout",
+            )
+        return open_realtime(
+            self._fleet,
+            self._observer,
+            model=model,
+            api_key=self._config.api_key,
+            headers=self._config.headers,
+            connect_timeout=connect_timeout,
+            beta=beta,
+        )
 
     async def embed(
         self,

@@ -21,6 +21,7 @@ The README draws the same tree; a test holds both drawings to the classes' real 
         ├── ResponseDecodeError       an answer that is not the OpenAI wire format
         │   └── ResponseTooLargeError a response head, body or stream event over its cap
         ├── StreamInterruptedError    a stream ended abnormally after content (.partial)
+        ├── RealtimeClosedError       a realtime session closed abnormally (.code, .reason, .partial)
         └── APIStatusError            the proxy answered with an error
             ├── SpendUnavailableError     spend needs a proxy database, and it has none
             ├── BadRequestError           400
@@ -91,6 +92,7 @@ __all__ = [
     "ProxyCertificateError",
     "ProxyConnectionError",
     "RateLimitError",
+    "RealtimeClosedError",
     "RequestTimeoutError",
     "ResponseDecodeError",
     "ResponseTooLargeError",
@@ -341,6 +343,33 @@ class StreamInterruptedError(APIError):
 
     def __init__(self, message: str, *, partial: Any = None, **fields: Any) -> None:
         super().__init__(message, **fields)
+        self.partial = partial
+
+
+class RealtimeClosedError(APIError):
+    """A realtime session's websocket closed other than cleanly (close code 1000), or before
+    the session started: ``code`` and ``reason`` are the close frame's (1006 when the connection
+    dropped without one). Raised by ``recv()``, ``async for`` and ``ask()``, whose ``partial``
+    is the turn received so far; at ``async with`` when the session never started.
+
+    The proxy cuts close reasons at 123 bytes; the error event it sent before the close, if
+    any, is in the message whole.
+    """
+
+    code: int  # type: ignore[assignment]  # the close code here, not an error JSON's code
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        reason: str | None = None,
+        partial: Any = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message, **fields)
+        self.code = code
+        self.reason = reason
         self.partial = partial
 
 

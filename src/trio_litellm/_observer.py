@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import msgspec
 import trio
@@ -29,6 +30,12 @@ logger = logging.getLogger("trio_litellm")
 
 PROBE_TIMEOUT = 10.0
 """Seconds the proxy's own routes (prices, spend, health) get by default."""
+
+
+_KINDS: dict[str, Literal["chat", "embedding", "realtime"]] = {
+    "embedding": "embedding",
+    "realtime": "realtime",
+}
 
 
 class Observer:
@@ -71,7 +78,7 @@ class Observer:
         first = request.first_content_at
         failure = error if isinstance(error, LiteLLMError) else None
         record = RequestRecord(
-            kind="embedding" if request.kind == "embedding" else "chat",
+            kind=_KINDS.get(request.kind, "chat"),
             model=request.model,
             served_model=meta.model_group if meta is not None else None,
             deployment_id=meta.model_id if meta is not None else None,

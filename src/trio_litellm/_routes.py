@@ -21,7 +21,7 @@ from ._config import ClientConfig
 from ._errors import ConfigError
 from ._fasthttp import FastTransport
 
-__all__ = ["open_pools"]
+__all__ = ["open_pools", "tls_context"]
 
 logger = logging.getLogger("trio_litellm")
 
@@ -98,6 +98,11 @@ def _outbound_proxy(config: ClientConfig) -> httpx2.Proxy | None:
                     "trust_env", f"the environment's proxy {shown!r} is not usable: {exc}"
                 ) from None
     return None
+
+
+def tls_context(config: ClientConfig) -> ssl.SSLContext:
+    """The TLS context of a connection straight to the proxy (a realtime websocket's)."""
+    return _tls_context(config, None)
 
 
 def _tls_context(config: ClientConfig, proxy: httpx2.Proxy | None) -> ssl.SSLContext:

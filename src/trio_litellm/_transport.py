@@ -178,6 +178,11 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport({self._config.display_url!r})"
 
+    @property
+    def config(self) -> ClientConfig:
+        """The config of this proxy (``proxy_url`` its URL alone)."""
+        return self._config
+
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._pool.aclose()

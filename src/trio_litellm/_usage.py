@@ -41,7 +41,7 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     the client's tries (0: the request never left the client).
     """
 
-    kind: Literal["chat", "embedding"]
+    kind: Literal["chat", "embedding", "realtime"]
     model: str
     served_model: str | None
     deployment_id: str | None

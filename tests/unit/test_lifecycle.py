@@ -45,6 +45,7 @@ SNAPSHOTS = frozenset(
 ARGUMENTS: dict[str, tuple[Any, ...]] = {
     "model_info": ("m",),
     "add_hook": (lambda event: None,),
+    "realtime": ("m",),
 }
 """The positional arguments a method cannot be called without."""
 
@@ -102,6 +103,7 @@ def test_the_members_enumerated_include_every_method_that_talks_to_the_proxy() -
         "model_info",
         "model_infos",
         "open_jobs",
+        "realtime",
         "spend",
         "stream",
     }
