@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -84,6 +85,7 @@ REALTIME_CONNECT_TIMEOUT = 20.0
 """Seconds to open a session, ``session.created`` included: the proxy dials the upstream only
 after it accepted the websocket, and gives that 10 s."""
 
+CANCELLED_CLOSE_TIMEOUT = 0.05
 CLOSE_TIMEOUT = 5.0
 """Seconds leaving the block waits for the close handshake before dropping the connection."""
 
@@ -508,7 +510,13 @@ class RealtimeConnection:
     async def _close(self) -> None:
         """Close with 1000 (bounded by :data:`CLOSE_TIMEOUT`), whatever ended the block."""
         self._closing = True
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+        # Cancelled, the reader that would read the proxy's reply is cancelled too: send the
+        # close frame and wait no more than a moment for it to leave.
+        cancelled = trio.current_effective_deadline() == -math.inf
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(CANCELLED_CLOSE_TIMEOUT if cancelled else CLOSE_TIMEOUT),
+        ):
             await self._socket.aclose(1000)
         if self._closed is None:  # the reader may be stopped before it saw the close
             self._closed = self._ended(trio_websocket.CloseReason(1000, None))
