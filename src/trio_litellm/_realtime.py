@@ -40,6 +40,7 @@ from ._classify import error_from_body
 from ._errors import (
     APIStatusError,
     AuthenticationError,
+    ClientClosedError,
     InternalServerError,
     LiteLLMError,
     ModelNotFoundError,
@@ -562,9 +563,16 @@ class RealtimeConnection:
         return None
 
     def _record_unfinished(self, error: RealtimeClosedError) -> None:
-        """Responses the close cut off are recorded as failed with it (none when we closed)."""
+        """Responses the close cut off are recorded as failed with it, or (when the caller left
+        before they finished) with a :class:`ClientClosedError`, as a call left early is."""
         for request in self._responses.values():
-            self._observer.finished(request, None if self._closing else error)
+            if self._closing:
+                left = ClientClosedError(
+                    "the realtime session closed before the response finished", model=self.model
+                )
+                self._observer.finished(request, left)
+            else:
+                self._observer.finished(request, error)
         self._responses.clear()
 
     def _ended(self, reason: trio_websocket.CloseReason | None) -> RealtimeClosedError:

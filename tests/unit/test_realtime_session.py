@@ -384,7 +384,10 @@ async def test_leaving_early_is_prompt_closes_with_1000_and_the_client_stays_usa
                 assert (await conn.ask("again")).text == "Echo: hello"
         with trio.fail_after(5):
             await proxy.two_closed.wait()
+        totals = client.usage_totals()["m"]
     assert proxy.closes[0] == 1000
+    # The response left in the middle is recorded as a call left early is.
+    assert (totals.succeeded, totals.errors) == (1, {"ClientClosedError": 1})
 
 
 async def test_beta_sends_the_beta_header_and_audio_goes_as_base64() -> None:
