@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -39,6 +40,7 @@ from ._classify import error_from_body
 from ._errors import (
     APIStatusError,
     AuthenticationError,
+    ClientClosedError,
     InternalServerError,
     LiteLLMError,
     ModelNotFoundError,
@@ -84,6 +86,7 @@ REALTIME_CONNECT_TIMEOUT = 20.0
 """Seconds to open a session, ``session.created`` included: the proxy dials the upstream only
 after it accepted the websocket, and gives that 10 s."""
 
+CANCELLED_CLOSE_TIMEOUT = 0.05
 CLOSE_TIMEOUT = 5.0
 """Seconds leaving the block waits for the close handshake before dropping the connection."""
 
@@ -508,7 +511,13 @@ class RealtimeConnection:
     async def _close(self) -> None:
         """Close with 1000 (bounded by :data:`CLOSE_TIMEOUT`), whatever ended the block."""
         self._closing = True
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+        # Cancelled, the reader that would read the proxy's reply is cancelled too: send the
+        # close frame and wait no more than a moment for it to leave.
+        cancelled = trio.current_effective_deadline() == -math.inf
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(CANCELLED_CLOSE_TIMEOUT if cancelled else CLOSE_TIMEOUT),
+        ):
             await self._socket.aclose(1000)
         if self._closed is None:  # the reader may be stopped before it saw the close
             self._closed = self._ended(trio_websocket.CloseReason(1000, None))
@@ -554,9 +563,16 @@ class RealtimeConnection:
         return None
 
     def _record_unfinished(self, error: RealtimeClosedError) -> None:
-        """Responses the close cut off are recorded as failed with it (none when we closed)."""
+        """Responses the close cut off are recorded as failed with it, or (when the caller left
+        before they finished) with a :class:`ClientClosedError`, as a call left early is."""
         for request in self._responses.values():
-            self._observer.finished(request, None if self._closing else error)
+            if self._closing:
+                left = ClientClosedError(
+                    "the realtime session closed before the response finished", model=self.model
+                )
+                self._observer.finished(request, left)
+            else:
+                self._observer.finished(request, error)
         self._responses.clear()
 
     def _ended(self, reason: trio_websocket.CloseReason | None) -> RealtimeClosedError:

@@ -480,6 +480,43 @@ async def test_tps_paces_the_deltas(url: str) -> None:
     assert elapsed >= 5 / 50  # six deltas, five pauses of 1/50 s
 
 
+async def test_response_cancel_ends_a_streaming_response_with_what_was_sent(url: str) -> None:
+    async with session(url, "tps=20") as s:
+        await s.recv()
+        await s.say("a b c d e f g h")
+        events = await s.until("response.output_text.delta")
+        await s.send({"type": "response.cancel"})
+        events += await s.until("response.done")
+        await s.send({"type": "response.cancel"})
+        late = await s.recv()
+
+    sent = deltas(events, "response.output_text.delta")
+    assert 1 <= len(sent) < 9
+    assert "response.output_text.done" not in types(events)
+    response = events[-1]["response"]
+    assert response["status"] == "cancelled"
+    assert response["status_details"]["reason"] == "client_cancelled"
+    assert response["output"][0]["content"][0]["text"] == "".join(sent)
+    assert response["usage"]["output_tokens"] == len("".join(sent).split())
+    assert late["error"]["code"] == "response_cancel_not_active"
+
+
+async def test_client_events_are_answered_while_a_response_streams(url: str) -> None:
+    async with session(url, "tps=20") as s:
+        await s.recv()
+        await s.say("a b c d")
+        await s.until("response.output_text.delta")
+        await s.send({"type": "response.create"})
+        await s.send({"type": "session.update", "session": {"instructions": "x"}})
+        events = await s.until("response.done")
+
+    assert types(events).index("error") < types(events).index("session.updated")
+    error = events[types(events).index("error")]
+    assert error["error"]["code"] == "conversation_already_has_active_response"
+    assert types(events).index("session.updated") < types(events).index("response.done")
+    assert events[-1]["response"]["status"] == "completed"
+
+
 # --- the server around it ------------------------------------------------------------------
 
 

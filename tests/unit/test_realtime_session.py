@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import pytest
 import trio
 import trio_websocket
 
-from _fakes import SECRET, open_test_client
+from _fakes import COMPLETION, MESSAGES, SECRET, open_test_client
 from trio_litellm import (
     AuthenticationError,
     BadRequestError,
@@ -51,6 +52,7 @@ class Proxy:
         self.closes: list[int | None] = []
         self.connected = trio.Event()
         self.two_closed = trio.Event()
+        self.first_closed = trio.Event()
 
     async def handle(self, request: trio_websocket.WebSocketRequest) -> None:
         headers = {name.decode().lower(): value.decode() for name, value in request.headers}
@@ -66,6 +68,7 @@ class Proxy:
             await self._session(ws, model)
         except trio_websocket.ConnectionClosed as exc:
             self.closes.append(exc.reason.code if exc.reason else None)
+            self.first_closed.set()
             if len(self.closes) >= 2:
                 self.two_closed.set()
 
@@ -186,7 +189,8 @@ async def proxy_and_client(**options: Any) -> AsyncIterator[tuple[Proxy, Client]
             )
         )
         url = f"http://127.0.0.1:{server.port}"
-        async with open_test_client(lambda request: None, proxy_url=url, **options) as client:
+        answer = httpx2.Response(200, content=COMPLETION)
+        async with open_test_client(lambda request: answer, proxy_url=url, **options) as client:
             yield proxy, client
         nursery.cancel_scope.cancel()
 
@@ -380,7 +384,10 @@ async def test_leaving_early_is_prompt_closes_with_1000_and_the_client_stays_usa
                 assert (await conn.ask("again")).text == "Echo: hello"
         with trio.fail_after(5):
             await proxy.two_closed.wait()
+        totals = client.usage_totals()["m"]
     assert proxy.closes[0] == 1000
+    # The response left in the middle is recorded as a call left early is.
+    assert (totals.succeeded, totals.errors) == (1, {"ClientClosedError": 1})
 
 
 async def test_beta_sends_the_beta_header_and_audio_goes_as_base64() -> None:
@@ -442,3 +449,20 @@ async def test_a_connection_used_after_its_block_says_it_is_closed() -> None:
         with pytest.raises(RealtimeClosedError):
             await conn.send({"type": "response.create"})
         assert [event async for event in conn] == []
+
+
+async def test_a_cancelled_block_leaves_at_once_having_sent_its_close() -> None:
+    async with proxy_and_client() as (proxy, client):
+        with trio.fail_after(10):
+            with trio.CancelScope() as scope:
+                async with client.realtime("m") as conn:
+                    await conn.ask("hello")
+                    scope.cancel()
+                    leaving = trio.current_time()
+                    await trio.sleep_forever()
+            took = trio.current_time() - leaving
+            await proxy.first_closed.wait()
+            assert (await client.complete(model="m", messages=MESSAGES)).text == "ok"
+    assert scope.cancelled_caught
+    assert took < 1.0
+    assert proxy.closes == [1000]

@@ -15,7 +15,10 @@ from ._server import serve_fake_provider
 
 app = cyclopts.App(
     name="python -m trio_litellm.testing.fake_provider",
-    help="A fake OpenAI-compatible provider for tests, demos and benchmarks.",
+    help=(
+        "A fake OpenAI-compatible provider for tests, demos and benchmarks "
+        "(HTTP, and realtime WebSocket sessions at /v1/realtime)."
+    ),
     version_flags=[],
 )
 

@@ -21,7 +21,7 @@ import trio
 import trio_websocket
 
 from . import _responses as r
-from ._directives import DirectiveError, RealtimeDirectives, resolve_realtime
+from ._directives import DirectiveError, resolve_realtime
 from ._realtime_session import Event, RealtimeSession, ResponsePlan
 from ._state import Stats
 
@@ -99,10 +99,6 @@ class ReplayStream(trio.abc.HalfCloseableStream):
         await self.stream.aclose()
 
 
-class _Ended(Exception):
-    """The session ended on purpose (a fault closed or dropped it)."""
-
-
 class RealtimeServer:
     """Serves realtime sessions, one state machine per connection; shares the HTTP stats."""
 
@@ -161,7 +157,11 @@ class RealtimeServer:
     async def _session(
         self, ws: trio_websocket.WebSocketConnection, session: RealtimeSession, stream: ReplayStream
     ) -> None:
-        """Greet, then answer client events until the client closes or a fault ends it."""
+        """Greet, then answer client events until the client closes or a fault ends it.
+
+        A response streams in a task of its own, so that client events (``response.cancel``
+        above all) are read and answered meanwhile, as OpenAI does.
+        """
         directives = session.directives
         try:
             if directives.error_first:
@@ -173,45 +173,97 @@ class RealtimeServer:
                 self.stats.faults["realtime_silent"] += 1
             else:
                 await _send(ws, session.created())
-            while True:
-                reply = session.receive(await ws.get_message())
-                for event in reply.events:
-                    await _send(ws, event)
-                if reply.response is not None:
-                    await self._respond(ws, stream, directives, reply.response)
-        except (_Ended, trio_websocket.ConnectionClosed):
+            async with trio.open_nursery() as nursery:
+                await self._answer(ws, session, stream, nursery)
+        except trio_websocket.ConnectionClosed:
             return
         except Exception:
             logger.exception("realtime session failed")
             await _close(ws, 1011, "fake provider internal error")
 
-    async def _respond(
+    async def _answer(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        session: RealtimeSession,
+        stream: ReplayStream,
+        nursery: trio.Nursery,
+    ) -> None:
+        """Read and answer client events; a response streams in a ``_Turn`` in ``nursery``."""
+        turn: _Turn | None = None
+        try:
+            while True:
+                reply = session.receive(await ws.get_message())
+                if reply.cancel and turn is not None:
+                    turn.cancel()
+                for event in reply.events:
+                    await _send(ws, event)
+                if reply.response is not None:
+                    for event in reply.response.opening:  # before any later reply
+                        await _send(ws, event)
+                    turn = _Turn(ws, stream, session, reply.response, self.stats)
+                    nursery.start_soon(turn.run, nursery.cancel_scope)
+        except trio_websocket.ConnectionClosed:
+            nursery.cancel_scope.cancel()
+
+
+class _Turn:
+    """One response being streamed: its deltas, paced, broken or cancelled as asked."""
+
+    def __init__(
         self,
         ws: trio_websocket.WebSocketConnection,
         stream: ReplayStream,
-        d: RealtimeDirectives,
+        session: RealtimeSession,
         plan: ResponsePlan,
+        stats: Stats,
     ) -> None:
-        """Send one response, with the mid-response faults at their delta counts."""
-        for event in plan.opening:
-            await _send(ws, event)
-        for sent in range(len(plan.groups) + 1):
-            if d.drop_after == sent:
-                self.stats.faults["realtime_drop"] += 1
-                await _drop(stream)
-                raise _Ended
-            if d.close_after == sent:
-                self.stats.faults["realtime_close"] += 1
-                await _close(ws, d.close_code or 1011, CLOSE_REASON)
-                raise _Ended
-            if sent == len(plan.groups):
-                break
-            if sent > 0 and d.tps is not None:
-                await trio.sleep(1 / d.tps)
-            for event in plan.groups[sent]:
+        self.ws, self.stream, self.session, self.plan, self.stats = ws, stream, session, plan, stats
+        self._cancelled = False
+        self._pause = trio.CancelScope()
+
+    def cancel(self) -> None:
+        """Stop after the delta being sent (a send is never cut mid-frame)."""
+        self._cancelled = True
+        self._pause.cancel()
+
+    async def run(self, session_scope: trio.CancelScope) -> None:
+        """Send the deltas and the closing events; a fault ends the whole session."""
+        d, plan, ws = self.session.directives, self.plan, self.ws
+        try:
+            for sent in range(len(plan.groups) + 1):
+                if self._cancelled:
+                    await self._send_cancelled(sent)
+                    return
+                if d.drop_after == sent:
+                    self.stats.faults["realtime_drop"] += 1
+                    await _drop(self.stream)
+                    session_scope.cancel()
+                    return
+                if d.close_after == sent:
+                    self.stats.faults["realtime_close"] += 1
+                    await _close(ws, d.close_code or 1011, CLOSE_REASON)
+                    session_scope.cancel()
+                    return
+                if sent == len(plan.groups):
+                    break
+                if sent > 0 and d.tps is not None:
+                    self._pause = trio.CancelScope()
+                    with self._pause:
+                        await trio.sleep(1 / d.tps)
+                    if self._cancelled:
+                        await self._send_cancelled(sent)
+                        return
+                for event in plan.groups[sent]:
+                    await _send(ws, event)
+            self.session.finished()
+            for event in plan.closing:
                 await _send(ws, event)
-        for event in plan.closing:
-            await _send(ws, event)
+        except trio_websocket.ConnectionClosed:
+            session_scope.cancel()
+
+    async def _send_cancelled(self, delivered: int) -> None:
+        for event in self.session.cancelled(delivered):
+            await _send(self.ws, event)
 
 
 async def _send(ws: trio_websocket.WebSocketConnection, event: Event) -> None:

@@ -3,7 +3,9 @@
 A ``RealtimeSession`` is fed each client event (the text of a WebSocket message) and returns the
 events to send back, speaking the OpenAI Realtime GA protocol as far as a text or audio turn
 needs it. A ``response.create`` also returns a ``ResponsePlan``: the whole answer decided up
-front, grouped by delta, so the IO side can pace it and inject faults between deltas.
+front, grouped by delta, so the IO side can pace it and inject faults between deltas. While the
+IO side streams it the response is ``active``: a ``response.cancel`` then asks the IO side to
+stop (``Reply.cancel``), and ``cancelled(delivered)`` says how the response ends.
 
 Answers are deterministic, like the HTTP echo: the text is ``Echo: <last user input_text>``, one
 delta per word (or ``deltas=N`` pieces), audio is PCM derived from each piece by a hash, and
@@ -124,6 +126,14 @@ class ResponsePlan(msgspec.Struct, frozen=True, kw_only=True):
     """The ``.done`` events and ``response.done``."""
     text: str
     """The whole answer (the transcript, in audio)."""
+    pieces: list[str]
+    """The text of each delta group."""
+    response: Event
+    """The response object as ``response.created`` showed it."""
+    item: Event
+    """The assistant item, as it stands in the conversation."""
+    audio: bool
+    input_tokens: int
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +141,9 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
 
     events: list[Event]
     response: ResponsePlan | None = None
+    """A response to stream; it is ``active`` until the IO side calls ``finished()``."""
+    cancel: bool = False
+    """Stop streaming the active response; then send ``cancelled(delivered)``."""
 
 
 class RealtimeSession:
@@ -169,6 +182,8 @@ class RealtimeSession:
         self.items: list[Event] = []
         self.audio_buffer = 0
         """Bytes appended to the input audio buffer since the last commit or clear."""
+        self.active: ResponsePlan | None = None
+        """The response being streamed, if any."""
         self._handlers: dict[str, Callable[[Event], Reply]] = {
             "session.update": self._session_update,
             "conversation.item.create": self._item_create,
@@ -337,12 +352,13 @@ class RealtimeSession:
         return Reply(events=[self.event("conversation.item.deleted", item_id=item["id"])])
 
     def _response_cancel(self, event: Event) -> Reply:
-        # Responses are sent whole before the next client event is read, so none is active.
-        return self._fail(
-            event,
-            "Cancellation failed: no active response found",
-            code="response_cancel_not_active",
-        )
+        if self.active is None:
+            return self._fail(
+                event,
+                "Cancellation failed: no active response found",
+                code="response_cancel_not_active",
+            )
+        return Reply(events=[], cancel=True)
 
     def _buffer_append(self, event: Event) -> Reply:
         audio = event.get("audio")
@@ -389,6 +405,10 @@ class RealtimeSession:
     # --- responses -----------------------------------------------------------------------
 
     def _response_create(self, event: Event) -> Reply:
+        if self.active is not None:
+            active = self.active.response["id"]
+            message = f"Conversation already has an active response in progress: {active}."
+            return self._fail(event, message, code="conversation_already_has_active_response")
         options = event.get("response")
         audio = wants_audio(options)
         if audio is None:
@@ -397,11 +417,12 @@ class RealtimeSession:
             audio = True
         return Reply(events=[], response=self._plan(audio=audio))
 
-    def _usage(self, output_words: int, *, audio: bool) -> Event:
-        input_words = len(str(self.session.get("instructions") or "").split())
-        input_words += sum(_words(item) for item in self.items)
-        input_tokens = max(1, input_words)
-        output_tokens = max(1, output_words)
+    def _input_tokens(self) -> int:
+        words = len(str(self.session.get("instructions") or "").split())
+        return max(1, words + sum(_words(item) for item in self.items))
+
+    @staticmethod
+    def _usage(input_tokens: int, output_tokens: int, *, audio: bool) -> Event:
         return {
             "total_tokens": input_tokens + output_tokens,
             "input_tokens": input_tokens,
@@ -471,11 +492,50 @@ class RealtimeSession:
             "role": "assistant",
             "content": [content],
         }
-        usage = self._usage(len(text.split()), audio=audio)
+        input_tokens = self._input_tokens()
+        usage = self._usage(input_tokens, max(1, len(text.split())), audio=audio)
         self.items.append(item)
         finished = {**response, "status": "completed", "output": [item], "usage": usage}
         done.append(self.event("response.done", response=finished))
-        return ResponsePlan(opening=opening, groups=groups, closing=done, text=text)
+        self.active = ResponsePlan(
+            opening=opening,
+            groups=groups,
+            closing=done,
+            text=text,
+            pieces=pieces,
+            response=response,
+            item=item,
+            audio=audio,
+            input_tokens=input_tokens,
+        )
+        return self.active
+
+    def finished(self) -> None:
+        """The IO side has sent the active response's last delta: it can no longer be cancelled."""
+        self.active = None
+
+    def cancelled(self, delivered: int) -> list[Event]:
+        """End the active response after ``delivered`` delta groups: ``response.done`` cancelled.
+
+        The assistant item keeps the text sent so far, as the conversation would.
+        """
+        plan = self.active
+        if plan is None:
+            return []
+        self.active = None
+        text = "".join(plan.pieces[:delivered])
+        key, kind = ("transcript", "output_audio") if plan.audio else ("text", "output_text")
+        plan.item["content"] = [{"type": kind, key: text}]
+        plan.item["status"] = "incomplete"
+        usage = self._usage(plan.input_tokens, len(text.split()), audio=plan.audio)
+        response = {
+            **plan.response,
+            "status": "cancelled",
+            "status_details": {"type": "cancelled", "reason": "client_cancelled"},
+            "output": [plan.item],
+            "usage": usage,
+        }
+        return [self.event("response.done", response=response)]
 
     def _audio_delta(self, part: Event, piece: str, *, skip: bool) -> Iterator[Event]:
         if not skip:
