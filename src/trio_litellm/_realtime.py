@@ -78,7 +78,14 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 audio delta can be megabytes (trio-websocket's 1 MiB default closes such a session with 1009)."""
 
 EVENT_BUFFER = 64
-"""Events decoded ahead of the caller; then the reader waits, and the socket with it."""
+"""Messages read ahead of the caller (trio-websocket's queue, and ours in batches of at most
+this many); then the reader waits, and the socket with it."""
+
+BATCH_BUFFER = 4
+"""Batches of events our reader may hand over ahead of the caller."""
+
+RECEIVE_BUFFER = 64 * 1024
+"""Bytes asked of the socket per read: a streamed answer brings dozens of events per read."""
 
 PING_INTERVAL = 20.0
 PONG_TIMEOUT = 20.0
@@ -201,6 +208,8 @@ async def _websocket(
                     resource,
                     extra_headers=headers,
                     max_message_size=MAX_MESSAGE_SIZE,
+                    message_queue_size=EVENT_BUFFER,
+                    receive_buffer_size=RECEIVE_BUFFER,
                 )
             entered = True
             try:
@@ -348,8 +357,10 @@ class RealtimeConnection:
         self._socket = socket
         self._observer = observer
         self._where = where
-        self._send_events, self._events = trio.open_memory_channel[ServerEvent](EVENT_BUFFER)
-        self._early: deque[ServerEvent] = deque()  # events that came before session.created
+        # Events go over in batches, one per socket read at most: a long streamed answer then
+        # costs the caller a trip through the scheduler per read, not per event.
+        self._send_events, self._events = trio.open_memory_channel[list[ServerEvent]](BATCH_BUFFER)
+        self._pending: deque[ServerEvent] = deque()  # received, not yet handed to the caller
         self._closed: RealtimeClosedError | None = None  # how the session ended, once it has
         self._closing = False  # we are closing it
         self._delivering = False  # the reader waits for the caller (no pong can come then)
@@ -379,10 +390,17 @@ class RealtimeConnection:
 
     async def recv(self) -> ServerEvent:
         """The next server event; :class:`RealtimeClosedError` once the session has closed."""
-        if self._early:
-            return self._early.popleft()
+        pending = self._pending
+        if pending:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return pending.popleft()
+        await self._receive_batch()
+        return pending.popleft()
+
+    async def _receive_batch(self) -> None:
+        """Wait for the reader's next batch of events, into ``_pending``."""
         try:
-            return await self._events.receive()
+            self._pending.extend(await self._events.receive())
         except trio.EndOfChannel:
             assert self._closed is not None  # the reader says why before it ends
             raise self._closed from None
@@ -446,25 +464,41 @@ class RealtimeConnection:
 
     async def _read(self) -> None:
         """Receive frames, decode them, note what responses cost, hand them to the caller."""
+        socket = self._socket
+        # trio-websocket hands messages over one at a time; what its reader already queued is
+        # taken without waiting (it has no public way to, hence its channel).
+        queued: trio.MemoryReceiveChannel[str | bytes] | None = getattr(
+            socket, "_recv_channel", None
+        )
         with self._send_events:
             while True:
                 try:
-                    frame = await self._socket.get_message()
+                    frames = [await socket.get_message()]
                 except trio_websocket.ConnectionClosed as exc:
                     self._closed = self._ended(exc.reason)
                     self._record_unfinished(self._closed)
                     return
-                try:
-                    event = decode_event(frame)
-                except msgspec.DecodeError:
-                    shown = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-                    event = RealtimeEvent(type="invalid", data={"frame": shown})
-                self._note(event)
+                while queued is not None and len(frames) < EVENT_BUFFER:
+                    try:
+                        frames.append(queued.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                        break  # get_message() says how it closed, next time round
+                events = [self._event_of(frame) for frame in frames]
                 self._delivering = True
                 try:
-                    await self._send_events.send(event)
+                    await self._send_events.send(events)
                 finally:
                     self._delivering = False
+
+    def _event_of(self, frame: str | bytes) -> ServerEvent:
+        """The event of one frame (an "invalid" one for a frame that is not an event), noted."""
+        try:
+            event = decode_event(frame)
+        except msgspec.DecodeError:
+            shown = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+            event = RealtimeEvent(type="invalid", data={"frame": shown})
+        self._note(event)
+        return event
 
     async def _keep_alive(self) -> None:
         """Ping every :data:`PING_INTERVAL` seconds while the reader waits on the network; no
@@ -485,23 +519,22 @@ class RealtimeConnection:
 
     async def _wait_for_session(self, deadline: float, timeout: float) -> None:
         """Wait for ``session.created``; a typed error if the session does not start."""
+        seen = 0  # events before it stay in _pending for the caller
         with trio.move_on_at(deadline):
             while True:
                 try:
-                    event = await self._events.receive()
-                except trio.EndOfChannel:
+                    await self._receive_batch()
+                except RealtimeClosedError:
                     error = self._not_started()
                     raise error from error.__cause__
-                if isinstance(event, SessionCreated):
-                    session = event.session
-                    identity = session.get("id")
-                    self.session_id = identity if isinstance(identity, str) else None
-                    self.session_info = session
-                    self._early.append(event)
-                    return
-                if isinstance(event, ErrorEvent):
-                    self._last_error = event
-                self._early.append(event)
+                for event in list(self._pending)[seen:]:
+                    if isinstance(event, SessionCreated):
+                        session = event.session
+                        identity = session.get("id")
+                        self.session_id = identity if isinstance(identity, str) else None
+                        self.session_info = session
+                        return
+                seen = len(self._pending)
         raise RequestTimeoutError(
             f"the realtime session at {self._where} did not start within {timeout:g} s "
             "(no session.created)",
