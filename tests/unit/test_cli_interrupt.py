@@ -41,4 +41,5 @@ def test_an_interrupted_command_says_so_and_exits_130(
     output = tmp_path / "out.jsonl"
     output.write_bytes(b"")
     assert cli.main(["usage", str(output)]) == 130
-    assert "interrupted: what finished is saved" in err.getvalue()
+    assert "interrupted: stopped" in err.getvalue()
+    assert "resume" not in err.getvalue()  # only a batch run resumes

@@ -105,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     except cyclopts.CycloptsError:
         return EXIT_USAGE
     except KeyboardInterrupt:
-        code = _fail(
-            "interrupted",
-            "what finished is saved; run the same command again to resume",
-            EXIT_INTERRUPTED,
+        words = sys.argv[1:] if argv is None else argv
+        command = next((word for word in words if not word.startswith("-")), None)
+        said = (
+            "what finished is saved; run the same command again to resume"
+            if command == "batch"
+            else "stopped"
         )
+        code = _fail("interrupted", said, EXIT_INTERRUPTED)
         sys.stderr.flush()
         return code
     if isinstance(code, int) and not isinstance(code, bool):
