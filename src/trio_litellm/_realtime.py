@@ -65,6 +65,7 @@ from ._realtime_wire import (
     SessionCreated,
     decode_event,
 )
+from ._recorder import Trace
 from ._routes import tls_context
 from ._version import __version__
 from ._wire import Usage
@@ -366,6 +367,8 @@ class RealtimeConnection:
         self._delivering = False  # the reader waits for the caller (no pong can come then)
         self._last_error: ErrorEvent | None = None
         self._asked_at: float | None = None
+        self._asked = ""
+        self._recording = observer.recorder is not None
         self._responses: dict[str | None, Request] = {}
 
     def __repr__(self) -> str:
@@ -381,6 +384,7 @@ class RealtimeConnection:
         kind = event.get("type") if isinstance(event, Mapping) else getattr(event, "type", None)
         if kind == "response.create":
             self._asked_at = trio.current_time()  # a response's latency counts from here
+            self._asked = text  # the debug recorder's request body
         try:
             await self._socket.send_message(text)
         except trio_websocket.ConnectionClosed as exc:
@@ -497,7 +501,7 @@ class RealtimeConnection:
         except msgspec.DecodeError:
             shown = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
             event = RealtimeEvent(type="invalid", data={"frame": shown})
-        self._note(event)
+        self._note(event, frame)
         return event
 
     async def _keep_alive(self) -> None:
@@ -557,9 +561,10 @@ class RealtimeConnection:
 
     # --- what the events say ------------------------------------------------------------------
 
-    def _note(self, event: ServerEvent) -> None:
+    def _note(self, event: ServerEvent, frame: str | bytes) -> None:
         """Keep the last error event (a close's message names it), the time a response started
-        and its first content; record the response when done."""
+        and its first content; record the response when done (with the debug recorder on: the
+        ``response.create`` sent, and ``frame``, the ``response.done`` received)."""
         if isinstance(event, ErrorEvent):
             self._last_error = event
         elif isinstance(event, ResponseCreated):
@@ -569,6 +574,10 @@ class RealtimeConnection:
             )
             request.started_wall = time.time() - (trio.current_time() - request.started_at)
             request.attempts = 1
+            if self._recording:
+                request.trace = Trace(
+                    "GET", f"/v1/realtime?model={self.model}", self._asked.encode("utf-8")
+                )
             self._responses[event.response.id] = request
         elif isinstance(event, ResponseOutputTextDelta | ResponseOutputAudioDelta):
             started = self._responses.get(event.response_id) or self._any_response()
@@ -578,6 +587,9 @@ class RealtimeConnection:
             done = self._responses.pop(event.response.id, None) or self._pop_any_response()
             if done is None:
                 return
+            if done.trace is not None:
+                raw = frame.encode("utf-8") if isinstance(frame, str) else frame
+                done.trace.answered(1, 101, {}, raw)  # 101: the websocket's switch
             usage = event.response.usage
             if usage is not None:
                 done.usage = Usage(

@@ -466,3 +466,22 @@ async def test_a_cancelled_block_leaves_at_once_having_sent_its_close() -> None:
     assert scope.cancelled_caught
     assert took < 1.0
     assert proxy.closes == [1000]
+
+
+async def test_the_debug_recorder_keeps_each_response_with_what_asked_for_it() -> None:
+    async with proxy_and_client(record_last=10) as (_, client):
+        with trio.fail_after(10):
+            async with client.realtime("m") as conn:
+                await conn.ask("hello")
+        assert client.recorder is not None
+        (entry,) = client.recorder.entries()
+    assert entry.record.kind == "realtime"
+    assert (entry.record.model, entry.record.prompt_tokens, entry.record.completion_tokens) == (
+        "m",
+        12,
+        5,
+    )
+    assert entry.path == "/v1/realtime?model=m"
+    assert json.loads(entry.request_body)["type"] == "response.create"
+    assert entry.response_body is not None
+    assert json.loads(entry.response_body)["type"] == "response.done"
