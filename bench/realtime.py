@@ -10,6 +10,9 @@ the number of deltas, the text they add up to, the usage in ``response.done``.
 
     trio-litellm   client.realtime(): ``async for event in conn`` on trio
     ask            client.realtime(): ``await conn.ask(prompt)``, which collects the same events
+    trio-websocket the floor under ours: trio-websocket's ``get_message()`` in a loop, each
+                   message decoded by msgspec into a dict, nothing else (no reader task, no
+                   typed events, no records): what any client on trio-websocket pays
     openai         AsyncOpenAI(...).realtime.connect(): ``async for event in conn`` on asyncio
                    (websockets), the SDK's only transport
 
@@ -21,7 +24,8 @@ through a LiteLLM proxy in front of it, as users run it (the proxy re-serialises
 paces them with its own CPU). The report ends with the issue's target: trio-litellm's CPU per
 event at most a third of the SDK's (``met`` or ``MISSED``).
 
-    python bench/realtime.py [--via fake|proxy] [--rounds 3] [--clients trio-litellm,ask,openai]
+    python bench/realtime.py [--via fake|proxy] [--rounds 3]
+        [--clients trio-litellm,ask,trio-websocket,openai]
         [--json]
 """
 
@@ -42,8 +46,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import openai
 import trio
+import trio_websocket
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -54,7 +60,7 @@ from trio_litellm.testing._devstack import DevStack, DevStackError
 from upstream import _process_cpu, _process_tree, describe_machine, machine
 
 Via = Literal["fake", "proxy"]
-CLIENTS = ("trio-litellm", "ask", "openai")
+CLIENTS = ("trio-litellm", "ask", "trio-websocket", "openai")
 OURS, SDK = "trio-litellm", "openai"
 TARGET = 1 / 3
 """trio-litellm's CPU per event over the SDK's may be at most this."""
@@ -235,6 +241,46 @@ async def ours_ask(target: Target, measure: Measure) -> None:
         await measure(read)
 
 
+async def floor(target: Target, measure: Measure) -> None:
+    """trio-websocket's ``get_message()`` in a loop, each message decoded into a dict."""
+    url = target.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    headers = [(b"authorization", f"Bearer {target.api_key}".encode())]
+    async with trio_websocket.open_websocket_url(
+        f"{url}/v1/realtime?model={target.model}",
+        extra_headers=headers,
+        max_message_size=64 * 1024 * 1024,
+        message_queue_size=64,
+    ) as ws:
+        first = msgspec.json.decode(await ws.get_message())
+        if first.get("type") != "session.created":
+            raise BenchError(f"trio-websocket: the session began with {first.get('type')}")
+
+        async def read() -> Answer:
+            answer = Answer()
+            parts: list[str] = []
+            await ws.send_message(
+                json.dumps({"type": "conversation.item.create", "item": user_message(PROMPT)})
+            )
+            await ws.send_message(json.dumps({"type": "response.create"}))
+            while True:
+                event = msgspec.json.decode(await ws.get_message())
+                answer.events += 1
+                kind = event.get("type")
+                if kind == TEXT_DELTA:
+                    parts.append(event["delta"])
+                elif kind == DONE:
+                    usage = event["response"].get("usage")
+                    answer.total_tokens = usage["total_tokens"] if usage else None
+                    break
+                elif kind == "error":
+                    raise BenchError(f"trio-websocket: an error event: {event}")
+            answer.deltas = len(parts)
+            answer.text = "".join(parts)
+            return answer
+
+        await measure(read)
+
+
 async def sdk(target: Target, measure: Measure) -> None:
     """``async for`` over the openai SDK's realtime connection (asyncio, websockets)."""
     client = openai.AsyncOpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key)
@@ -273,6 +319,8 @@ def run_part(client: str, target: Target) -> Meter:
         asyncio.run(sdk(target, meter))
     elif client == "ask":
         trio.run(ours_ask, target, meter)
+    elif client == "trio-websocket":
+        trio.run(floor, target, meter)
     else:
         trio.run(ours, target, meter)
     if meter.answer is None:
