@@ -176,6 +176,8 @@ async def open_client(
                 yield client
             finally:
                 client._closed = True
+                for session in client._sessions:  # realtime sessions left open elsewhere
+                    session.cancel()
                 dispatcher.close()
                 for actor in reversed(actors):
                     await actor.stop()
@@ -272,6 +274,7 @@ class Client(metaclass=_NoPublicConstructor):
         self._events = events
         self._proxy_api = proxy_api
         self._closed = False
+        self._sessions: set[trio.CancelScope] = set()  # the open realtime sessions'
         self._recording = observer.recorder is not None
         self._estimate = config.tpm is not None or any(
             limits.tpm is not None for limits in config.model_limits.values()
@@ -441,15 +444,34 @@ class Client(metaclass=_NoPublicConstructor):
                 "realtime(): connect_timeout must be a number of seconds above 0",
                 field="connect_timeout",
             )
-        return open_realtime(
-            self._fleet,
-            self._observer,
-            model=model,
-            api_key=self._config.api_key,
-            headers=self._config.headers,
-            connect_timeout=connect_timeout,
-            beta=beta,
+        return self._realtime_session(
+            open_realtime(
+                self._fleet,
+                self._observer,
+                model=model,
+                api_key=self._config.api_key,
+                headers=self._config.headers,
+                connect_timeout=connect_timeout,
+                beta=beta,
+            )
         )
+
+    @asynccontextmanager
+    async def _realtime_session(
+        self, session: AbstractAsyncContextManager[RealtimeConnection]
+    ) -> AsyncIterator[RealtimeConnection]:
+        """``session``, ended (with a :class:`ClientClosedError`) if the client closes first, as
+        a call in flight is."""
+        scope = trio.CancelScope()
+        self._sessions.add(scope)
+        try:
+            with scope:
+                async with session as conn:
+                    yield conn
+        finally:
+            self._sessions.discard(scope)
+        if scope.cancelled_caught:
+            raise ClientClosedError("realtime(): the client closed while the session was open")
 
     async def embed(
         self,

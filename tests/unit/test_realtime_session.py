@@ -24,6 +24,7 @@ from trio_litellm import (
     AuthenticationError,
     BadRequestError,
     Client,
+    ClientClosedError,
     InvalidRequestError,
     ModelNotFoundError,
     ProxyConnectionError,
@@ -485,3 +486,35 @@ async def test_the_debug_recorder_keeps_each_response_with_what_asked_for_it() -
     assert json.loads(entry.request_body)["type"] == "response.create"
     assert entry.response_body is not None
     assert json.loads(entry.response_body)["type"] == "response.done"
+
+
+async def test_closing_the_client_ends_a_session_left_open_in_another_task() -> None:
+    proxy = Proxy()
+    outcome: list[BaseException] = []
+
+    async def session(client: Client, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            async with client.realtime("m") as conn:
+                await conn.ask("hello")
+                task_status.started()
+                await trio.sleep_forever()
+        except ClientClosedError as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: trio_websocket.serve_websocket(
+                proxy.handle, "127.0.0.1", 0, None, task_status=task_status
+            )
+        )
+        with trio.fail_after(10):
+            async with trio.open_nursery() as sessions:  # outlives the client's block
+                async with open_test_client(
+                    lambda request: None, proxy_url=f"http://127.0.0.1:{server.port}"
+                ) as client:
+                    await sessions.start(session, client)
+            await proxy.first_closed.wait()
+        nursery.cancel_scope.cancel()
+    assert len(outcome) == 1
+    assert "the client closed while the session was open" in str(outcome[0])
+    assert proxy.closes == [1000]
