@@ -562,12 +562,12 @@ class RealtimeConnection:
     # --- what the events say ------------------------------------------------------------------
 
     def _note(self, event: ServerEvent, frame: str | bytes) -> None:
-        """Keep the last error event (a close's message names it), the time a response started
-        and its first content; record the response when done (with the debug recorder on: the
-        ``response.create`` sent, and ``frame``, the ``response.done`` received)."""
-        if isinstance(event, ErrorEvent):
-            self._last_error = event
-        elif isinstance(event, ResponseCreated):
+        """Keep the error event just received (a close's message names it), the time a response
+        started and its first content; record the response when done (with the debug recorder
+        on: the ``response.create`` sent, and ``frame``, the ``response.done`` received)."""
+        # Only an error event just before a close explains it.
+        self._last_error = event if isinstance(event, ErrorEvent) else None
+        if isinstance(event, ResponseCreated):
             request = Request(kind="realtime", model=self.model)
             request.started_at = (
                 self._asked_at if self._asked_at is not None else trio.current_time()
