@@ -35,7 +35,7 @@ from ._errors import (
     UnprocessableEntityError,
 )
 
-__all__ = ["error_from_body", "error_from_response", "parse_retry_after"]
+__all__ = ["error_from_body", "error_from_fields", "error_from_response", "parse_retry_after"]
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -182,8 +182,24 @@ def error_from_body(
     The status picks the class first; LiteLLM's ``type`` then overrides it, and message patterns
     refine a 400 or 500. An in-band error takes its status from the ``code`` field.
     """
-    headers = headers or {}
     message, etype, param, code = _fields(body)
+    return error_from_fields(status, message, etype, param, code, headers, model=model)
+
+
+def error_from_fields(
+    status: int | None,
+    message: str,
+    etype: Any,
+    param: Any,
+    code: Any,
+    headers: Mapping[str, str] | None = None,
+    *,
+    model: str | None = None,
+) -> LiteLLMError:
+    """:func:`error_from_body` for an error already decoded into its fields (a realtime error
+    event's); ``etype``, ``param`` and ``code`` as LiteLLM sends them ("None" is absent)."""
+    headers = headers or {}
+    etype, param, code = _clean(etype), _clean(param), _clean(code)
     if status is None and code is not None and len(code) == 3 and code.isascii() and code.isdigit():
         status = int(code) if code[0] != "0" else None  # "000" or "042" is no HTTP status
     if not message:

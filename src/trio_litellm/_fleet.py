@@ -69,7 +69,6 @@ class Proxy:
         "answered",
         "failures",
         "in_flight",
-        "last_connection_error",
         "last_error",
         "monitor",
         "reached",
@@ -90,7 +89,6 @@ class Proxy:
         # Whether it ever answered this client (a request or a probe): a proxy never reached
         # is a wrong URL or a dead one far more often than a restarting one.
         self.reached = False
-        self.last_connection_error: Exception | None = None
         self._eject_seconds = eject_seconds
         self._ejected_at_probe: int | None = None  # the monitor's successes when left alone
         self._ejected_until = -1.0  # without a monitor

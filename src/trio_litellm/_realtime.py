@@ -36,7 +36,7 @@ import trio
 import trio_websocket
 
 from ._calls import Request
-from ._classify import error_from_body
+from ._classify import error_from_body, error_from_fields
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -603,9 +603,8 @@ class RealtimeConnection:
         return next(iter(self._responses.values()), None)
 
     def _pop_any_response(self) -> Request | None:
-        for key in list(self._responses):
-            return self._responses.pop(key)
-        return None
+        responses = self._responses
+        return responses.pop(next(iter(responses))) if responses else None
 
     def _record_unfinished(self, error: RealtimeClosedError) -> None:
         """Responses the close cut off are recorded as failed with it, or (when the caller left
@@ -681,22 +680,15 @@ def _closing_notice(event: ErrorEvent) -> bool:
 
 
 def _error_of(event: ErrorEvent, model: str) -> LiteLLMError:
-    """The typed error of an ``error`` event (as an error event in a stream is read)."""
+    """The typed error of an ``error`` event, classified as an error event in a stream is."""
     detail = event.error
-    message = detail.message or "error event without a message"
-    if "Invalid model name" in message or "model_not_found" in str(detail.code):
-        return ModelNotFoundError(message, type=detail.type, model=model)
-    body = _encoder.encode(
-        {
-            "error": {
-                "message": message,
-                "type": detail.type,
-                "code": detail.code,
-                "param": detail.param,
-            }
-        }
+    if "model_not_found" in str(detail.code):  # OpenAI's own code for it
+        return ModelNotFoundError(
+            detail.message or "model not found", type=detail.type, model=model
+        )
+    return error_from_fields(
+        None, detail.message or "", detail.type, detail.param, detail.code, model=model
     )
-    return error_from_body(None, body, model=model)
 
 
 def _rejected(status: int, body: bytes | None, *, model: str, where: str) -> LiteLLMError:
