@@ -602,6 +602,90 @@ async def test_read_timeout_between_body_pieces(url: str) -> None:
         assert (transport.open_connections, transport.busy_connections) == (0, 0)
 
 
+async def test_a_short_read_timeout_is_not_held_up_by_a_longer_one_in_flight(
+    url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The pool's timer sleeps until the earliest bound it knows of: a later, shorter one must
+    # wake it sooner, or the short timeout would fire when the long one does.
+    transport = pool()
+    async with client(url, transport) as http, trio.open_nursery() as nursery:
+
+        async def long_wait() -> None:
+            with pytest.raises(httpx2.ReadTimeout):
+                body = chat("[fake latency=1000] slow")
+                await http.post(
+                    "/v1/chat/completions", json=body, timeout=httpx2.Timeout(5, read=30)
+                )
+
+        nursery.start_soon(long_wait)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        with pytest.raises(httpx2.ReadTimeout):
+            body = chat("[fake latency=1000] slow")
+            await http.post("/v1/chat/completions", json=body, timeout=httpx2.Timeout(5, read=0.5))
+        assert trio.current_time() - start == pytest.approx(0.5, abs=0.01)
+    assert transport.open_connections == 0
+
+
+async def test_a_connection_answered_in_time_stays_open_past_its_read_timeout(
+    url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The bound of a read that is over no longer counts: the timer, waking at it, leaves the
+    # connection (idle in the pool) alone, and the next request reuses it.
+    transport = pool()
+    async with client(url, transport, timeout=httpx2.Timeout(5, read=0.5)) as http:
+        await http.get("/v1/models")
+        await trio.sleep(2)
+        await http.get("/v1/models")
+        assert (await server_stats(http))["connections"] == 1
+
+
+async def test_a_read_timeout_over_tls_closes_the_connection(
+    nursery: trio.Nursery, certificate: tuple[Path, Path]
+) -> None:
+    async def never_answer(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        try:
+            await stream.do_handshake()
+            await trio.sleep_forever()
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listeners = await nursery.start(
+        partial(trio.serve_ssl_over_tcp, never_answer, 0, context, host="127.0.0.1")
+    )
+    port = listeners[0].transport_listener.socket.getsockname()[1]
+    transport = pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+    async with client(f"https://127.0.0.1:{port}", transport) as http:
+        with pytest.raises(httpx2.ReadTimeout):
+            await http.get("/", timeout=httpx2.Timeout(5, read=0.1))
+        assert transport.open_connections == 0
+
+
+def timer_tasks() -> list[trio.lowlevel.Task]:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return [
+        task
+        for nursery in root.child_nurseries
+        for task in nursery.child_tasks
+        if task.name == "trio_litellm timer"
+    ]
+
+
+async def test_the_timer_ends_with_the_pool(url: str) -> None:
+    transport = pool()
+    async with client(url, transport) as http:
+        await http.get("/v1/models")
+        assert len(timer_tasks()) == 1  # one timer, however many requests
+        await http.get("/v1/models")
+        assert len(timer_tasks()) == 1
+    await trio.testing.wait_all_tasks_blocked()
+    assert timer_tasks() == []
+
+
 async def test_connect_error_when_nothing_listens() -> None:
     with trio.socket.socket() as sock:
         await sock.bind(("127.0.0.1", 0))

@@ -19,6 +19,12 @@ Outbound proxies: given an ``http://`` proxy, plain-HTTP requests go to it in ab
 target as ever. CONNECT tunnels (https through a proxy) are not opened here: the transport layer
 gives those to httpx2's own pool.
 
+Timeouts: each write and read of an exchange is bounded by the pool's timer, one system task per
+pool that closes a connection whose read or write is overdue (``FastTransport.arm``); the
+exchange turns the error that brings into its phase's timeout. A cancel scope per read would
+cost more than the rest of a small request's way through the pool. Connecting and waiting in
+line for a connection, which are rare, keep their cancel scopes.
+
 A request goes again on a fresh connection only when it provably never left: a reused connection
 found dead by the idle check or by the write of its first byte (plain TCP; over TLS a failed write
 may have carried part of it). Once a byte has left, the server may have acted on the request, and

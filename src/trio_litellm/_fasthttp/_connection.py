@@ -76,7 +76,7 @@ def has_data_or_eof(sock: trio.socket.SocketType) -> bool:
 class Connection:
     """One TCP (or TLS) connection, or a slot reserved for one while it is being opened."""
 
-    __slots__ = ("idle", "idle_since", "key", "socket", "stream")
+    __slots__ = ("due", "idle", "idle_since", "key", "socket", "stream", "timed_out")
 
     def __init__(self, key: Key) -> None:
         self.key = key
@@ -84,6 +84,10 @@ class Connection:
         self.socket: trio.socket.SocketType | None = None
         self.idle = False
         self.idle_since = 0.0
+        # When the read or write under way is overdue (the pool's timer closes the connection
+        # then and sets timed_out); inf while none is.
+        self.due = math.inf
+        self.timed_out = False
 
     def __repr__(self) -> str:
         state = "idle" if self.idle else "busy" if self.stream is not None else "connecting"

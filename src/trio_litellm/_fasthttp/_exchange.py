@@ -3,6 +3,7 @@ parser callbacks, and the response body as an ``httpx2.AsyncByteStream``."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,6 @@ from ._connection import (
     FOREIGN,
     Connection,
     ResponseTooLarge,
-    deadline,
     timeout_error,
     transport_error,
 )
@@ -236,68 +236,75 @@ class Exchange(httpx2.AsyncByteStream):
     async def start(
         self, data: bytes, body: bytes | AsyncIterable[bytes], write_timeout: float | None
     ) -> None:
-        """Send the request and read until the response head is parsed."""
+        """Send the request and read until the response head is parsed.
+
+        Each write and read is bounded by the pool's timer (``FastTransport.arm``): past its
+        timeout the connection is closed under it, and the error that brings is the phase's
+        timeout here."""
         conn = self._conn
         assert conn is not None
         assert conn.stream is not None
         stream = conn.stream
+        pool = self._pool
         request = self._request
         phase = "write"
         unsent: BaseException | None = None  # why the rest of the request could not be sent
         try:
-            with trio.CancelScope(deadline=deadline(write_timeout)) as scope:
-                try:
-                    if type(stream) is trio.SocketStream:
-                        # The first write by hand: when it fails, no byte of the request has left
-                        # (trio's send_all could not say how many had).
-                        sent = await conn.socket.send(data)  # type: ignore[union-attr]
-                        self.sent = True
-                        if sent < len(data):
-                            await stream.send_all(memoryview(data)[sent:])
-                    else:  # TLS: a failed write may have carried part of the request
-                        self.sent = True
-                        await stream.send_all(data)
-                    if isinstance(body, AsyncIterable):
-                        async for chunk in body:
-                            scope.deadline = deadline(write_timeout)
-                            await stream.send_all(chunk)
-                except FOREIGN as exc:
-                    if not self.sent:
-                        raise
-                    # The server may have answered before reading the whole request (a 413 to
-                    # a large body) and closed: the answer waits to be read, as httpcore reads
-                    # it. The connection goes afterwards, whatever the answer says.
-                    unsent = exc
-                    self._close = True
-                phase = "read"
-                read_timeout = self._read_timeout
-                raw = b""  # what the head's reads brought, kept to parse again unfolded
-                while not self._headers_done or self._interim:
-                    scope.deadline = deadline(read_timeout)
-                    received = await stream.receive_some(_RECEIVE_SIZE)
-                    if not received:
-                        self._end_of_input()
-                    else:
-                        raw += received  # the first time, no copy: b"" + x is x
-                        try:
-                            self._feed(received)
-                        except httpx2.RemoteProtocolError:
-                            if not self._unfold(raw):
-                                raise
-                        if len(raw) > MAX_HEAD and (not self._headers_done or self._interim):
-                            raise ResponseTooLarge("response head", len(raw), MAX_HEAD, request)
+            try:
+                if not pool.arm(conn, write_timeout):
+                    raise timeout_error(phase, request)
+                if type(stream) is trio.SocketStream:
+                    # The first write by hand: when it fails, no byte of the request has left
+                    # (trio's send_all could not say how many had).
+                    sent = await conn.socket.send(data)  # type: ignore[union-attr]
+                    self.sent = True
+                    if sent < len(data):
+                        await stream.send_all(memoryview(data)[sent:])
+                else:  # TLS: a failed write may have carried part of the request
+                    self.sent = True
+                    await stream.send_all(data)
+                if isinstance(body, AsyncIterable):
+                    async for chunk in body:
+                        if not pool.arm(conn, write_timeout):
+                            raise timeout_error(phase, request)
+                        await stream.send_all(chunk)
+            except FOREIGN as exc:
+                if not self.sent or conn.timed_out:
+                    raise
+                # The server may have answered before reading the whole request (a 413 to
+                # a large body) and closed: the answer waits to be read, as httpcore reads
+                # it. The connection goes afterwards, whatever the answer says.
+                unsent = exc
+                self._close = True
+            phase = "read"
+            read_timeout = self._read_timeout
+            raw = b""  # what the head's reads brought, kept to parse again unfolded
+            while not self._headers_done or self._interim:
+                if not pool.arm(conn, read_timeout):
+                    raise timeout_error(phase, request)
+                received = await stream.receive_some(_RECEIVE_SIZE)
+                conn.due = math.inf
+                if not received:
+                    self._end_of_input()
+                else:
+                    raw += received  # the first time, no copy: b"" + x is x
+                    try:
+                        self._feed(received)
+                    except httpx2.RemoteProtocolError:
+                        if not self._unfold(raw):
+                            raise
+                    if len(raw) > MAX_HEAD and (not self._headers_done or self._interim):
+                        raise ResponseTooLarge("response head", len(raw), MAX_HEAD, request)
         except FOREIGN as exc:
+            if conn.timed_out:
+                raise timeout_error(phase, request) from None
             if unsent is not None:
-                raise transport_error("write", unsent, self._request) from unsent
-            raise transport_error(phase, exc, self._request) from exc
+                raise transport_error("write", unsent, request) from unsent
+            raise transport_error(phase, exc, request) from exc
         except httpx2.RemoteProtocolError:
             if unsent is not None:
-                raise transport_error("write", unsent, self._request) from unsent
+                raise transport_error("write", unsent, request) from unsent
             raise
-        if scope.cancelled_caught:
-            if unsent is not None:
-                raise transport_error("write", unsent, self._request) from unsent
-            raise timeout_error(phase, self._request)
 
     async def _receive(self) -> None:
         """Read once more from the connection and feed the parser; errors close the connection."""
@@ -305,16 +312,18 @@ class Exchange(httpx2.AsyncByteStream):
         assert conn is not None
         assert conn.stream is not None
         try:
-            with trio.CancelScope(deadline=deadline(self._read_timeout)) as scope:
-                received = await conn.stream.receive_some(_RECEIVE_SIZE)
-            if scope.cancelled_caught:
+            if not self._pool.arm(conn, self._read_timeout):
                 raise timeout_error("read", self._request)
+            received = await conn.stream.receive_some(_RECEIVE_SIZE)
+            conn.due = math.inf
             if received:
                 self._feed(received)
             else:
                 self._end_of_input()
         except FOREIGN as exc:
             self._abandon()
+            if conn.timed_out:
+                raise timeout_error("read", self._request) from None
             raise transport_error("read", exc, self._request) from exc
         except BaseException:
             self._abandon()

@@ -5,6 +5,8 @@ methods so no task switch can leave it half-updated."""
 from __future__ import annotations
 
 import base64
+import logging
+import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterable, Mapping
@@ -16,6 +18,8 @@ from ._connection import Connection, Key, connect, deadline, has_data_or_eof, ti
 from ._exchange import Exchange, encode_head
 
 __all__ = ["FastTransport"]
+
+logger = logging.getLogger("trio_litellm")
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
@@ -77,6 +81,10 @@ class FastTransport(httpx2.AsyncBaseTransport):
         self._idle_count = 0
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
+        # The timer (see arm()): the cancel scope it sleeps in, and when that sleep ends.
+        self._timer_sleep: trio.CancelScope | None = None
+        self._timer_wakes = math.inf
+        self._timer_scope: trio.CancelScope | None = None
 
     # --- statistics -----------------------------------------------------------------------------
 
@@ -180,6 +188,8 @@ class FastTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close every connection, busy ones included; later requests raise RuntimeError."""
         self._closed = True
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
         for conn in self._connections:
             conn.close()
         self._connections.clear()
@@ -187,6 +197,66 @@ class FastTransport(httpx2.AsyncBaseTransport):
         self._idle_count = 0
         while self._waiters:
             self._waiters.popleft().event.set()  # they find no connection and a closed pool
+
+    # --- the timer: read and write timeouts ----------------------------------------------------
+
+    def arm(self, conn: Connection, timeout: float | None) -> bool:
+        """Bound the read or write ``conn`` is about to do by ``timeout`` seconds; False when
+        that is no time at all (the caller raises its timeout at once, as a cancel scope would).
+
+        Past the bound, the pool's timer closes the connection and sets ``conn.timed_out``: the
+        read or write waiting on it fails with ``ClosedResourceError``, which the exchange turns
+        into its phase's timeout. The caller sets ``conn.due = math.inf`` once the read or write
+        is done. Why not a cancel scope per read: entering and leaving one, and moving its
+        deadline, cost more than the rest of a small request's path through the pool (about
+        6 µs a request); this costs a clock reading. The timer is one system task per pool (a
+        pool serves one trio run), started by the first bound, sleeping until the earliest
+        ``due`` it knows of; a bound earlier than that wakes it sooner. Timeouts are the same
+        for every request of a client, so that happens about once per timeout, not per request.
+        """
+        if timeout is None:
+            return True
+        due = conn.due = trio.current_time() + timeout
+        if timeout <= 0:
+            return False
+        if due < self._timer_wakes:
+            self._timer_wakes = due
+            sleep = self._timer_sleep
+            if sleep is not None:
+                sleep.deadline = due
+            else:
+                sleep = self._timer_sleep = trio.CancelScope(deadline=due)
+                trio.lowlevel.spawn_system_task(self._run_timer, sleep, name="trio_litellm timer")
+        return True
+
+    async def _run_timer(self, sleep: trio.CancelScope) -> None:
+        """Close each connection whose read or write is overdue, until the pool closes (or the
+        trio run ends)."""
+        self._timer_scope = scope = trio.CancelScope()
+        if self._closed:
+            scope.cancel()
+        try:
+            with scope:
+                while True:
+                    with sleep:
+                        await trio.sleep_forever()
+                    now = trio.current_time()
+                    wakes = math.inf
+                    for conn in list(self._connections):
+                        if conn.due <= now:
+                            conn.due = math.inf
+                            conn.timed_out = True
+                            try:
+                                conn.close()  # its reader or writer fails, and drops it
+                            except OSError:  # pragma: no cover - closing a socket does not fail
+                                logger.exception("closing an overdue connection failed")
+                        elif conn.due < wakes:
+                            wakes = conn.due
+                    self._timer_wakes = wakes
+                    sleep = self._timer_sleep = trio.CancelScope(deadline=wakes)
+        finally:
+            self._timer_sleep = self._timer_scope = None
+            self._timer_wakes = math.inf
 
     # --- the pool: plain methods, so each change happens without a task switch ------------------
 
