@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+import trio
 
-from ._errors import InvalidRequestError
+from ._errors import ClientClosedError, InvalidRequestError, LiteLLMError
 from ._meta import ResponseMeta
 from ._recorder import Trace
+from ._retry import timed_out
 from ._wire import (
     ChatRequest,
     EmbeddingRequest,
@@ -37,8 +40,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    import trio
-
+    from ._fasthttp import Abortable
     from ._fleet import Proxy
 
 __all__ = [
@@ -91,6 +93,8 @@ class Request:
 
     __slots__ = (
         "attempts",
+        "closing",
+        "deadline",
         "error",
         "first_content_at",
         "held",
@@ -99,6 +103,7 @@ class Request:
         "max_retries",
         "meta",
         "model",
+        "pending",
         "proxy",
         "scope",
         "started_at",
@@ -107,13 +112,10 @@ class Request:
         "submitted_at",
         "timeout",
         "tokens",
+        "total",
         "trace",
         "usage",
     )
-
-    scope: trio.CancelScope
-    """The request's total deadline, which the client's closing also cancels; made by the
-    dispatcher when the request takes its slot."""
 
     def __init__(
         self,
@@ -144,6 +146,58 @@ class Request:
         self.submitted_at = 0.0
         self.started_at = 0.0
         self.started_wall = 0.0
+        # How the request ends early (the dispatcher sets deadline and total when it takes its
+        # slot, closing when the client closes): see interruptible() and interrupt().
+        self.deadline = math.inf
+        self.total: float | None = None
+        self.closing = False
+        self.scope: trio.CancelScope | None = None  # the interruptible wait under way
+        self.pending: Abortable | None = None  # what our pool is waiting on for it
+
+    # --- ending early: the total deadline, the client closing ----------------------------------
+    #
+    # Why no cancel scope around the whole request: entering and leaving one costs about a tenth
+    # of a small request's CPU. A request's common wait is its answer from our pool, which ends
+    # it by the deadline itself and can abort it (``_fasthttp.Owner``: ``deadline``,
+    # ``pending``); every other wait that may last (a proxy to come back, the throttle, a
+    # retry's backoff, another transport) runs in ``interruptible()``.
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Run the block under the request's deadline, where :meth:`interrupt` reaches it; a
+        block ended so raises :meth:`interruption`'s error."""
+        outer = self.scope
+        with trio.CancelScope(deadline=self.deadline) as scope:
+            self.scope = scope
+            if self.closing:
+                scope.cancel()
+            try:
+                yield
+            finally:
+                self.scope = outer
+        if scope.cancelled_caught:
+            raise self.interruption() or ClientClosedError(
+                "the request was cancelled before it finished", model=self.model
+            )
+
+    def interrupt(self) -> None:
+        """The client is closing: end the wait under way (``interruptible`` or our pool's)."""
+        self.closing = True
+        if self.scope is not None:
+            self.scope.cancel()
+        if self.pending is not None:
+            self.pending.abort()
+
+    def interruption(self) -> LiteLLMError | None:
+        """Why the request must end now, if it must: the client closed, or its total deadline
+        passed (then an attempt's failure is that, not something to retry)."""
+        if self.closing:
+            return ClientClosedError(
+                "the client closed before the request finished", model=self.model
+            )
+        if trio.current_time() >= self.deadline:
+            return timed_out(self.total, self.model, self.last_error)
+        return None
 
 
 def request_for(

@@ -40,7 +40,7 @@ from ._calls import Request
 from ._config import ModelLimits
 from ._errors import ClientClosedError
 from ._jobs import Job, JobBlock, JobResult, Sender
-from ._retry import RetryPolicy, timed_out
+from ._retry import RetryPolicy
 
 __all__ = ["Dispatcher", "DispatcherStatistics", "ModelDispatcherStatistics", "Slot"]
 
@@ -122,13 +122,13 @@ class Dispatcher:
                     await self._drained.wait()
 
     def close(self) -> None:
-        """Refuse new requests and cancel those in flight (each ends with ClientClosedError).
+        """Refuse new requests and end those in flight (each with ClientClosedError).
 
-        The client calls it before stopping the actor, so every task being cancelled already
+        The client calls it before stopping the actor, so every request being ended already
         knows why."""
         self._closing = True
         for request in self._active:
-            request.scope.cancel()
+            request.interrupt()
 
     def statistics(self) -> DispatcherStatistics:
         limiter = self._limiter.statistics()
@@ -203,11 +203,8 @@ class Dispatcher:
             now = trio.current_time()  # it may have waited for its model
         request.started_at = now
         request.started_wall = time.time()  # records are windowed by wall-clock time
-        total = self._total_timeout if request.timeout is None else request.timeout
-        # Made with its deadline: setting one later costs a trip through trio's deadline table.
-        request.scope = trio.CancelScope(
-            deadline=math.inf if total is None else request.started_at + total
-        )
+        total = request.total = self._total_timeout if request.timeout is None else request.timeout
+        request.deadline = math.inf if total is None else request.started_at + total
 
     def _release(self, request: Request) -> None:
         self._limiter.release_on_behalf_of(request)
@@ -215,29 +212,14 @@ class Dispatcher:
         if model_limiter is not None:
             model_limiter.release_on_behalf_of(request)
 
-    def _leave(self, request: Request, caught: bool, exc: BaseException | None) -> Exception | None:
-        """``request`` left its slot: release it and record the outcome. When its scope caught
-        a cancellation (the deadline, or the client closing), the error to raise instead."""
+    def _leave(self, request: Request, exc: BaseException | None) -> None:
+        """``request`` left its slot, with ``exc`` raised: release it and record the outcome."""
         self._active.discard(request)
         self._release(request)
         if self._closing and not self._active:
             self._drained.set()
         error: BaseException | None = exc
-        replaced: Exception | None = None
-        if caught:
-            if trio.current_time() >= request.scope.deadline:
-                total = self._total_timeout if request.timeout is None else request.timeout
-                replaced = timed_out(total, request.model, request.last_error)
-            elif self._closing:
-                replaced = ClientClosedError(
-                    "the client closed before the request finished", model=request.model
-                )
-            else:
-                replaced = ClientClosedError(
-                    "the request was cancelled before it finished", model=request.model
-                )
-            error = replaced
-        elif exc is None:
+        if exc is None:
             error = request.error
         elif not isinstance(exc, Exception):  # cancelled from outside, or interrupted
             error = ClientClosedError("the request was cancelled", model=request.model)
@@ -249,7 +231,6 @@ class Dispatcher:
             self._recorder.finished(request, error)
         except Exception:  # the record's failure never reaches the request
             logger.exception("recording a finished request failed")
-        return replaced
 
     # --- jobs -----------------------------------------------------------------------------------
 
@@ -288,7 +269,6 @@ class Slot:
     async def __aenter__(self) -> Request:
         if not self._held:
             await self._dispatcher.acquire(self._request)
-        self._request.scope.__enter__()
         return self._request
 
     async def __aexit__(
@@ -297,14 +277,5 @@ class Slot:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        request = self._request
-        try:
-            # True with no exception too: "caught" means a Cancelled of ours was swallowed.
-            caught = request.scope.__exit__(exc_type, exc, traceback) and exc is not None
-        except BaseException as changed:  # the scope turned the exception into another
-            self._dispatcher._leave(request, False, changed)
-            raise
-        replaced = self._dispatcher._leave(request, caught, exc)
-        if replaced is not None:
-            raise replaced
+        self._dispatcher._leave(self._request, exc)
         return False

@@ -98,14 +98,17 @@ class StreamReader:
         self._task_status = task_status  # told once the first content is in (_start)
         with send:
             try:
+                # The whole stream is one wait that its deadline and the client's closing end
+                # (its reads are long and few: the cancel scope costs nothing here).
                 async with self._dispatcher.slot(request):
-                    try:
-                        await self._attempts(send)
-                    except LiteLLMError as exc:
-                        if not self._started:
-                            raise
-                        self.error = request.error = self._interrupted(exc)
-            except LiteLLMError as exc:  # the slot's: the total deadline, or the client closed
+                    with request.interruptible():
+                        try:
+                            await self._attempts(send)
+                        except LiteLLMError as exc:
+                            if not self._started:
+                                raise
+                            self.error = request.error = self._interrupted(exc)
+            except LiteLLMError as exc:  # the total deadline, or the client closed
                 if not self._started:
                     raise
                 self.error = self._interrupted(exc)

@@ -100,22 +100,31 @@ class RequestPath:
                 answer = await self._attempt(call, request, number)
                 reply = _reply(call, answer, number)
             except LiteLLMError as exc:
-                await self.failed(request, retrying, exc)
+                interruption = request.interruption()  # the client closed, or time is up
+                if interruption is not None:
+                    raise interruption from exc
+                with request.interruptible():
+                    await self.failed(request, retrying, exc)
                 continue
             request.meta, request.usage = reply.meta, reply.usage
             await self.answered(request, permit)
             return reply
 
     async def _attempt(self, call: Call, request: Request, number: int) -> Answer:
-        """One attempt on the wire, to the proxy :meth:`admit` chose; the debug recorder's trace
-        sees whatever came back."""
+        """One attempt on the wire, to the proxy :meth:`admit` chose, bounded by the request's
+        deadline; the debug recorder's trace sees whatever came back."""
         proxy = request.proxy
         assert proxy is not None  # admit() chose it
         trace = request.trace
         proxy.in_flight += 1
         try:
             answer = await proxy.transport.request(
-                "POST", call.path, body=call.body, headers=call.headers, model=call.model
+                "POST",
+                call.path,
+                body=call.body,
+                headers=call.headers,
+                model=call.model,
+                owner=request,
             )
         except LiteLLMError as exc:
             if trace is not None and exc.response_body is not None and exc.status is not None:
@@ -142,10 +151,14 @@ class RequestPath:
         fleet = self.fleet
         proxy = fleet.choose(previous)
         if proxy is None:
-            proxy = await self._wait_for_proxy(request, retrying)
+            with request.interruptible():
+                proxy = await self._wait_for_proxy(request, retrying)
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
-        permit = await self._throttle.acquire(request.tokens, request.model)
+        permit = self._throttle.try_acquire(request.tokens, request.model)
+        if permit is None:
+            with request.interruptible():
+                permit = await self._throttle.acquire(request.tokens, request.model)
         if fleet.single is None:
             # Chosen again as things are now, after any wait, and with no checkpoint before the
             # attempt counts itself in flight there: concurrent choices see each other.

@@ -213,7 +213,9 @@ class Retrying:
         return self._next_wait
 
 
-def timed_out(total: float | None, model: str | None, cause: BaseException | None) -> Exception:
+def timed_out(
+    total: float | None, model: str | None, cause: BaseException | None
+) -> RequestTimeoutError:
     """The error for a request that ran out of its total time (retries and waits included)."""
     error = RequestTimeoutError(f"no answer within the total timeout of {total} s", model=model)
     error.__cause__ = cause

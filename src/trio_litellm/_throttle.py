@@ -203,18 +203,10 @@ class Throttle:
 
     # --- what other tasks call -----------------------------------------------------------------
 
-    async def acquire(self, tokens: int, model: str | None = None) -> Permit:
-        """Wait for admission of one request for ``model`` estimated at ``tokens``; FIFO with
-        other acquirers, except that one held by its own model's pause lets others pass.
-
-        Cancelled while queued, the caller gives up its place: the actor skips it and records
-        nothing for it. If the permit was granted just as the caller was cancelled, its units stay
-        recorded (conservative) and age out of the windows; nothing else is held.
-
-        On the fast path (nothing limits admission for everyone or for ``model``, nobody is
-        queued, no message is pending) this returns at once, sends nothing and is not a
-        checkpoint. An empty ``model`` is None: only what limits everyone applies.
-        """
+    def try_acquire(self, tokens: int, model: str | None = None) -> Permit | None:
+        """:meth:`acquire`'s fast path alone: the permit when nothing limits admission for
+        everyone or for ``model``, nobody is queued and no message is pending; else None (then
+        :meth:`acquire` waits for it)."""
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, not {tokens!r}")
         state = self._state
@@ -233,6 +225,23 @@ class Throttle:
         ):
             self._fast_admitted += 1
             return Permit(tokens=tokens)
+        return None
+
+    async def acquire(self, tokens: int, model: str | None = None) -> Permit:
+        """Wait for admission of one request for ``model`` estimated at ``tokens``; FIFO with
+        other acquirers, except that one held by its own model's pause lets others pass.
+
+        Cancelled while queued, the caller gives up its place: the actor skips it and records
+        nothing for it. If the permit was granted just as the caller was cancelled, its units stay
+        recorded (conservative) and age out of the windows; nothing else is held.
+
+        On the fast path (nothing limits admission for everyone or for ``model``, nobody is
+        queued, no message is pending) this returns at once, sends nothing and is not a
+        checkpoint. An empty ``model`` is None: only what limits everyone applies.
+        """
+        permit = self.try_acquire(tokens, model)
+        if permit is not None:
+            return permit
         event = trio.Event()
         ticket = Ticket(tokens, model or None, event)
         if not await self._post(_Acquire(ticket=ticket)):

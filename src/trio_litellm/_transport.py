@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import httpx2
@@ -37,7 +37,7 @@ from ._errors import (
     ResponseDecodeError,
     ResponseTooLargeError,
 )
-from ._fasthttp import FastTransport, ResponseTooLarge
+from ._fasthttp import FastTransport, Owner, ResponseTooLarge
 from ._routes import open_pools
 from ._version import __version__ as _VERSION
 
@@ -87,6 +87,14 @@ class Answer:
         self.headers = headers
         self.content = content
         self.latency = latency
+
+
+class Bounded(Owner, Protocol):
+    """A request as its attempts see it (``_calls.Request``): a deadline, what it waits on, to
+    abort it from another task (``_fasthttp.Owner``), and a region a cancel scope bounds, for
+    the waits nothing else can end."""
+
+    def interruptible(self) -> AbstractContextManager[None]: ...
 
 
 class Incoming(Protocol):
@@ -244,15 +252,24 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         model: str | None = None,
         timeout: float | None = None,
+        owner: Bounded | None = None,
     ) -> Answer:
         """One attempt at a request whose answer is read whole; an error status raises typed.
 
-        The attempt has ``response_timeout`` seconds in all, when set."""
+        The attempt has ``response_timeout`` seconds in all, when set. ``owner`` (the request's
+        state) bounds it by its deadline and may abort it from another task: our pool does both
+        without a cancel scope (``_fasthttp.Owner``); under another transport the attempt runs in
+        ``owner.interruptible()``."""
+        if owner is not None and not self._fast_route(method, path, body, headers):
+            with owner.interruptible():
+                return await self.request(
+                    method, path, body=body, headers=headers, model=model, timeout=timeout
+                )
         limit = self._config.response_timeout
         if limit is None:
-            return await self._request(method, path, body, headers, model, timeout)
+            return await self._request(method, path, body, headers, model, timeout, owner)
         with trio.move_on_after(limit):
-            return await self._request(method, path, body, headers, model, timeout)
+            return await self._request(method, path, body, headers, model, timeout, owner)
         raise RequestTimeoutError(
             f"no whole answer from the proxy ({self.display_url}) within {limit:g} s "
             "(response_timeout)",
@@ -267,9 +284,10 @@ class Transport:
         headers: Mapping[str, str] | None,
         model: str | None,
         timeout: float | None,
+        owner: Bounded | None = None,
     ) -> Answer:
         start = trio.current_time()
-        incoming = await self._send(method, path, body, headers, timeout, model)
+        incoming = await self._send(method, path, body, headers, timeout, model, owner)
         try:
             answer_headers = _header_dict(incoming.headers)
             content = await self._read_body(incoming, answer_headers, model)
@@ -337,6 +355,7 @@ class Transport:
         headers: Mapping[str, str] | None,
         timeout: float | None,
         model: str | None,
+        owner: Bounded | None = None,
     ) -> Incoming:
         """Send the request; its answer's head has arrived, its body is still to be read."""
         route = self._route(method, path, body is not None)
@@ -349,7 +368,7 @@ class Transport:
                 else:
                     head = b"%bContent-Length: %d\r\n\r\n%b" % (route.head, len(body), body)
                 return await self._fast.exchange(
-                    route.request, route.key, head, b"", False, timeouts
+                    route.request, route.key, head, b"", False, timeouts, owner
                 )
             merged = self._headers[body is not None]
             if headers:
@@ -361,6 +380,12 @@ class Transport:
             return _ViaHttpx2(await self._pool.handle_async_request(request))
         except httpx2.HTTPError as exc:
             raise self.map_error(exc, model) from exc
+
+    def _fast_route(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> bool:
+        """Whether the request goes straight to our pool (not through httpx2's machinery)."""
+        return not headers and self._route(method, path, body is not None).head is not None
 
     def _route(self, method: str, path: str, with_body: bool) -> _Route:
         """The route of ``method path``, cached for a fixed path (a handful of them)."""

@@ -157,7 +157,8 @@ async def test_the_slot_ends_a_request_at_its_deadline_with_request_timeout_erro
             request = Request(kind="chat", model="m", timeout=timeout)
             with pytest.raises(RequestTimeoutError, match=rf"total timeout of {expected} s"):
                 async with dispatcher.slot(request):
-                    await trio.sleep_forever()
+                    with request.interruptible():  # how a request's waits honour its deadline
+                        await trio.sleep_forever()
             assert trio.current_time() == start + expected
     assert [type(error) for _, error in records.outcomes] == [RequestTimeoutError] * 2
 
@@ -194,8 +195,9 @@ async def test_the_slot_records_each_request_once_whatever_ended_it(
 
     async def one(dispatcher: Dispatcher, body: Callable[[], Any]) -> None:
         try:
-            async with dispatcher.slot(Request(kind="chat", model="m")):
-                await body()
+            async with dispatcher.slot(Request(kind="chat", model="m")) as request:
+                with request.interruptible():
+                    await body()
         except Exception as exc:
             raised.append(exc)
 

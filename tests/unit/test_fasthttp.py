@@ -25,7 +25,7 @@ import trio
 import trio.testing
 
 from _fakes import Peer, raw_server
-from trio_litellm._fasthttp import FastTransport, _pool
+from trio_litellm._fasthttp import FastTransport, _exchange, _pool
 from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
 
 # --- helpers -------------------------------------------------------------------------------
@@ -684,6 +684,73 @@ async def test_the_timer_ends_with_the_pool(url: str) -> None:
         assert len(timer_tasks()) == 1
     await trio.testing.wait_all_tasks_blocked()
     assert timer_tasks() == []
+
+
+class Owner:
+    """A request's owner as the pool sees it (``_fasthttp.Owner``)."""
+
+    def __init__(self, deadline: float = math.inf) -> None:
+        self.deadline = deadline
+        self.pending: Any = None
+
+
+async def owned_exchange(
+    transport: FastTransport, url: str, owner: Owner, text: str, timeouts: dict[str, float]
+) -> bytes:
+    """A chat request through ``transport.exchange`` for ``owner``; the whole body."""
+    request = httpx2.Request("POST", f"{url}/v1/chat/completions", json=chat(text))
+    key = transport.key_of(request.url)
+    assert key is not None
+    head, body, close = _exchange.encode_head(request)
+    exchange = await transport.exchange(request, key, head, body, close, timeouts, owner)
+    try:
+        return b"".join([piece async for piece in exchange])
+    finally:
+        await exchange.aclose()
+
+
+async def test_an_owner_s_deadline_bounds_the_wait_for_the_answer(
+    url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    transport = pool()
+    owner = Owner(deadline=trio.current_time() + 2.0)
+    with pytest.raises(httpx2.ReadTimeout):
+        await owned_exchange(transport, url, owner, "[fake latency=1000] slow", {"read": 600})
+    assert trio.current_time() == pytest.approx(owner.deadline, abs=1e-6)
+    assert (owner.pending, transport.open_connections) == (None, 0)
+    answered = await owned_exchange(transport, url, Owner(), "quick", {"read": 600})
+    assert b"Echo: quick" in answered
+    await transport.aclose()
+
+
+async def test_aborting_what_an_owner_waits_on_ends_the_wait(
+    url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    transport = pool(max_connections=1)
+    first, second = Owner(), Owner()
+    errors: list[type[BaseException]] = []
+
+    async def run(owner: Owner) -> None:
+        try:
+            await owned_exchange(transport, url, owner, "[fake latency=1000] slow", {})
+        except httpx2.TransportError as exc:
+            errors.append(type(exc))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, first)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(run, second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert isinstance(first.pending, _pool.Connection)  # waiting for its answer
+        assert isinstance(second.pending, _pool._Waiter)  # in line for the one connection
+        started = trio.current_time()
+        second.pending.abort()
+        await trio.testing.wait_all_tasks_blocked()
+        assert errors == [httpx2.PoolTimeout]
+        first.pending.abort()
+    assert trio.current_time() == started  # neither waited for the fake's answer
+    assert errors == [httpx2.PoolTimeout, httpx2.ReadError]
+    assert (first.pending, second.pending, transport.open_connections) == (None, None, 0)
 
 
 async def test_connect_error_when_nothing_listens() -> None:

@@ -44,8 +44,8 @@ request and its response: the head written, httptools' callbacks, the body strea
 errors into httpx2's).
 """
 
-from ._connection import ResponseTooLarge
+from ._connection import Abortable, Owner, ResponseTooLarge
 from ._exchange import MAX_HEAD
 from ._pool import FastTransport
 
-__all__ = ["MAX_HEAD", "FastTransport", "ResponseTooLarge"]
+__all__ = ["MAX_HEAD", "Abortable", "FastTransport", "Owner", "ResponseTooLarge"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 import select
 import ssl
+from typing import Protocol
 
 import httpx2
 import trio
 
 __all__ = [
     "FOREIGN",
+    "Abortable",
     "Connection",
     "Key",
+    "Owner",
     "ResponseTooLarge",
     "connect",
     "deadline",
@@ -62,8 +65,27 @@ def transport_error(
     return _ERRORS[phase][1](message, request=request)
 
 
-def deadline(seconds: float | None) -> float:
-    return math.inf if seconds is None else trio.current_time() + seconds
+def deadline(seconds: float | None, limit: float = math.inf) -> float:
+    """When ``seconds`` from now will be (inf for None), and at the latest ``limit``."""
+    return limit if seconds is None else min(trio.current_time() + seconds, limit)
+
+
+class Abortable(Protocol):
+    def abort(self) -> None:
+        """End the wait on it now: the waiting request fails with a transport error."""
+
+
+class Owner(Protocol):
+    """Whom a request through the pool is for, when the caller bounds it itself.
+
+    The pool ends the request's waits at ``deadline`` at the latest (each with its phase's
+    timeout error), and shows the owner what the request waits on as ``pending`` (the line for a
+    connection, or the connection) while it does: ``pending.abort()`` ends that wait, from another
+    task, without a cancel scope around the request.
+    """
+
+    deadline: float
+    pending: Abortable | None
 
 
 def has_data_or_eof(sock: trio.socket.SocketType) -> bool:
@@ -76,7 +98,7 @@ def has_data_or_eof(sock: trio.socket.SocketType) -> bool:
 class Connection:
     """One TCP (or TLS) connection, or a slot reserved for one while it is being opened."""
 
-    __slots__ = ("due", "idle", "idle_since", "key", "socket", "stream", "timed_out")
+    __slots__ = ("connecting", "due", "idle", "idle_since", "key", "socket", "stream", "timed_out")
 
     def __init__(self, key: Key) -> None:
         self.key = key
@@ -88,6 +110,7 @@ class Connection:
         # then and sets timed_out); inf while none is.
         self.due = math.inf
         self.timed_out = False
+        self.connecting: trio.CancelScope | None = None  # while it is being opened
 
     def __repr__(self) -> str:
         state = "idle" if self.idle else "busy" if self.stream is not None else "connecting"
@@ -104,6 +127,12 @@ class Connection:
             self.socket.close()
         self.stream = self.socket = None
 
+    def abort(self) -> None:
+        """Close it now, or stop opening it: whoever waits on it fails with a transport error."""
+        if self.connecting is not None:
+            self.connecting.cancel()
+        self.close()
+
 
 async def connect(
     conn: Connection,
@@ -111,14 +140,16 @@ async def connect(
     tls: ssl.SSLContext | None,
     request: httpx2.Request,
     timeout: float | None,
+    limit: float = math.inf,
 ) -> None:
     """Open ``conn``: TCP to ``address`` (the origin, or a forward proxy), then TLS to the
-    origin's host when ``tls`` is given. Failures raise httpx2's connect errors; the socket of a
-    failed attempt is closed."""
+    origin's host when ``tls`` is given, within ``timeout`` and by ``limit`` at the latest.
+    Failures raise httpx2's connect errors; the socket of a failed attempt is closed."""
     host = conn.key[1].decode("ascii")
     tcp: trio.SocketStream | None = None
     try:
-        with trio.CancelScope(deadline=deadline(timeout)) as scope:
+        with trio.CancelScope(deadline=deadline(timeout, limit)) as scope:
+            conn.connecting = scope
             tcp = await trio.open_tcp_stream(*address)
             stream: trio.abc.Stream = tcp
             if tls is not None:
@@ -134,6 +165,8 @@ async def connect(
         if tcp is not None:
             tcp.socket.close()
         raise
+    finally:
+        conn.connecting = None
     if scope.cancelled_caught:
         if tcp is not None:
             tcp.socket.close()

@@ -15,6 +15,7 @@ import trio
 from ._connection import (
     FOREIGN,
     Connection,
+    Owner,
     ResponseTooLarge,
     timeout_error,
     transport_error,
@@ -112,6 +113,8 @@ class Exchange(httpx2.AsyncByteStream):
         "_headers_done",
         "_interim",
         "_keep_alive",
+        "_limit",
+        "_owner",
         "_parser",
         "_pool",
         "_read_timeout",
@@ -131,8 +134,11 @@ class Exchange(httpx2.AsyncByteStream):
         request: httpx2.Request,
         read_timeout: float | None,
         close: bool,
+        owner: Owner | None = None,
     ) -> None:
         self._pool = pool
+        self._owner = owner
+        self._limit = math.inf if owner is None else owner.deadline
         self._conn: Connection | None = conn
         self._request = request
         self._read_timeout = read_timeout
@@ -251,7 +257,7 @@ class Exchange(httpx2.AsyncByteStream):
         unsent: BaseException | None = None  # why the rest of the request could not be sent
         try:
             try:
-                if not pool.arm(conn, write_timeout):
+                if not pool.arm(conn, write_timeout, self._limit):
                     raise timeout_error(phase, request)
                 if type(stream) is trio.SocketStream:
                     # The first write by hand: when it fails, no byte of the request has left
@@ -265,7 +271,7 @@ class Exchange(httpx2.AsyncByteStream):
                     await stream.send_all(data)
                 if isinstance(body, AsyncIterable):
                     async for chunk in body:
-                        if not pool.arm(conn, write_timeout):
+                        if not pool.arm(conn, write_timeout, self._limit):
                             raise timeout_error(phase, request)
                         await stream.send_all(chunk)
             except FOREIGN as exc:
@@ -280,7 +286,7 @@ class Exchange(httpx2.AsyncByteStream):
             read_timeout = self._read_timeout
             raw = b""  # what the head's reads brought, kept to parse again unfolded
             while not self._headers_done or self._interim:
-                if not pool.arm(conn, read_timeout):
+                if not pool.arm(conn, read_timeout, self._limit):
                     raise timeout_error(phase, request)
                 received = await stream.receive_some(_RECEIVE_SIZE)
                 conn.due = math.inf
@@ -312,7 +318,7 @@ class Exchange(httpx2.AsyncByteStream):
         assert conn is not None
         assert conn.stream is not None
         try:
-            if not self._pool.arm(conn, self._read_timeout):
+            if not self._pool.arm(conn, self._read_timeout, self._limit):
                 raise timeout_error("read", self._request)
             received = await conn.stream.receive_some(_RECEIVE_SIZE)
             conn.due = math.inf
@@ -335,6 +341,8 @@ class Exchange(httpx2.AsyncByteStream):
         """The whole response is parsed: the connection goes back to the pool, or is closed."""
         conn, self._conn = self._conn, None
         self._parser = _DETACHED
+        if self._owner is not None:
+            self._owner.pending = None
         if conn is not None:
             if self._keep_alive:
                 self._pool._release(conn)
@@ -344,6 +352,8 @@ class Exchange(httpx2.AsyncByteStream):
     def _abandon(self) -> None:
         conn, self._conn = self._conn, None
         self._parser = _DETACHED
+        if self._owner is not None:
+            self._owner.pending = None
         if conn is not None:
             self._pool._drop(conn)
 

@@ -14,7 +14,15 @@ from collections.abc import AsyncIterable, Mapping
 import httpx2
 import trio
 
-from ._connection import Connection, Key, connect, deadline, has_data_or_eof, timeout_error
+from ._connection import (
+    Connection,
+    Key,
+    Owner,
+    connect,
+    deadline,
+    has_data_or_eof,
+    timeout_error,
+)
 from ._exchange import Exchange, encode_head
 
 __all__ = ["FastTransport"]
@@ -28,12 +36,18 @@ _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
 class _Waiter:
     """A task in line for a connection; the pool fills ``connection`` and sets ``event``."""
 
-    __slots__ = ("connection", "event", "key")
+    __slots__ = ("aborted", "connection", "event", "key")
 
     def __init__(self, key: Key) -> None:
         self.key = key
         self.event = trio.Event()
         self.connection: Connection | None = None
+        self.aborted = False
+
+    def abort(self) -> None:
+        """Stop waiting: the waiter leaves the line with a pool timeout."""
+        self.aborted = True
+        self.event.set()
 
 
 class FastTransport(httpx2.AsyncBaseTransport):
@@ -150,20 +164,25 @@ class FastTransport(httpx2.AsyncBaseTransport):
         body: bytes | AsyncIterable[bytes],
         close: bool,
         timeouts: Mapping[str, float | None],
+        owner: Owner | None = None,
     ) -> Exchange:
         """Send ``head`` (and ``body``) on a connection to ``key`` and read the answer's head.
 
         The lean way in for a caller that encodes the request head itself (``_transport``, for
         its few fixed routes); ``request`` names the request in httpx2's errors and gives the
         method. The returned :class:`Exchange` has ``status``, ``headers`` and ``reason``, and
-        yields the body; close it (``aclose``) when done.
+        yields the body; close it (``aclose``) when done. ``owner`` (see :class:`Owner`) bounds
+        every wait of the request by its deadline and can abort the one under way.
         """
-        conn = await self._acquire(key, request, timeouts.get("pool"))
+        limit = math.inf if owner is None else owner.deadline
+        conn = await self._acquire(key, request, timeouts.get("pool"), owner)
         try:
+            if owner is not None:
+                owner.pending = conn
             reused = conn.stream is not None
             if not reused:
-                await self._connect(conn, request, timeouts.get("connect"))
-            exchange = Exchange(self, conn, request, timeouts.get("read"), close)
+                await self._connect(conn, request, timeouts.get("connect"), limit)
+            exchange = Exchange(self, conn, request, timeouts.get("read"), close, owner)
             try:
                 await exchange.start(head, body, timeouts.get("write"))
             except httpx2.WriteError:
@@ -175,10 +194,12 @@ class FastTransport(httpx2.AsyncBaseTransport):
                 if not reused or exchange.sent:
                     raise
                 conn.close()
-                await self._connect(conn, request, timeouts.get("connect"))
-                exchange = Exchange(self, conn, request, timeouts.get("read"), close)
+                await self._connect(conn, request, timeouts.get("connect"), limit)
+                exchange = Exchange(self, conn, request, timeouts.get("read"), close, owner)
                 await exchange.start(head, body, timeouts.get("write"))
         except BaseException:
+            if owner is not None:
+                owner.pending = None
             self._drop(conn)
             raise
         if exchange.complete:
@@ -200,9 +221,10 @@ class FastTransport(httpx2.AsyncBaseTransport):
 
     # --- the timer: read and write timeouts ----------------------------------------------------
 
-    def arm(self, conn: Connection, timeout: float | None) -> bool:
-        """Bound the read or write ``conn`` is about to do by ``timeout`` seconds; False when
-        that is no time at all (the caller raises its timeout at once, as a cancel scope would).
+    def arm(self, conn: Connection, timeout: float | None, limit: float = math.inf) -> bool:
+        """Bound the read or write ``conn`` is about to do by ``timeout`` seconds, and by
+        ``limit`` at the latest (the request's own deadline); False when that leaves no time at
+        all (the caller raises its timeout at once, as a cancel scope would).
 
         Past the bound, the pool's timer closes the connection and sets ``conn.timed_out``: the
         read or write waiting on it fails with ``ClosedResourceError``, which the exchange turns
@@ -214,11 +236,12 @@ class FastTransport(httpx2.AsyncBaseTransport):
         ``due`` it knows of; a bound earlier than that wakes it sooner. Timeouts are the same
         for every request of a client, so that happens about once per timeout, not per request.
         """
-        if timeout is None:
-            return True
-        due = conn.due = trio.current_time() + timeout
-        if timeout <= 0:
+        now = trio.current_time()
+        due = conn.due = limit if timeout is None else min(now + timeout, limit)
+        if due <= now:
             return False
+        if due == math.inf:
+            return True
         if due < self._timer_wakes:
             self._timer_wakes = due
             sleep = self._timer_sleep
@@ -261,7 +284,7 @@ class FastTransport(httpx2.AsyncBaseTransport):
     # --- the pool: plain methods, so each change happens without a task switch ------------------
 
     async def _acquire(
-        self, key: Key, request: httpx2.Request, timeout: float | None
+        self, key: Key, request: httpx2.Request, timeout: float | None, owner: Owner | None = None
     ) -> Connection:
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -291,15 +314,18 @@ class FastTransport(httpx2.AsyncBaseTransport):
             conn = Connection(key)
             self._connections.add(conn)
             return conn
-        return await self._wait_in_line(key, request, timeout)
+        return await self._wait_in_line(key, request, timeout, owner)
 
     async def _wait_in_line(
-        self, key: Key, request: httpx2.Request, timeout: float | None
+        self, key: Key, request: httpx2.Request, timeout: float | None, owner: Owner | None
     ) -> Connection:
         waiter = _Waiter(key)
         self._waiters.append(waiter)
         try:
-            with trio.CancelScope(deadline=deadline(timeout)):
+            limit = math.inf if owner is None else owner.deadline
+            with trio.CancelScope(deadline=deadline(timeout, limit)):
+                if owner is not None:
+                    owner.pending = waiter
                 await waiter.event.wait()
         except BaseException:
             if waiter.connection is not None:
@@ -307,6 +333,15 @@ class FastTransport(httpx2.AsyncBaseTransport):
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             raise
+        finally:
+            if owner is not None:
+                owner.pending = None
+        if waiter.aborted:
+            if waiter.connection is not None:
+                self._hand_back(waiter.connection)
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise timeout_error("pool", request)
         if waiter.connection is not None:
             return waiter.connection
         if self._closed:
@@ -368,7 +403,11 @@ class FastTransport(httpx2.AsyncBaseTransport):
         self._drop(conn)
 
     async def _connect(
-        self, conn: Connection, request: httpx2.Request, timeout: float | None
+        self,
+        conn: Connection,
+        request: httpx2.Request,
+        timeout: float | None,
+        limit: float = math.inf,
     ) -> None:
         scheme, raw_host, port = conn.key
         address = (raw_host.decode("ascii"), port)
@@ -380,7 +419,7 @@ class FastTransport(httpx2.AsyncBaseTransport):
                 )
             address = self._proxy_address
         tls = self._tls_context() if scheme == b"https" else None
-        await connect(conn, address, tls, request, timeout)
+        await connect(conn, address, tls, request, timeout, limit)
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:  # made on first use: loading the CA store takes a while
