@@ -98,6 +98,7 @@ class Request:
         "error",
         "first_content_at",
         "held",
+        "interrupted",
         "kind",
         "last_error",
         "max_retries",
@@ -153,6 +154,7 @@ class Request:
         self.closing = False
         self.scope: trio.CancelScope | None = None  # the interruptible wait under way
         self.pending: Abortable | None = None  # what our pool is waiting on for it
+        self.interrupted: LiteLLMError | None = None  # why it ended early, once it did
 
     # --- ending early: the total deadline, the client closing ----------------------------------
     #
@@ -190,14 +192,16 @@ class Request:
 
     def interruption(self) -> LiteLLMError | None:
         """Why the request must end now, if it must: the client closed, or its total deadline
-        passed (then an attempt's failure is that, not something to retry)."""
-        if self.closing:
-            return ClientClosedError(
-                "the client closed before the request finished", model=self.model
-            )
-        if trio.current_time() >= self.deadline:
-            return timed_out(self.total, self.model, self.last_error)
-        return None
+        passed (then an attempt's failure is that, not something to retry). Once said, the same
+        error each time: the one an interruptible wait raised is not wrapped again."""
+        if self.interrupted is None:
+            if self.closing:
+                self.interrupted = ClientClosedError(
+                    "the client closed before the request finished", model=self.model
+                )
+            elif trio.current_time() >= self.deadline:
+                self.interrupted = timed_out(self.total, self.model, self.last_error)
+        return self.interrupted
 
 
 def request_for(

@@ -101,6 +101,8 @@ class RequestPath:
                 reply = _reply(call, answer, number)
             except LiteLLMError as exc:
                 interruption = request.interruption()  # the client closed, or time is up
+                if interruption is exc:  # an interruptible wait of this attempt said so
+                    raise
                 if interruption is not None:
                     raise interruption from exc
                 with request.interruptible():

@@ -16,7 +16,13 @@ import pytest
 import trio
 import trio.testing
 
-from trio_litellm import ClientClosedError, Job, RequestTimeoutError, open_client
+from trio_litellm import (
+    ClientClosedError,
+    Job,
+    ProxyConnectionError,
+    RequestTimeoutError,
+    open_client,
+)
 from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
 
 
@@ -66,9 +72,11 @@ async def test_a_deadline_passed_during_a_retry_is_a_timeout_not_a_retry(
     config = options(url, total_timeout=3.0, read_timeout=1.0, max_retries=5)
     async with open_client(**config) as client:
         start = trio.current_time()
-        with pytest.raises(RequestTimeoutError, match=r"total timeout of 3\.0 s"):
+        with pytest.raises(RequestTimeoutError, match=r"total timeout of 3\.0 s") as caught:
             await client.complete(model="echo", messages=SLOW)
         assert trio.current_time() == pytest.approx(start + 3.0, abs=1e-6)
+    cause = caught.value.__cause__  # the attempt the deadline cut short
+    assert isinstance(cause, RequestTimeoutError) and "total timeout" not in str(cause)
 
 
 async def test_closing_the_client_ends_a_call_awaiting_its_answer_at_once(
@@ -129,3 +137,43 @@ async def test_cancelling_a_call_from_outside_leaves_the_client_usable(
         reply = await client.complete(model="echo", messages=said("again"))
         assert reply.text == "Echo: again"
     assert client.usage().errors == {"ClientClosedError": 1}
+
+
+async def test_a_deadline_passed_while_waiting_to_retry_names_the_failure_before_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        config = options(
+            f"http://127.0.0.1:{port}", max_retries=5, backoff_initial=10.0, backoff_max=10.0
+        )
+        async with open_client(**config) as client:
+            start = trio.current_time()
+            with pytest.raises(RequestTimeoutError, match=r"total timeout of 2\.0 s") as caught:
+                await client.complete(model="echo", messages=said("hi"), timeout=2.0)
+            assert trio.current_time() == pytest.approx(start + 2.0, abs=1e-6)
+    assert isinstance(caught.value.__cause__, ProxyConnectionError)
+
+
+async def test_a_deadline_passed_while_the_proxy_is_down_names_the_failure_before_it(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The proxy answered once, then went away: the monitor closes its gate and the request
+    # waits there (an interruptible wait inside the attempt) until its deadline.
+    serving = trio.CancelScope()
+
+    async def serve(*, task_status: trio.TaskStatus[str]) -> None:
+        with serving:
+            await serve_fake_provider(FakeProviderConfig(port=0), task_status=task_status)
+
+    url: str = await nursery.start(serve)
+    async with open_client(**options(url, health_check_interval=0.5, max_retries=5)) as client:
+        await client.complete(model="echo", messages=said("hi"))
+        serving.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        with pytest.raises(RequestTimeoutError, match=r"total timeout of 2\.0 s") as caught:
+            await client.complete(model="echo", messages=said("hi"), timeout=2.0)
+        assert trio.current_time() == pytest.approx(start + 2.0, abs=1e-6)
+    assert isinstance(caught.value.__cause__, ProxyConnectionError)
