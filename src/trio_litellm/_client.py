@@ -32,7 +32,9 @@ Module map (a request goes down this list, and its answer comes back up as a ret
 A method call (:meth:`Client.complete`, :meth:`Client.embed`) runs its request in the caller's
 task: ``async with dispatcher.slot(request): return await path.send(call, request)``. A stream
 runs the same steps in its reader task, started with ``nursery.start``; jobs run them in workers
-in the dispatcher's nursery.
+in the dispatcher's nursery. No cancel scope surrounds a call or a job: its answer's wait in our
+pool ends at the request's deadline and can be aborted (``_fasthttp.Owner``), and its other
+waits run in ``Request.interruptible()``; a stream is one such wait.
 
 ``open_client`` owns one nursery. It starts the actors in order (event bus, throttle, each
 proxy's health monitor, dispatcher), each with ``nursery.start``, and stops them in the reverse order on exit,

@@ -13,14 +13,16 @@ a :meth:`Dispatcher.slot` before its first attempt and holds it until its outcom
 A slot is a ``trio.CapacityLimiter`` token (first come, first served: a request that finds every
 slot taken queues behind those before it), plus one of its model's limiter first when the model
 has a ``max_in_flight`` of its own (:class:`._config.ModelLimits`), so a request waiting for its
-model holds no client slot and other models' requests pass it. The slot also owns the request's
-total deadline (its cancel scope) and its record: leaving the slot by any path (an answer, an
-error, the deadline, a cancellation, the client closing) records the outcome exactly once.
+model holds no client slot and other models' requests pass it. The slot also sets the request's
+total deadline (``Request.deadline``; no cancel scope surrounds the request: its waits honour the
+deadline, see ``_calls.Request``) and owns its record: leaving the slot by any path (an answer,
+an error, the deadline, a cancellation, the client closing) records the outcome exactly once.
 
 Backpressure reaches the producer of jobs: the task that receives them waits for each job's
 slot before taking the next, the job channel fills, and the producer waits. When the
-client closes, the dispatcher cancels every request still holding a slot and waits until each has
-left it, so each ends with :class:`ClientClosedError`; jobs still waiting get that error as their
+client closes, the dispatcher interrupts every request still holding a slot
+(``Request.interrupt``: the wait under way ends) and waits until each has left it, so each ends
+with :class:`ClientClosedError`; jobs still waiting get that error as their
 result when the results channel has room for it.
 """
 
@@ -153,7 +155,7 @@ class Dispatcher:
     # --- slots ----------------------------------------------------------------------------------
 
     def slot(self, request: Request, *, held: bool = False) -> Slot:
-        """``async with dispatcher.slot(request):`` wait for a slot, then run under the request's
+        """``async with dispatcher.slot(request):`` wait for a slot and set the request's
         deadline; the outcome is recorded on the way out. ``held``: the slot was already taken
         for it (:meth:`acquire`), in the order jobs were sent."""
         return Slot(self, request, held)

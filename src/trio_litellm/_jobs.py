@@ -209,7 +209,7 @@ class JobBlock:
             )
         except BaseException:
             # Cancelled with the client, waiting for a slot or holding one (the dispatcher's
-            # nursery is cancelled with the request's scope, so the Cancelled goes past the slot):
+            # nursery is cancelled when the client closes, so the Cancelled goes past the slot):
             # say so, if there is room.
             if dispatcher.closing:
                 self._deliver_now(
