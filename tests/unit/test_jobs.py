@@ -15,14 +15,6 @@ from trio_litellm import (
     open_client,
 )
 from trio_litellm._calls import DEFAULT_COMPLETION_ESTIMATE, prepare
-from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
-
-
-@pytest.fixture
-async def provider_url(nursery: trio.Nursery) -> str:
-    url: str = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))
-    return url
-
 
 # --- prepare --------------------------------------------------------------------------------------
 

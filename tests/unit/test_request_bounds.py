@@ -10,6 +10,7 @@ shows as a different time.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import trio
 import trio.testing
 
 from trio_litellm import (
+    Client,
     ClientClosedError,
     Job,
     ProxyConnectionError,
@@ -24,12 +26,6 @@ from trio_litellm import (
     open_client,
 )
 from trio_litellm.testing.fake_provider import FakeProviderConfig, serve_fake_provider
-
-
-@pytest.fixture
-async def url(nursery: trio.Nursery) -> str:
-    found: str = await nursery.start(serve_fake_provider, FakeProviderConfig(port=0))
-    return found
 
 
 def said(text: str) -> list[dict[str, Any]]:
@@ -51,9 +47,12 @@ def options(url: str, **more: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("timeout", "expected"), [(None, 5.0), (2.5, 2.5)])
 async def test_a_call_ends_at_its_total_deadline_while_its_answer_is_awaited(
-    url: str, autojump_clock: trio.testing.MockClock, timeout: float | None, expected: float
+    provider_url: str,
+    autojump_clock: trio.testing.MockClock,
+    timeout: float | None,
+    expected: float,
 ) -> None:
-    async with open_client(**options(url, total_timeout=5.0)) as client:
+    async with open_client(**options(provider_url, total_timeout=5.0)) as client:
         start = trio.current_time()
         with pytest.raises(RequestTimeoutError, match=rf"total timeout of {expected} s"):
             await client.complete(model="echo", messages=SLOW, timeout=timeout)
@@ -65,11 +64,11 @@ async def test_a_call_ends_at_its_total_deadline_while_its_answer_is_awaited(
 
 
 async def test_a_deadline_passed_during_a_retry_is_a_timeout_not_a_retry(
-    url: str, autojump_clock: trio.testing.MockClock
+    provider_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     # The read timeout (1 s) fails the first attempt; the retry's answer would come after the
     # total deadline (3 s), which ends the request there as a RequestTimeoutError.
-    config = options(url, total_timeout=3.0, read_timeout=1.0, max_retries=5)
+    config = options(provider_url, total_timeout=3.0, read_timeout=1.0, max_retries=5)
     async with open_client(**config) as client:
         start = trio.current_time()
         with pytest.raises(RequestTimeoutError, match=r"total timeout of 3\.0 s") as caught:
@@ -79,35 +78,44 @@ async def test_a_deadline_passed_during_a_retry_is_a_timeout_not_a_retry(
     assert isinstance(cause, RequestTimeoutError) and "total timeout" not in str(cause)
 
 
+async def close_while(
+    url: str, run: Callable[[Client], Awaitable[None]], *, in_flight: int
+) -> Client:
+    """Run ``run(client)`` in a task and close the client once ``in_flight`` requests wait for
+    their answers; the closing must not wait for them (the clock does not move)."""
+    async with trio.open_nursery() as nursery:
+        async with open_client(**options(url)) as client:
+            nursery.start_soon(run, client)
+            await trio.testing.wait_all_tasks_blocked()
+            assert client.statistics().dispatcher.in_flight == in_flight
+            closed_at = trio.current_time()
+    assert trio.current_time() == closed_at
+    return client
+
+
 async def test_closing_the_client_ends_a_call_awaiting_its_answer_at_once(
-    url: str, autojump_clock: trio.testing.MockClock
+    provider_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     raised: list[BaseException] = []
 
-    async def call(client: Any) -> None:
+    async def call(client: Client) -> None:
         try:
             await client.complete(model="echo", messages=SLOW)
         except ClientClosedError as exc:
             raised.append(exc)
 
-    async with trio.open_nursery() as nursery:
-        async with open_client(**options(url)) as client:
-            nursery.start_soon(call, client)
-            await trio.testing.wait_all_tasks_blocked()
-            assert client.statistics().dispatcher.in_flight == 1
-            closed_at = trio.current_time()
-    assert trio.current_time() == closed_at  # no wait for the answer
+    client = await close_while(provider_url, call, in_flight=1)
     assert [type(exc) for exc in raised] == [ClientClosedError]
     assert "the client closed" in str(raised[0])
     assert client.usage().errors == {"ClientClosedError": 1}
 
 
 async def test_closing_the_client_ends_the_jobs_awaiting_their_answers(
-    url: str, autojump_clock: trio.testing.MockClock
+    provider_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     results = []
 
-    async def run_jobs(client: Any) -> None:
+    async def run_jobs(client: Client) -> None:
         async with client.open_jobs() as (send_jobs, receive_results):
             async with send_jobs:
                 for i in range(3):
@@ -115,21 +123,15 @@ async def test_closing_the_client_ends_the_jobs_awaiting_their_answers(
             async for result in receive_results:
                 results.append(result)
 
-    async with trio.open_nursery() as nursery:
-        async with open_client(**options(url)) as client:
-            nursery.start_soon(run_jobs, client)
-            await trio.testing.wait_all_tasks_blocked()
-            assert client.statistics().dispatcher.in_flight == 3
-            closed_at = trio.current_time()
-    assert trio.current_time() == closed_at
+    await close_while(provider_url, run_jobs, in_flight=3)
     assert sorted(r.id for r in results) == [0, 1, 2]
     assert {type(r.error) for r in results} == {ClientClosedError}
 
 
 async def test_cancelling_a_call_from_outside_leaves_the_client_usable(
-    url: str, autojump_clock: trio.testing.MockClock
+    provider_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_client(**options(url)) as client:
+    async with open_client(**options(provider_url)) as client:
         with trio.move_on_after(2.0) as scope:
             await client.complete(model="echo", messages=SLOW)
         assert scope.cancelled_caught
