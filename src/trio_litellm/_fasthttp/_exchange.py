@@ -251,14 +251,12 @@ class Exchange(httpx2.AsyncByteStream):
         assert conn is not None
         assert conn.stream is not None
         stream = conn.stream
-        pool = self._pool
         request = self._request
         phase = "write"
         unsent: BaseException | None = None  # why the rest of the request could not be sent
         try:
             try:
-                if not pool.arm(conn, write_timeout, self._limit):
-                    raise timeout_error(phase, request)
+                self._bound(conn, write_timeout, phase)
                 if type(stream) is trio.SocketStream:
                     # The first write by hand: when it fails, no byte of the request has left
                     # (trio's send_all could not say how many had).
@@ -271,8 +269,7 @@ class Exchange(httpx2.AsyncByteStream):
                     await stream.send_all(data)
                 if isinstance(body, AsyncIterable):
                     async for chunk in body:
-                        if not pool.arm(conn, write_timeout, self._limit):
-                            raise timeout_error(phase, request)
+                        self._bound(conn, write_timeout, phase)
                         await stream.send_all(chunk)
             except FOREIGN as exc:
                 if not self.sent or conn.timed_out:
@@ -286,8 +283,7 @@ class Exchange(httpx2.AsyncByteStream):
             read_timeout = self._read_timeout
             raw = b""  # what the head's reads brought, kept to parse again unfolded
             while not self._headers_done or self._interim:
-                if not pool.arm(conn, read_timeout, self._limit):
-                    raise timeout_error(phase, request)
+                self._bound(conn, read_timeout, phase)
                 received = await stream.receive_some(_RECEIVE_SIZE)
                 conn.due = math.inf
                 if not received:
@@ -312,14 +308,19 @@ class Exchange(httpx2.AsyncByteStream):
                 raise transport_error("write", unsent, request) from unsent
             raise
 
+    def _bound(self, conn: Connection, timeout: float | None, phase: str) -> None:
+        """Bound the next write or read on ``conn`` by ``timeout``, and by the owner's deadline
+        (the pool's timer, ``FastTransport.arm``); no time left: the phase's timeout now."""
+        if not self._pool.arm(conn, timeout, self._limit):
+            raise timeout_error(phase, self._request)
+
     async def _receive(self) -> None:
         """Read once more from the connection and feed the parser; errors close the connection."""
         conn = self._conn
         assert conn is not None
         assert conn.stream is not None
         try:
-            if not self._pool.arm(conn, self._read_timeout, self._limit):
-                raise timeout_error("read", self._request)
+            self._bound(conn, self._read_timeout, "read")
             received = await conn.stream.receive_some(_RECEIVE_SIZE)
             conn.due = math.inf
             if received:

@@ -328,19 +328,13 @@ class FastTransport(httpx2.AsyncBaseTransport):
                     owner.pending = waiter
                 await waiter.event.wait()
         except BaseException:
-            if waiter.connection is not None:
-                self._hand_back(waiter.connection)
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
+            self._leave_line(waiter)
             raise
         finally:
             if owner is not None:
                 owner.pending = None
         if waiter.aborted:
-            if waiter.connection is not None:
-                self._hand_back(waiter.connection)
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
+            self._leave_line(waiter)
             raise timeout_error("pool", request)
         if waiter.connection is not None:
             return waiter.connection
@@ -348,6 +342,14 @@ class FastTransport(httpx2.AsyncBaseTransport):
             raise RuntimeError("the transport was closed while a request waited for a connection")
         self._waiters.remove(waiter)
         raise timeout_error("pool", request)
+
+    def _leave_line(self, waiter: _Waiter) -> None:
+        """A waiter gives up (cancelled, or aborted): the connection it was just given goes to
+        the next, else it leaves the line."""
+        if waiter.connection is not None:
+            self._hand_back(waiter.connection)
+        elif waiter in self._waiters:
+            self._waiters.remove(waiter)
 
     def _release(self, conn: Connection) -> None:
         """A connection whose exchange ended cleanly: to the next in line, or to the idle pool."""
